@@ -1,0 +1,66 @@
+"""The IIN (Kazakhstan's 12-digit individual identification number): check, encrypt, look up.
+
+The IIN is personal data: stored only encrypted with AES-256-GCM and found by HMAC-SHA256, both
+keyed from configuration (``JOURNAL_IIN_ENCRYPTION_KEY``, ``JOURNAL_IIN_HMAC_KEY``, base64).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+_WEIGHTS_1 = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11)
+_WEIGHTS_2 = (3, 4, 5, 6, 7, 8, 9, 10, 11, 1, 2)
+
+
+class InvalidIIN(ValueError):
+    pass
+
+
+def check_digit(first_eleven: str) -> int | None:
+    """The 12th digit for the first eleven, or None when no digit is valid."""
+    digits = [int(c) for c in first_eleven]
+    for weights in (_WEIGHTS_1, _WEIGHTS_2):
+        remainder = sum(d * w for d, w in zip(digits, weights, strict=True)) % 11
+        if remainder != 10:
+            return remainder
+    return None
+
+
+def validate_iin(value: str) -> str:
+    iin = value.strip()
+    if len(iin) != 12 or not iin.isascii() or not iin.isdigit():
+        raise InvalidIIN("an IIN has exactly 12 digits")
+    month, day = int(iin[2:4]), int(iin[4:6])
+    if not (1 <= month <= 12 and 1 <= day <= 31):
+        raise InvalidIIN("the IIN does not start with a valid birth date (YYMMDD)")
+    if check_digit(iin[:11]) != int(iin[11]):
+        raise InvalidIIN("the IIN's check digit is wrong")
+    return iin
+
+
+def _key(encoded: str | bytes, name: str) -> bytes:
+    key = base64.b64decode(encoded) if isinstance(encoded, str) else encoded
+    if len(key) != 32:
+        raise ValueError(f"{name} must be 32 bytes, base64-encoded")
+    return key
+
+
+def iin_lookup_hash(iin: str, hmac_key: str | bytes) -> bytes:
+    return hmac.new(_key(hmac_key, "IIN_HMAC_KEY"), iin.encode(), hashlib.sha256).digest()
+
+
+def encrypt_iin(iin: str, encryption_key: str | bytes) -> bytes:
+    nonce = os.urandom(12)
+    return nonce + AESGCM(_key(encryption_key, "IIN_ENCRYPTION_KEY")).encrypt(
+        nonce, iin.encode(), b"iin"
+    )
+
+
+def decrypt_iin(blob: bytes, encryption_key: str | bytes) -> str:
+    aead = AESGCM(_key(encryption_key, "IIN_ENCRYPTION_KEY"))
+    return aead.decrypt(blob[:12], blob[12:], b"iin").decode()

@@ -1,0 +1,146 @@
+"""Command groups: ``flask --app wsgi demo ...`` and ``flask --app wsgi journal ...``.
+
+Each command calls services and commits once at its end.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+from flask import Flask, current_app
+from flask.cli import AppGroup
+from sqlalchemy import select
+
+from .db import db
+from .keys import create_log_key, load_log_key
+from .models import Checkpoint, Log, School
+
+demo_cli = AppGroup("demo", help="The demo school.")
+journal_cli = AppGroup("journal", help="Journals: list, export, verify, checkpoint.")
+
+
+def register(app: Flask) -> None:
+    app.cli.add_command(demo_cli)
+    app.cli.add_command(journal_cli)
+
+
+@demo_cli.command("seed")
+@click.option("--students", default=25, show_default=True, help="Students per class.")
+@click.option("--classes", default=2, show_default=True, help="Number of classes.")
+def demo_seed(students: int, classes: int) -> None:
+    """Create the demo school (safe to run twice: an existing demo school is left alone)."""
+    from .demo import DEMO_DOMAIN, seed_demo
+
+    config = current_app.config
+    log_key = create_log_key(config["KEYS_DIR"], DEMO_DOMAIN)
+    session = db.session
+    school = seed_demo(
+        session,
+        log_key=log_key,
+        iin_encryption_key=config["IIN_ENCRYPTION_KEY"],
+        iin_hmac_key=config["IIN_HMAC_KEY"],
+        students_per_class=students,
+        classes=classes,
+        progress=lambda message: click.echo(f"  {message}..."),
+    )
+    if school is None:
+        click.echo(f"The demo school {DEMO_DOMAIN} exists already; nothing changed.")
+        return
+    session.commit()
+    click.echo(f"Seeded {school.name} ({school.domain}).")
+
+
+@demo_cli.command("logins")
+def demo_logins_command() -> None:
+    """Print one demo login per role."""
+    from .demo import demo_logins
+
+    click.echo("Demo logins (password for all: shown below):")
+    for login in demo_logins():
+        click.echo(f"  {login.role:<14} {login.username:<14} {login.password}")
+
+
+def _log_or_exit(journal_id: int) -> Log:
+    log = db.session.get(Log, journal_id)
+    if log is None:
+        click.echo(
+            f"no journal with id {journal_id} (see `flask --app wsgi journal list`)", err=True
+        )
+        sys.exit(2)
+    return log
+
+
+@journal_cli.command("list")
+def journal_list() -> None:
+    """Journals with their id, origin and size."""
+    session = db.session
+    rows = session.execute(select(Log).order_by(Log.id)).scalars().all()
+    click.echo(f"{'id':>4}  {'size':>8}  {'checkpoint':>10}  origin")
+    for log in rows:
+        checkpoint = session.scalar(
+            select(Checkpoint.size)
+            .where(Checkpoint.log_id == log.id)
+            .order_by(Checkpoint.size.desc())
+            .limit(1)
+        )
+        shown = "-" if checkpoint is None else str(checkpoint)
+        click.echo(f"{log.id:>4}  {log.size:>8}  {shown:>10}  {log.origin}")
+
+
+@journal_cli.command("export")
+@click.argument("journal_id", type=int)
+@click.argument("outdir", type=click.Path(file_okay=False, path_type=Path))
+def journal_export(journal_id: int, outdir: Path) -> None:
+    """Write entries.jsonl, checkpoint, log.vkey and device-keys.json to OUTDIR."""
+    from .services import export_log
+
+    session = db.session
+    log = _log_or_exit(journal_id)
+    school = session.get_one(School, log.school_id)
+    if not school.log_vkey:
+        raise click.ClickException(f"{school.domain} has no log key")
+    outdir.mkdir(parents=True, exist_ok=True)
+    for name, data in export_log(session, log, school.log_vkey).items():
+        (outdir / name).write_bytes(data)
+    click.echo(f"Exported {log.origin} ({log.size} entries) to {outdir}")
+
+
+@journal_cli.command("verify")
+@click.argument("journal_id", type=int)
+def journal_verify(journal_id: int) -> None:
+    """Recompute the root from the database, check every signature and the checkpoints.
+
+    Exits 0 when everything holds, 1 naming the first bad seq.
+    """
+    from .services import verify_journal
+
+    log = _log_or_exit(journal_id)
+    report = verify_journal(db.session, log)
+    click.echo(report.summary())
+    sys.exit(0 if report.ok else 1)
+
+
+@journal_cli.command("checkpoint")
+@click.argument("journal_ids", type=int, nargs=-1)
+def journal_checkpoint(journal_ids: tuple[int, ...]) -> None:
+    """Sign a checkpoint of each log that grew (all logs when no id is given)."""
+    from .services import cut_checkpoint, latest_checkpoint
+
+    session = db.session
+    logs = (
+        [_log_or_exit(i) for i in journal_ids]
+        if journal_ids
+        else list(session.scalars(select(Log).order_by(Log.id)))
+    )
+    for log in logs:
+        school = session.get_one(School, log.school_id)
+        log_key = load_log_key(current_app.config["KEYS_DIR"], school.domain)
+        before = latest_checkpoint(session, log)
+        checkpoint = cut_checkpoint(session, log, log_key)
+        fresh = before is None or before.id != checkpoint.id
+        click.echo(
+            f"{log.origin}: {'new' if fresh else 'unchanged'} checkpoint at size {checkpoint.size}"
+        )
+    session.commit()

@@ -1,0 +1,138 @@
+"""Database plumbing: the declarative base, shared column types, and the engine/session extension.
+
+Services take a ``Session`` as their first argument, ``flush()`` and never ``commit()``; the
+request, command or job that called them commits once at its boundary.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated, Any
+
+from flask import Flask, g
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    Engine,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    TypeDecorator,
+    create_engine,
+    event,
+)
+from sqlalchemy.orm import DeclarativeBase, Session, mapped_column, sessionmaker
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """Timezone-aware UTC datetimes on both SQLite (which drops tzinfo) and PostgreSQL."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given; use UTC-aware datetimes")
+        return value.astimezone(dt.UTC)
+
+    def process_result_value(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=dt.UTC)
+        return value
+
+
+# BIGINT on PostgreSQL, INTEGER on SQLite (where only INTEGER PRIMARY KEY auto-increments).
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+intpk = Annotated[int, mapped_column(primary_key=True)]
+bigpk = Annotated[int, mapped_column(BigId, primary_key=True)]
+timestamp = Annotated[dt.datetime, mapped_column(UTCDateTime())]
+blob = Annotated[bytes, mapped_column(LargeBinary())]
+str40 = Annotated[str, mapped_column(String(40))]
+str200 = Annotated[str, mapped_column(String(200))]
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def make_engine(url: str, **kwargs: Any) -> Engine:
+    if url.startswith("sqlite"):
+        kwargs.setdefault("connect_args", {"timeout": 30, "check_same_thread": False})
+        engine = create_engine(url, **kwargs)
+        _configure_sqlite(engine)
+        return engine
+    kwargs.setdefault("pool_pre_ping", True)
+    return create_engine(url, **kwargs)
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    # pysqlite's own transaction handling begins lazily and deferred: two writers that both read
+    # the log size first would then fail to upgrade their locks. We take the write lock at BEGIN
+    # (IMMEDIATE), so SQLite writers queue on busy_timeout instead, one at a time.
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA busy_timeout = 30000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+class Database:
+    """The engine and one session per application context (``db.session``)."""
+
+    def __init__(self) -> None:
+        self.metadata = Base.metadata
+        self.engine: Engine | None = None
+        self.session_factory = sessionmaker(expire_on_commit=False)
+
+    def init_app(self, app: Flask) -> None:
+        self.engine = make_engine(app.config["DATABASE_URL"])
+        self.session_factory.configure(bind=self.engine)
+        app.extensions["journal_db"] = self
+
+        @app.teardown_appcontext
+        def _close_session(_exc: BaseException | None) -> None:
+            session = g.pop("_journal_session", None)
+            if session is not None:
+                session.close()
+
+    @property
+    def session(self) -> Session:
+        session: Session | None = g.get("_journal_session")
+        if session is None:
+            session = self.session_factory()
+            g._journal_session = session
+        return session
+
+    @contextmanager
+    def begin(self) -> Iterator[Session]:
+        """A fresh session committed at the end of the block (jobs and threads)."""
+        with self.session_factory() as session, session.begin():
+            yield session
+
+
+db = Database()

@@ -1,0 +1,181 @@
+"""What each entry kind must carry (DESIGN §4, §5): a pure check of a parsed payload.
+
+The server and the offline client agree on these shapes; ``check_payload`` raises
+``PayloadRejected`` with a machine code and a sentence a teacher can read.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from .grading import GradeValueError, check_grade_value
+
+ATTENDANCE_VALUES = ("absent", "late", "sick", "excused")
+GRADE_COMPONENTS = ("FO", "SOR", "SOCh", "mark")
+TEACHER_KINDS = ("attendance", "grade", "topic", "correction", "term_grade", "year_grade")
+CORRECTABLE = ("attendance", "grade", "topic")
+MAX_TEXT = 1000
+_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$")
+_DECIMAL = re.compile(r"^(0|[1-9]\d{0,2})(\.\d{1,2})?$")
+
+
+class PayloadRejected(ValueError):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True)
+class PayloadFacts:
+    """The parts of a checked payload that the server indexes and authorizes on."""
+
+    entry_id: str
+    journal: str
+    kind: str
+    device_id: str
+    device_seq: int
+    author: int
+    lesson: int | None
+    student: int | None
+    subject: int | None
+    term: int | None
+    cell: str | None
+    supersedes: tuple[str, ...]
+    correcting: str | None  # the kind a correction corrects
+
+
+def check_payload(payload: Any) -> PayloadFacts:
+    if not isinstance(payload, dict):
+        raise PayloadRejected("not_object", "the payload must be a JSON object")
+    if payload.get("v") != 1:
+        raise PayloadRejected("bad_version", "unsupported payload version (expected v=1)")
+    entry_id = _uuid(payload, "entry_id")
+    journal = _text(payload, "journal", 200)
+    kind = payload.get("kind")
+    if kind not in TEACHER_KINDS:
+        raise PayloadRejected("bad_kind", f"unknown entry kind {kind!r}")
+    facts = dict(
+        entry_id=entry_id,
+        journal=journal,
+        kind=kind,
+        device_id=_text(payload, "device_id", 64),
+        device_seq=_int(payload, "device_seq", 0, 2**53 - 1),
+        author=_int(payload, "author", 1, 2**53 - 1),
+        lesson=None,
+        student=None,
+        subject=None,
+        term=None,
+        cell=None,
+        supersedes=(),
+        correcting=None,
+    )
+    created_at = _text(payload, "created_at", 40)
+    if not _RFC3339.match(created_at):
+        raise PayloadRejected("bad_field", "created_at must be an RFC 3339 timestamp")
+
+    if kind == "correction":
+        supersedes = payload.get("supersedes")
+        if (
+            not isinstance(supersedes, list)
+            or not 1 <= len(supersedes) <= 20
+            or len(set(map(str, supersedes))) != len(supersedes)
+        ):
+            raise PayloadRejected("bad_field", "supersedes must list 1 to 20 distinct entry ids")
+        facts["supersedes"] = tuple(_uuid({"id": s}, "id") for s in supersedes)
+        if entry_id in facts["supersedes"]:
+            raise PayloadRejected("bad_field", "an entry cannot supersede itself")
+        reason = _text(payload, "reason", MAX_TEXT)
+        if not reason.strip():
+            raise PayloadRejected("reason_required", "a correction must state its reason")
+        target = payload.get("corrects")
+        if target not in CORRECTABLE:
+            raise PayloadRejected("bad_field", f"corrects must be one of {', '.join(CORRECTABLE)}")
+        facts["correcting"] = target
+        facts.update(_cell_fields(payload, target, allow_void=True))
+    elif kind in ("attendance", "grade", "topic"):
+        facts.update(_cell_fields(payload, kind, allow_void=False))
+    else:  # term_grade, year_grade
+        student = _int(payload, "student", 1, 2**53 - 1)
+        subject = _int(payload, "subject", 1, 2**53 - 1)
+        term = _int(payload, "term", 1, 2**53 - 1) if kind == "term_grade" else None
+        grade = payload.get("grade")
+        if grade is not None and (type(grade) is not int or not 1 <= grade <= 10):
+            raise PayloadRejected("out_of_scale", "grade must be a whole number on the scale")
+        percent = payload.get("percent")
+        if percent is not None and (not isinstance(percent, str) or not _DECIMAL.match(percent)):
+            raise PayloadRejected("bad_field", 'percent must be a decimal string like "84.5"')
+        rule = payload.get("rule")
+        if (
+            not isinstance(rule, dict)
+            or not isinstance(rule.get("id"), str)
+            or type(rule.get("version")) is not int
+        ):
+            raise PayloadRejected("bad_field", "rule must name the grading rule id and version")
+        scope = f"term:{term}" if term is not None else "year"
+        facts.update(
+            student=student,
+            subject=subject,
+            term=term,
+            cell=f"{kind}:{subject}:{scope}:{student}",
+        )
+    return PayloadFacts(**facts)
+
+
+def _cell_fields(payload: dict[str, Any], kind: str, *, allow_void: bool) -> dict[str, Any]:
+    lesson = _int(payload, "lesson", 1, 2**53 - 1)
+    value = payload.get("value")
+    void = allow_void and value == "void"
+    if kind == "topic":
+        if not void:
+            _text(payload, "topic", MAX_TEXT)
+            if "homework" in payload:
+                _text(payload, "homework", MAX_TEXT)
+        return {"lesson": lesson, "cell": f"topic:{lesson}"}
+    student = _int(payload, "student", 1, 2**53 - 1)
+    if kind == "attendance":
+        if not void and value not in ATTENDANCE_VALUES:
+            raise PayloadRejected(
+                "out_of_scale", f"attendance must be one of {', '.join(ATTENDANCE_VALUES)}"
+            )
+        return {"lesson": lesson, "student": student, "cell": f"att:{lesson}:{student}"}
+    component = payload.get("component")
+    if component not in GRADE_COMPONENTS:
+        raise PayloadRejected(
+            "bad_field", f"component must be one of {', '.join(GRADE_COMPONENTS)}"
+        )
+    if not void:
+        if not isinstance(value, dict):
+            raise PayloadRejected("out_of_scale", "a grade value must be an object")
+        try:
+            check_grade_value(component, value)
+        except GradeValueError as exc:
+            raise PayloadRejected("out_of_scale", str(exc)) from exc
+    return {"lesson": lesson, "student": student, "cell": f"{component}:{lesson}:{student}"}
+
+
+def _uuid(payload: dict[str, Any], name: str) -> str:
+    value = payload.get(name)
+    try:
+        parsed = uuid.UUID(value) if isinstance(value, str) else None
+    except ValueError:
+        parsed = None
+    if parsed is None or str(parsed) != value:
+        raise PayloadRejected("bad_field", f"{name} must be a lowercase UUID")
+    return value
+
+
+def _text(payload: dict[str, Any], name: str, limit: int) -> str:
+    value = payload.get(name)
+    if not isinstance(value, str) or not value or len(value) > limit:
+        raise PayloadRejected("bad_field", f"{name} must be text of 1 to {limit} characters")
+    return value
+
+
+def _int(payload: dict[str, Any], name: str, low: int, high: int) -> int:
+    value = payload.get(name)
+    if type(value) is not int or not low <= value <= high:
+        raise PayloadRejected("bad_field", f"{name} must be a whole number from {low}")
+    return value

@@ -1,0 +1,3 @@
+from journal.app import create_app
+
+app = create_app()
