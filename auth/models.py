@@ -30,6 +30,9 @@ class User(Base):
     username: Mapped[str] = mapped_column(String(100), unique=True)
     full_name: Mapped[str200]
     password_hash: Mapped[str | None] = mapped_column(String(200))
+    # Bumped on password reset, lock and second-factor reset: signs out every session.
+    auth_version: Mapped[int] = mapped_column(default=1, server_default="1")
+    language: Mapped[str | None] = mapped_column(String(5))
     created_at: Mapped[timestamp] = mapped_column(default=utcnow)
 
     roles: Mapped[list[RoleGrant]] = relationship(

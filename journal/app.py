@@ -2,17 +2,28 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from flask import Flask
+from flask import Flask, Response, request, session
+from flask_babel import Babel
 from flask_migrate import Migrate
+from flask_wtf.csrf import CSRFProtect
 
 from . import config as journal_config
 from .db import db
 
 migrate = Migrate()
+babel = Babel()
+csrf = CSRFProtect()
+LANGUAGES = ("kk", "ru", "en")
+# Modules whose ``bp`` blueprint the app serves: one line each.
+BLUEPRINTS = (
+    "journal.views",
+    "auth.views",
+)
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
 
@@ -32,7 +43,57 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     db.init_app(app)
     migrate.init_app(app, db, directory=str(MIGRATIONS_DIR))
 
-    from . import cli
+    csrf.init_app(app)
+    babel.init_app(
+        app, locale_selector=select_language, default_translation_directories="translations"
+    )
+    app.after_request(add_security_headers)
 
+    for name in BLUEPRINTS:
+        app.register_blueprint(importlib.import_module(name).bp)
+
+    from . import cli, views
+
+    app.context_processor(views.layout_context)
     cli.register(app)
     return app
+
+
+def select_language() -> str:
+    """The user's own choice, then the session's, then the browser's, then Kazakh."""
+    from auth.access import current_user
+
+    user = current_user()
+    if user is not None and user.language in LANGUAGES:
+        return user.language
+    chosen = session.get("language")
+    if chosen in LANGUAGES:
+        return str(chosen)
+    return request.accept_languages.best_match(LANGUAGES) or "kk"
+
+
+CONTENT_SECURITY_POLICY = "; ".join(
+    [
+        "default-src 'self'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "img-src 'self' data:",
+        "connect-src 'self'",
+        "worker-src 'self'",
+        "object-src 'none'",
+        "base-uri 'none'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+    ]
+)
+
+
+def add_security_headers(response: Response) -> Response:
+    response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("X-Frame-Options", "DENY")
+    response.headers.setdefault("Referrer-Policy", "same-origin")
+    response.headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
+    if request.endpoint != "static":
+        response.headers.setdefault("Cache-Control", "no-store")
+    return response

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any
 
-from flask import Flask, g
+from flask import Flask, current_app, g
 from sqlalchemy import (
     BigInteger,
     DateTime,
@@ -101,18 +101,22 @@ def _configure_sqlite(engine: Engine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-class Database:
-    """The engine and one session per application context (``db.session``)."""
+class DatabaseState:
+    """One app's engine and session factory (``app.extensions["journal_db"]``)."""
 
-    def __init__(self) -> None:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
         self.metadata = Base.metadata
-        self.engine: Engine | None = None
-        self.session_factory = sessionmaker(expire_on_commit=False)
+        self.session_factory = sessionmaker(bind=engine, expire_on_commit=False)
+
+
+class Database:
+    """``db.session``: one session per application context, from the current app's engine."""
+
+    metadata = Base.metadata
 
     def init_app(self, app: Flask) -> None:
-        self.engine = make_engine(app.config["DATABASE_URL"])
-        self.session_factory.configure(bind=self.engine)
-        app.extensions["journal_db"] = self
+        app.extensions["journal_db"] = DatabaseState(make_engine(app.config["DATABASE_URL"]))
 
         @app.teardown_appcontext
         def _close_session(_exc: BaseException | None) -> None:
@@ -121,17 +125,26 @@ class Database:
                 session.close()
 
     @property
+    def state(self) -> DatabaseState:
+        state: DatabaseState = current_app.extensions["journal_db"]
+        return state
+
+    @property
+    def engine(self) -> Engine:
+        return self.state.engine
+
+    @property
     def session(self) -> Session:
         session: Session | None = g.get("_journal_session")
         if session is None:
-            session = self.session_factory()
+            session = self.state.session_factory()
             g._journal_session = session
         return session
 
     @contextmanager
     def begin(self) -> Iterator[Session]:
         """A fresh session committed at the end of the block (jobs and threads)."""
-        with self.session_factory() as session, session.begin():
+        with self.state.session_factory() as session, session.begin():
             yield session
 
 

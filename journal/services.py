@@ -253,9 +253,8 @@ class Recorder:
                 "not_assigned",
                 "the author does not teach this subject in this class",
             )
-        if facts.kind == "grade" or facts.correcting == "grade":
-            if not subject.graded:
-                raise EntryRefused("rejected", "not_graded", "this subject is not graded")
+        if "grade" in (facts.kind, facts.correcting) and not subject.graded:
+            raise EntryRefused("rejected", "not_graded", "this subject is not graded")
 
         terms = self._school_terms(class_group.school_year_id)
         term: Term | None

@@ -91,7 +91,7 @@ def migrate(app: Flask) -> None:
     from flask_migrate import upgrade
 
     with app.app_context():
-        upgrade()
+        upgrade(revision="heads")  # helpers may branch; a merge revision joins them
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])
@@ -107,8 +107,7 @@ def app(
     application = make_app(url, tmp_path_factory.mktemp(f"keys-{backend}"))
     migrate(application)
     yield application
-    assert db.engine is not None
-    db.engine.dispose()
+    application.extensions["journal_db"].engine.dispose()
 
 
 @pytest.fixture
@@ -133,7 +132,7 @@ def session(app: Flask) -> Iterator[Session]:
     database.session_factory.configure(bind=connection, join_transaction_mode="create_savepoint")
     try:
         with app.app_context():
-            yield database.session
+            yield db.session
     finally:
         outer.rollback()
         connection.close()

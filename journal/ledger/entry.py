@@ -1,0 +1,410 @@
+"""Entry payloads, their signatures and log records (DESIGN.md §5).
+
+A payload is a JSON object without floats, serialized by RFC 8785 (JCS). For the values we allow
+(objects with string keys, arrays, strings, integers within ±(2**53 - 1), booleans, null) JCS is
+`json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)` except that keys are
+sorted by their UTF-16 code units; strings with lone surrogates are refused (RFC 8785 §3.2.2.2).
+
+A device signs `SIGNING_CONTEXT + payload_bytes` with Ed25519 (64 raw bytes) or ECDSA P-256 with
+SHA-256 (DER). A log record (a leaf, one line of entries.jsonl) is the JCS bytes of
+`{"alg", "kid", "payload", "received_at", "seq", "sig"}` with `sig` in standard padded base64.
+
+Timestamps are RFC 3339 UTC with "Z": `2026-11-21T10:00:00Z` when the microsecond is 0, else
+`2026-11-21T10:00:00.123456Z` (always six digits). `format_timestamp` and `parse_timestamp` are
+exact inverses on that set; anything else is refused.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Literal, NoReturn
+
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.utils import (
+    decode_dss_signature,
+    encode_dss_signature,
+)
+
+MAX_PAYLOAD_BYTES = 4096
+# A leaf adds seq, received_at, alg, kid and a signature to its payload.
+MAX_LEAF_BYTES = MAX_PAYLOAD_BYTES + 1024
+MAX_NESTING = 32
+MAX_SAFE_INTEGER = 2**53 - 1
+
+SIGNING_CONTEXT = b"class-journal/entry/v1\n"
+
+Alg = Literal["ed25519", "ecdsa-p256"]
+ALGS: tuple[Alg, ...] = ("ed25519", "ecdsa-p256")
+
+PublicKey = Ed25519PublicKey | ec.EllipticCurvePublicKey
+PrivateKey = Ed25519PrivateKey | ec.EllipticCurvePrivateKey
+
+LEAF_FIELDS = frozenset({"seq", "received_at", "payload", "alg", "kid", "sig"})
+_KID = re.compile(r"[0-9a-f]{32}")
+_TIMESTAMP = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{6})?Z")
+
+
+class PayloadError(ValueError):
+    """JSON that is not an acceptable payload or leaf; `code` says why, for machines."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class KeyFormatError(ValueError):
+    """A public or private key that is not of an accepted algorithm and encoding."""
+
+
+# --- JSON -------------------------------------------------------------------------------------
+
+
+def _utf16_key(key: str) -> bytes:
+    return key.encode("utf-16-be", "surrogatepass")
+
+
+def _check_string(value: str) -> None:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise PayloadError("invalid_unicode", "string contains a lone surrogate") from None
+
+
+def _write_json(obj: object, out: list[str], depth: int) -> None:
+    if depth > MAX_NESTING:
+        raise PayloadError("too_deep", f"nested deeper than {MAX_NESTING} levels")
+    if obj is None:
+        out.append("null")
+    elif obj is True:
+        out.append("true")
+    elif obj is False:
+        out.append("false")
+    elif isinstance(obj, float):
+        raise PayloadError("float", f"floating-point number {obj!r} is not allowed")
+    elif isinstance(obj, int):
+        if not -MAX_SAFE_INTEGER <= obj <= MAX_SAFE_INTEGER:
+            raise PayloadError("int_range", f"integer {obj} is outside ±(2**53 - 1)")
+        out.append(str(int(obj)))
+    elif isinstance(obj, str):
+        _check_string(obj)
+        out.append(json.dumps(obj, ensure_ascii=False))
+    elif isinstance(obj, list):
+        out.append("[")
+        for i, item in enumerate(obj):
+            if i:
+                out.append(",")
+            _write_json(item, out, depth + 1)
+        out.append("]")
+    elif isinstance(obj, Mapping):
+        for key in obj:
+            if not isinstance(key, str):
+                raise PayloadError("bad_type", f"object key {key!r} is not a string")
+            _check_string(key)
+        out.append("{")
+        for i, key in enumerate(sorted(obj, key=_utf16_key)):
+            if i:
+                out.append(",")
+            out.append(json.dumps(key, ensure_ascii=False))
+            out.append(":")
+            _write_json(obj[key], out, depth + 1)
+        out.append("}")
+    else:
+        raise PayloadError("bad_type", f"{type(obj).__name__} is not a JSON value we accept")
+
+
+def canonical_json(obj: object) -> bytes:
+    """RFC 8785 (JCS) bytes of a value made of dict, list, str, int, bool and None."""
+    out: list[str] = []
+    _write_json(obj, out, 0)
+    return "".join(out).encode("utf-8")
+
+
+def _reject_float(literal: str) -> NoReturn:
+    raise PayloadError("float", f"number {literal} is not an integer")
+
+
+def _parse_int(literal: str) -> int:
+    if len(literal.lstrip("-")) > 16:
+        raise PayloadError("int_range", f"integer {literal[:20]} is outside ±(2**53 - 1)")
+    value = int(literal)
+    if not -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
+        raise PayloadError("int_range", f"integer {literal} is outside ±(2**53 - 1)")
+    return value
+
+
+def _object_without_duplicates(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    obj: dict[str, object] = {}
+    for key, value in pairs:
+        if key in obj:
+            raise PayloadError("duplicate_key", f"key {key!r} appears twice")
+        obj[key] = value
+    return obj
+
+
+def _check_parsed(obj: object, depth: int) -> None:
+    if depth > MAX_NESTING:
+        raise PayloadError("too_deep", f"nested deeper than {MAX_NESTING} levels")
+    if isinstance(obj, str):
+        _check_string(obj)
+    elif isinstance(obj, list):
+        for item in obj:
+            _check_parsed(item, depth + 1)
+    elif isinstance(obj, dict):
+        for key, value in obj.items():
+            _check_string(key)
+            _check_parsed(value, depth + 1)
+
+
+def parse_json(raw: bytes | str, *, max_bytes: int = MAX_PAYLOAD_BYTES) -> object:
+    """Strictly parse UTF-8 JSON: no floats, no duplicate keys, integers within ±(2**53 - 1)."""
+    size = len(raw.encode("utf-8", "surrogatepass")) if isinstance(raw, str) else len(raw)
+    if size > max_bytes:
+        raise PayloadError("too_large", f"{size} bytes is more than {max_bytes}")
+    if isinstance(raw, bytes):
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise PayloadError("malformed_json", f"not UTF-8: {exc.reason}") from None
+    else:
+        text = raw
+    try:
+        obj = json.loads(
+            text,
+            parse_float=_reject_float,
+            parse_constant=_reject_float,
+            parse_int=_parse_int,
+            object_pairs_hook=_object_without_duplicates,
+        )
+    except json.JSONDecodeError as exc:
+        raise PayloadError("malformed_json", f"not JSON: {exc}") from None
+    except RecursionError:
+        raise PayloadError("too_deep", f"nested deeper than {MAX_NESTING} levels") from None
+    _check_parsed(obj, 0)
+    return obj
+
+
+def parse_payload(raw: bytes | str) -> dict[str, object]:
+    """`parse_json` that also requires a JSON object at the top."""
+    obj = parse_json(raw)
+    if not isinstance(obj, dict):
+        raise PayloadError("not_object", "a payload must be a JSON object")
+    return obj
+
+
+def canonical_payload(payload: Mapping[str, object]) -> bytes:
+    """JCS bytes of a payload object, refused when larger than MAX_PAYLOAD_BYTES."""
+    if not isinstance(payload, Mapping):
+        raise PayloadError("not_object", "a payload must be a JSON object")
+    data = canonical_json(payload)
+    if len(data) > MAX_PAYLOAD_BYTES:
+        raise PayloadError("too_large", f"{len(data)} bytes is more than {MAX_PAYLOAD_BYTES}")
+    return data
+
+
+# --- keys and signatures ----------------------------------------------------------------------
+
+
+def _check_alg(alg: str) -> Alg:
+    if alg not in ALGS:
+        raise KeyFormatError(f"unknown algorithm {alg!r}; expected one of {', '.join(ALGS)}")
+    return alg
+
+
+def load_public_key(alg: str, raw: bytes) -> PublicKey:
+    """Ed25519 from 32 raw bytes; P-256 from canonical DER SubjectPublicKeyInfo."""
+    if _check_alg(alg) == "ed25519":
+        if len(raw) != 32:
+            raise KeyFormatError(f"an Ed25519 public key is 32 bytes, not {len(raw)}")
+        try:
+            return Ed25519PublicKey.from_public_bytes(raw)
+        except ValueError as exc:
+            raise KeyFormatError(f"not an Ed25519 public key: {exc}") from None
+    try:
+        key = serialization.load_der_public_key(raw)
+    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+        raise KeyFormatError(f"not a DER SubjectPublicKeyInfo: {exc}") from None
+    if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name != "secp256r1":
+        raise KeyFormatError("not a P-256 public key")
+    if public_key_bytes(key)[1] != raw:
+        raise KeyFormatError("P-256 key is not in canonical DER (uncompressed point)")
+    return key
+
+
+def public_key_bytes(key: PublicKey) -> tuple[Alg, bytes]:
+    """The (alg, raw bytes) pair that `load_public_key` reads back."""
+    if isinstance(key, Ed25519PublicKey):
+        raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        return "ed25519", raw
+    if isinstance(key, ec.EllipticCurvePublicKey) and key.curve.name == "secp256r1":
+        return "ecdsa-p256", key.public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    raise KeyFormatError(f"unsupported public key {type(key).__name__}")
+
+
+def key_id(alg: str, raw: bytes) -> str:
+    """Device key id: hex of the first 16 bytes of SHA-256(alg ‖ 0x0A ‖ raw public key)."""
+    _check_alg(alg)
+    return hashlib.sha256(alg.encode() + b"\n" + raw).digest()[:16].hex()
+
+
+def sign_payload(private_key: PrivateKey, payload_bytes: bytes) -> bytes:
+    """Sign SIGNING_CONTEXT + payload_bytes: Ed25519 raw 64 bytes, or P-256 ECDSA SHA-256 DER."""
+    message = SIGNING_CONTEXT + payload_bytes
+    if isinstance(private_key, Ed25519PrivateKey):
+        return private_key.sign(message)
+    if isinstance(private_key, ec.EllipticCurvePrivateKey):
+        if private_key.curve.name != "secp256r1":
+            raise KeyFormatError(f"ECDSA key on {private_key.curve.name}, not P-256")
+        return private_key.sign(message, ec.ECDSA(hashes.SHA256()))
+    raise KeyFormatError(f"unsupported private key {type(private_key).__name__}")
+
+
+def ecdsa_der_from_raw(sig: bytes) -> bytes:
+    """DER form of a 64-byte r ‖ s P-256 signature, the form WebCrypto's sign() returns."""
+    if len(sig) != 64:
+        raise ValueError(f"a raw P-256 signature is 64 bytes, not {len(sig)}")
+    return encode_dss_signature(int.from_bytes(sig[:32], "big"), int.from_bytes(sig[32:], "big"))
+
+
+def verify_payload(alg: str, raw_public_key: bytes, payload_bytes: bytes, sig: bytes) -> bool:
+    """True if `sig` signs SIGNING_CONTEXT + payload_bytes; KeyFormatError for an unusable key."""
+    key = load_public_key(alg, raw_public_key)
+    message = SIGNING_CONTEXT + payload_bytes
+    try:
+        if isinstance(key, Ed25519PublicKey):
+            if len(sig) != 64:
+                return False
+            key.verify(sig, message)
+        else:
+            # Only the one DER encoding of (r, s) counts, so a signature has a single byte form.
+            r, s = decode_dss_signature(sig)
+            if encode_dss_signature(r, s) != sig:
+                return False
+            key.verify(sig, message, ec.ECDSA(hashes.SHA256()))
+    except (InvalidSignature, ValueError):
+        return False
+    return True
+
+
+# --- timestamps -------------------------------------------------------------------------------
+
+
+def format_timestamp(dt: datetime) -> str:
+    """RFC 3339 UTC with 'Z'; six fraction digits only when the microsecond is not 0."""
+    if dt.tzinfo is None or dt.utcoffset() is None:
+        raise ValueError("timestamp must be timezone-aware")
+    dt = dt.astimezone(UTC)
+    text = (
+        f"{dt.year:04d}-{dt.month:02d}-{dt.day:02d}"
+        f"T{dt.hour:02d}:{dt.minute:02d}:{dt.second:02d}"
+    )
+    if dt.microsecond:
+        text += f".{dt.microsecond:06d}"
+    return text + "Z"
+
+
+def parse_timestamp(text: str) -> datetime:
+    """Inverse of `format_timestamp`; refuses every other spelling."""
+    if not _TIMESTAMP.fullmatch(text):
+        raise ValueError(f"not a timestamp of the form 2026-11-21T10:00:00[.123456]Z: {text!r}")
+    try:
+        dt = datetime.fromisoformat(text[:-1]).replace(tzinfo=UTC)
+    except ValueError:
+        raise ValueError(f"not a valid date and time: {text!r}") from None
+    if format_timestamp(dt) != text:
+        raise ValueError(f"timestamp is not in canonical form: {text!r}")
+    return dt
+
+
+# --- log records ------------------------------------------------------------------------------
+
+
+def _bad_field(message: str) -> PayloadError:
+    return PayloadError("bad_field", message)
+
+
+def leaf_bytes(
+    seq: int, received_at: str, payload: Mapping[str, object], alg: str, kid: str, sig: bytes
+) -> bytes:
+    """JCS bytes of one log record: a line of entries.jsonl without its newline."""
+    if isinstance(seq, bool) or not isinstance(seq, int) or not 0 <= seq <= MAX_SAFE_INTEGER:
+        raise _bad_field(f"seq must be an integer in 0..2**53 - 1, not {seq!r}")
+    try:
+        parse_timestamp(received_at)
+    except (ValueError, TypeError) as exc:
+        raise _bad_field(f"received_at: {exc}") from None
+    if alg not in ALGS:
+        raise _bad_field(f"alg must be one of {', '.join(ALGS)}, not {alg!r}")
+    if not isinstance(kid, str) or not _KID.fullmatch(kid):
+        raise _bad_field(f"kid must be 32 lowercase hex digits, not {kid!r}")
+    if not isinstance(sig, bytes) or not sig:
+        raise _bad_field("sig must be non-empty bytes")
+    canonical_payload(payload)
+    return canonical_json(
+        {
+            "seq": seq,
+            "received_at": received_at,
+            "payload": payload,
+            "alg": alg,
+            "kid": kid,
+            "sig": base64.b64encode(sig).decode("ascii"),
+        }
+    )
+
+
+@dataclass(frozen=True)
+class LeafRecord:
+    """One parsed log record."""
+
+    seq: int
+    received_at: str
+    payload: dict[str, object]
+    payload_bytes: bytes
+    alg: Alg
+    kid: str
+    sig: bytes
+
+
+def parse_leaf(line: bytes) -> LeafRecord:
+    """Strictly parse one line of entries.jsonl (without newline); it must be canonical."""
+    obj = parse_json(line, max_bytes=MAX_LEAF_BYTES)
+    if not isinstance(obj, dict):
+        raise PayloadError("not_object", "a log record must be a JSON object")
+    if set(obj) != LEAF_FIELDS:
+        raise _bad_field(f"a log record has exactly the fields {', '.join(sorted(LEAF_FIELDS))}")
+    seq, received_at, payload = obj["seq"], obj["received_at"], obj["payload"]
+    alg, kid, sig_text = obj["alg"], obj["kid"], obj["sig"]
+    if not isinstance(payload, dict):
+        raise PayloadError("not_object", "payload must be a JSON object")
+    if not isinstance(seq, int) or isinstance(seq, bool):
+        raise _bad_field("seq must be an integer")
+    if not isinstance(received_at, str) or not isinstance(alg, str) or not isinstance(kid, str):
+        raise _bad_field("received_at, alg and kid must be strings")
+    if not isinstance(sig_text, str):
+        raise _bad_field("sig must be a base64 string")
+    try:
+        sig = base64.b64decode(sig_text, validate=True)
+    except (binascii.Error, ValueError):
+        raise _bad_field("sig is not standard base64") from None
+    if leaf_bytes(seq, received_at, payload, alg, kid, sig) != line:
+        raise PayloadError("not_canonical", "log record is not in canonical JCS form")
+    return LeafRecord(
+        seq=seq,
+        received_at=received_at,
+        payload=payload,
+        payload_bytes=canonical_json(payload),
+        alg=_check_alg(alg),
+        kid=kid,
+        sig=sig,
+    )
