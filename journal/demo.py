@@ -317,9 +317,10 @@ def seed_demo(
         device_keys[teacher.id] = (kid, private_key, [0])
     session.flush()
     q1 = terms[0]
-    recorder = Recorder(session)
+    recorder = Recorder(session, deferred=True)
     for class_group in class_groups:
         _write_quarter(session, recorder, rng, class_group, q1, subjects, device_keys)
+    recorder.flush()
     q1.closed_at = dt.datetime.combine(q1.ends_on + dt.timedelta(days=1), dt.time(9), dt.UTC)
     session.flush()
     for class_group in class_groups:

@@ -12,9 +12,9 @@ import datetime as dt
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import event, insert, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -41,6 +41,7 @@ from .models import (
 )
 from .payloads import PayloadFacts, PayloadRejected, check_payload
 
+_M = TypeVar("_M")
 Status = Literal["accepted", "duplicate", "conflict", "rejected", "quarantined"]
 
 
@@ -132,9 +133,20 @@ class Recorder:
 
     MAX_SUBMISSION_BYTES = ledger_entry.MAX_PAYLOAD_BYTES + 1024
 
-    def __init__(self, session: Session, *, now: dt.datetime | None = None) -> None:
+    def __init__(
+        self, session: Session, *, now: dt.datetime | None = None, deferred: bool = False
+    ) -> None:
         self.session = session
         self.now = now
+        # Deferred: rows are written by one executemany per log at flush() (or at commit),
+        # with their seqs reserved in memory under the log-row lock taken once per batch.
+        self.deferred = deferred
+        self._rows: dict[tuple[type, Any], Any] = {}  # strong refs: the identity map is weak
+        self._sizes: dict[int, int] = {}
+        self._pending: dict[int, list[dict[str, Any]]] = {}
+        self._pending_supersessions: list[dict[str, Any]] = []
+        self._pending_ids: dict[str, tuple[int, int, bytes]] = {}
+        self._known: dict[str, tuple[int, int, bytes] | None] = {}
         self._logs: dict[str, Log | None] = {}
         self._assigned: dict[tuple[int, int, int], bool] = {}
         self._enrolled: dict[tuple[int, int], list[Enrollment]] = {}
@@ -190,12 +202,11 @@ class Recorder:
                 "rejected", "bad_signature", "the signature does not match the entry"
             )
 
-        existing = self.session.execute(
-            select(Entry.log_id, Entry.seq, Entry.leaf).where(Entry.entry_id == facts.entry_id)
-        ).first()
+        existing = self._existing(facts.entry_id)
         if existing is not None:
-            if ledger_entry.parse_leaf(existing.leaf).payload_bytes == payload_bytes:
-                return Recorded("duplicate", facts.entry_id, existing.log_id, existing.seq)
+            log_id, seq, existing_payload = existing
+            if existing_payload == payload_bytes:
+                return Recorded("duplicate", facts.entry_id, log_id, seq)
             raise EntryRefused(
                 "conflict",
                 "entry_id_reused",
@@ -204,10 +215,19 @@ class Recorder:
 
         log = self._journal(facts.journal)
         self._authorize(log, facts)
-        return self._append(log, facts, payload, parsed["alg"], parsed["kid"], sig, now)
+        return self._append(
+            log, facts, payload, payload_bytes, parsed["alg"], parsed["kid"], sig, now
+        )
+
+    def _get(self, model: type[_M], ident: Any) -> _M | None:
+        cache_key = (model, ident)
+        if cache_key not in self._rows:
+            self._rows[cache_key] = self.session.get(model, ident)
+        row: _M | None = self._rows[cache_key]
+        return row
 
     def _device_key(self, kid: str, alg: str, facts: PayloadFacts, now: dt.datetime) -> DeviceKey:
-        key = self.session.get(DeviceKey, kid)
+        key = self._get(DeviceKey, kid)
         if key is None:
             raise EntryRefused("quarantined", "unknown_key", "the device key is not registered")
         if key.alg != alg:
@@ -233,10 +253,11 @@ class Recorder:
         return log
 
     def _authorize(self, log: Log, facts: PayloadFacts) -> None:
-        class_group = self.session.get_one(ClassGroup, log.class_group_id)
+        class_group = self._get(ClassGroup, log.class_group_id)
+        assert class_group is not None
         day: dt.date | None = None
         if facts.lesson is not None:
-            lesson = self.session.get(Lesson, facts.lesson)
+            lesson = self._get(Lesson, facts.lesson)
             if lesson is None or lesson.class_group_id != class_group.id:
                 raise EntryRefused("rejected", "unknown_lesson", "no such lesson in this journal")
             subject_id = lesson.subject_id
@@ -244,7 +265,7 @@ class Recorder:
         else:
             assert facts.subject is not None
             subject_id = facts.subject
-        subject = self.session.get(Subject, subject_id)
+        subject = self._get(Subject, subject_id)
         if subject is None or subject.school_id != class_group.school_id:
             raise EntryRefused("rejected", "unknown_subject", "no such subject in this school")
         if not self._is_assigned(facts.author, class_group.id, subject_id):
@@ -271,7 +292,7 @@ class Recorder:
             raise EntryRefused("rejected", "closed_term", "the term is closed")
 
         if facts.student is not None:
-            student = self.session.get(Student, facts.student)
+            student = self._get(Student, facts.student)
             if student is None or student.school_id != class_group.school_id:
                 raise EntryRefused("rejected", "unknown_student", "no such student")
             enrollments = self._enrollments(student.id, class_group.id)
@@ -337,25 +358,60 @@ class Recorder:
             )
         return self._terms[school_year_id]
 
+    def prefetch(self, entry_ids: list[str]) -> None:
+        """Look up which of a batch's entry ids are already recorded, in one query."""
+        wanted = [i for i in entry_ids if i not in self._known and i not in self._pending_ids]
+        for chunk in range(0, len(wanted), 500):
+            part = wanted[chunk : chunk + 500]
+            self._known.update(dict.fromkeys(part))
+            rows = self.session.execute(
+                select(Entry.entry_id, Entry.log_id, Entry.seq, Entry.leaf).where(
+                    Entry.entry_id.in_(part)
+                )
+            )
+            for row in rows:
+                payload = ledger_entry.parse_leaf(row.leaf).payload_bytes
+                self._known[row.entry_id] = (row.log_id, row.seq, payload)
+
+    def _existing(self, entry_id: str) -> tuple[int, int, bytes] | None:
+        if entry_id in self._pending_ids:
+            return self._pending_ids[entry_id]
+        if entry_id not in self._known:
+            self.prefetch([entry_id])
+        return self._known[entry_id]
+
+    def _reserve_seq(self, log: Log) -> int:
+        if log.id not in self._sizes:
+            # "SET size = size" takes the row's write lock (held to commit) and reads the
+            # committed size: nobody else can append to this log until we commit.
+            self._sizes[log.id] = self.session.execute(
+                update(Log).where(Log.id == log.id).values(size=Log.size).returning(Log.size),
+                execution_options={"synchronize_session": False},
+            ).scalar_one()
+            _pending_recorders(self.session).add(self)
+        seq = self._sizes[log.id]
+        self._sizes[log.id] = seq + 1
+        return seq
+
     def _append(
         self,
         log: Log,
         facts: PayloadFacts,
         payload: dict[str, Any],
+        payload_bytes: bytes,
         alg: str,
         kid: str,
         sig: bytes,
         now: dt.datetime,
     ) -> Recorded:
-        seq = append_leaf(
-            self.session,
-            log,
-            payload=payload,
-            alg=alg,
-            kid=kid,
-            sig=sig,
-            now=now,
-            columns={
+        seq = self._reserve_seq(log)
+        leaf = ledger_entry.leaf_bytes(
+            seq, ledger_entry.format_timestamp(now), payload, alg, kid, sig
+        )
+        self._pending.setdefault(log.id, []).append(
+            {
+                "log_id": log.id,
+                "seq": seq,
                 "entry_id": facts.entry_id,
                 "kind": facts.kind,
                 "author_id": facts.author,
@@ -364,21 +420,65 @@ class Recorder:
                 "lesson_id": facts.lesson,
                 "student_id": facts.student,
                 "cell": facts.cell,
-            },
+                "received_at": now,
+                "leaf": leaf,
+                "leaf_hash": merkle.leaf_hash(leaf),
+            }
         )
-        if facts.supersedes:
-            self.session.execute(
-                insert(Supersession),
-                [
-                    {
-                        "correction_entry_id": facts.entry_id,
-                        "superseded_entry_id": target,
-                        "log_id": log.id,
-                    }
-                    for target in facts.supersedes
-                ],
-            )
+        self._pending_ids[facts.entry_id] = (log.id, seq, payload_bytes)
+        self._pending_supersessions.extend(
+            {"correction_entry_id": facts.entry_id, "superseded_entry_id": target, "log_id": log.id}
+            for target in facts.supersedes
+        )
+        if not self.deferred:
+            self.flush()
         return Recorded("accepted", facts.entry_id, log.id, seq)
+
+    def flush(self) -> None:
+        """Write the pooled rows: one INSERT ... executemany per log, then the new sizes."""
+        if not self._pending and not self._pending_supersessions:
+            return
+        for log_id, rows in self._pending.items():
+            self.session.execute(insert(Entry.__table__), rows)
+            self.session.execute(
+                update(Log.__table__).where(Log.id == log_id).values(size=self._sizes[log_id])
+            )
+            log = self.session.identity_map.get(self.session.identity_key(Log, (log_id,)))
+            if log is not None:
+                set_committed_value(log, "size", self._sizes[log_id])
+        if self._pending_supersessions:
+            self.session.execute(insert(Supersession.__table__), self._pending_supersessions)
+        self._known.update(self._pending_ids)
+        self._pending.clear()
+        self._pending_ids.clear()
+        self._pending_supersessions.clear()
+
+    def discard(self) -> None:
+        """Forget reservations after a rollback."""
+        self._pending.clear()
+        self._pending_ids.clear()
+        self._pending_supersessions.clear()
+        self._sizes.clear()
+        self._known.clear()
+
+
+def _pending_recorders(session: Session) -> set[Recorder]:
+    recorders: set[Recorder] = session.info.setdefault("journal_recorders", set())
+    return recorders
+
+
+@event.listens_for(Session, "before_commit")
+def _flush_recorders(session: Session) -> None:
+    """A deferred Recorder's rows are written before any commit, so none can be forgotten."""
+    for recorder in session.info.pop("journal_recorders", set()):
+        recorder.flush()
+        recorder._sizes.clear()  # the row lock ends with the transaction
+
+
+@event.listens_for(Session, "after_rollback")
+def _discard_recorders(session: Session) -> None:
+    for recorder in session.info.pop("journal_recorders", set()):
+        recorder.discard()
 
 
 def append_leaf(
@@ -392,7 +492,7 @@ def append_leaf(
     now: dt.datetime,
     columns: Mapping[str, Any],
 ) -> int:
-    """Append one leaf and return its seq.
+    """Append one server-made leaf (ledger records) and return its seq.
 
     The UPDATE that reserves the seq takes the log row's write lock (PostgreSQL) or the database
     write lock (SQLite, BEGIN IMMEDIATE) until commit, so concurrent writers never share or skip
@@ -407,7 +507,7 @@ def append_leaf(
     received_at = ledger_entry.format_timestamp(now)
     leaf = ledger_entry.leaf_bytes(seq, received_at, payload, alg, kid, sig)
     session.execute(
-        insert(Entry).values(
+        insert(Entry.__table__).values(
             log_id=log.id,
             seq=seq,
             received_at=now,
