@@ -14,7 +14,7 @@ from flask.cli import AppGroup
 from sqlalchemy import select
 
 from .db import db
-from .keys import create_log_key, load_log_key
+from .keys import create_demo_pdf_signer, create_log_key, load_log_key
 from .models import Checkpoint, Log, School
 
 demo_cli = AppGroup("demo", help="The demo school.")
@@ -22,8 +22,20 @@ journal_cli = AppGroup("journal", help="Journals: list, export, verify, checkpoi
 
 
 def register(app: Flask) -> None:
+    from exports.cli import export_cli
+
     app.cli.add_command(demo_cli)
     app.cli.add_command(journal_cli)
+    from auth.cli import user_cli
+
+    app.cli.add_command(user_cli)
+    app.cli.add_command(export_cli)
+    from archive.cli import register as register_archive_commands
+
+    register_archive_commands(app)
+    from .roster import roster_cli  # the roster module imports the set-up views
+
+    app.cli.add_command(roster_cli)
 
 
 @demo_cli.command("seed")
@@ -35,6 +47,7 @@ def demo_seed(students: int, classes: int) -> None:
 
     config = current_app.config
     log_key = create_log_key(config["KEYS_DIR"], DEMO_DOMAIN)
+    create_demo_pdf_signer(config["KEYS_DIR"], DEMO_DOMAIN, "Demo school")
     session = db.session
     school = seed_demo(
         session,
@@ -55,11 +68,14 @@ def demo_seed(students: int, classes: int) -> None:
 @demo_cli.command("logins")
 def demo_logins_command() -> None:
     """Print one demo login per role."""
+    from auth.services import demo_second_factor_hint
+
     from .demo import demo_logins
 
     click.echo("Demo logins (password for all: shown below):")
     for login in demo_logins():
-        click.echo(f"  {login.role:<14} {login.username:<14} {login.password}")
+        hint = demo_second_factor_hint(login.username, login.role)
+        click.echo(f"  {login.role:<14} {login.username:<14} {login.password}  {hint}".rstrip())
 
 
 def _log_or_exit(journal_id: int) -> Log:
@@ -144,3 +160,34 @@ def journal_checkpoint(journal_ids: tuple[int, ...]) -> None:
             f"{log.origin}: {'new' if fresh else 'unchanged'} checkpoint at size {checkpoint.size}"
         )
     session.commit()
+
+
+@journal_cli.command("close-term")
+@click.argument("school_year_id", type=int)
+@click.argument("quarter", type=click.IntRange(1, 4))
+def journal_close_term(school_year_id: int, quarter: int) -> None:
+    """Close a quarter: checkpoint every journal of the year and record it in the ledger log."""
+    from .models import SchoolYear, Term
+    from .services import TermError, close_term
+
+    session = db.session
+    year = session.get(SchoolYear, school_year_id)
+    term = session.scalar(
+        select(Term).where(
+            Term.school_year_id == school_year_id, Term.kind == "quarter", Term.number == quarter
+        )
+    )
+    if year is None or term is None:
+        raise click.BadParameter(f"no quarter {quarter} in school year {school_year_id}")
+    school = session.get_one(School, year.school_id)
+    try:
+        closures = close_term(
+            session,
+            term,
+            load_log_key(current_app.config["KEYS_DIR"], school.domain),
+            closed_by=None,
+        )
+    except TermError as exc:
+        raise click.ClickException(str(exc)) from exc
+    session.commit()
+    click.echo(f"closed quarter {quarter} of {year.name}: {len(closures)} journal(s) sealed")

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from auth.iin import check_digit, encrypt_iin, iin_lookup_hash
 from auth.models import DeviceKey, RoleGrant, User
 from auth.passwords import hash_password
+from auth.services import enrol_demo_totp
 
 from .keys import LogKey
 from .ledger import entry as ledger_entry
@@ -33,7 +34,8 @@ from .models import (
     Term,
     TimetableSlot,
 )
-from .services import Recorder, cut_checkpoint, ensure_journal_log, ensure_ledger_log
+from .school_setup import generate_lessons
+from .services import Recorder, close_term, ensure_journal_log, ensure_ledger_log
 
 DEMO_DOMAIN = "mektep17.example.kz"
 DEMO_PASSWORD = "demo-journal-2026"  # noqa: S105 - printed by `make run`, demo data only
@@ -191,6 +193,7 @@ def seed_demo(
         user.roles.append(RoleGrant(role=login.role, school_id=school.id))
         if login.role == "class_teacher":
             user.roles.append(RoleGrant(role="teacher", school_id=school.id))
+        enrol_demo_totp(user)  # staff need a second factor: `flask demo logins` prints it
         session.add(user)
         users[login.role] = user
     extra_teachers = []
@@ -204,6 +207,7 @@ def seed_demo(
             school_id=school.id, username=username, full_name=name, password_hash=password_hash
         )
         user.roles.append(RoleGrant(role="teacher", school_id=school.id))
+        enrol_demo_totp(user)
         session.add(user)
         extra_teachers.append(user)
     session.flush()
@@ -321,43 +325,16 @@ def seed_demo(
     for class_group in class_groups:
         _write_quarter(session, recorder, rng, class_group, q1, subjects, device_keys)
     recorder.flush()
-    q1.closed_at = dt.datetime.combine(q1.ends_on + dt.timedelta(days=1), dt.time(9), dt.UTC)
-    session.flush()
-    for class_group in class_groups:
-        cut_checkpoint(session, ensure_journal_log(session, class_group), log_key, now=q1.closed_at)
+    # The admin closes the first quarter: every journal is checkpointed and the closure is
+    # recorded in the school ledger log.
+    close_term(
+        session,
+        q1,
+        log_key,
+        closed_by=users["school_admin"],
+        now=dt.datetime.combine(q1.ends_on + dt.timedelta(days=1), dt.time(9), dt.UTC),
+    )
     return school
-
-
-def generate_lessons(session: Session, class_group: ClassGroup, terms: list[Term]) -> int:
-    """Create the lessons of every quarter from the class's weekly timetable."""
-    slots = list(
-        session.scalars(select(TimetableSlot).where(TimetableSlot.class_group_id == class_group.id))
-    )
-    existing = set(
-        session.execute(
-            select(Lesson.date, Lesson.period).where(Lesson.class_group_id == class_group.id)
-        ).all()
-    )
-    created = 0
-    for term in terms:
-        if term.kind != "quarter":
-            continue
-        day = term.starts_on
-        while day <= term.ends_on:
-            for slot in slots:
-                if slot.weekday == day.weekday() and (day, slot.period) not in existing:
-                    session.add(
-                        Lesson(
-                            class_group_id=class_group.id,
-                            subject_id=slot.subject_id,
-                            date=day,
-                            period=slot.period,
-                        )
-                    )
-                    created += 1
-            day += dt.timedelta(days=1)
-    session.flush()
-    return created
 
 
 TOPICS = [

@@ -74,6 +74,22 @@ class Term(Base):
         return self.starts_on <= day <= self.ends_on
 
 
+class Holiday(Base):
+    """Days off inside a school year (public holidays, extra vacations): no lessons are made."""
+
+    __tablename__ = "holidays"
+    __table_args__ = (CheckConstraint("starts_on <= ends_on", name="dates"),)
+
+    id: Mapped[intpk]
+    school_year_id: Mapped[int] = mapped_column(ForeignKey("school_years.id"), index=True)
+    name: Mapped[str200]
+    starts_on: Mapped[dt.date] = mapped_column(Date)
+    ends_on: Mapped[dt.date] = mapped_column(Date)
+
+    def covers(self, day: dt.date) -> bool:
+        return self.starts_on <= day <= self.ends_on
+
+
 class ClassGroup(Base):
     __tablename__ = "class_groups"
     __table_args__ = (UniqueConstraint("school_year_id", "name"),)
@@ -211,7 +227,7 @@ class Entry(Base):
     log_id: Mapped[int] = mapped_column(ForeignKey("logs.id"))
     seq: Mapped[int] = mapped_column(BigId)
     entry_id: Mapped[str] = mapped_column(String(36), unique=True)
-    kind: Mapped[str] = mapped_column(String(20))
+    kind: Mapped[str] = mapped_column(String(40))
     author_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     device_kid: Mapped[str | None] = mapped_column(String(64))
     device_seq: Mapped[int | None] = mapped_column(BigId)
@@ -262,3 +278,35 @@ class Checkpoint(Base):
     timestamp_token: Mapped[bytes | None] = mapped_column(LargeBinary)
 
     log: Mapped[Log] = relationship()
+
+
+class TermClosure(Base):
+    """A term closed for one journal: the checkpoint that seals its entries. Never changed."""
+
+    __tablename__ = "term_closures"
+    __table_args__ = (UniqueConstraint("term_id", "log_id"),)
+
+    id: Mapped[intpk]
+    term_id: Mapped[int] = mapped_column(ForeignKey("terms.id"))
+    log_id: Mapped[int] = mapped_column(ForeignKey("logs.id"), index=True)
+    checkpoint_size: Mapped[int] = mapped_column(BigId)
+    closed_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    closed_at: Mapped[timestamp]
+
+
+class LateCorrectionApproval(Base):
+    """An admin's approval for corrections of one cell in a closed term, for a limited time.
+
+    Written together with its record in the school ledger log; never changed.
+    """
+
+    __tablename__ = "late_correction_approvals"
+    __table_args__ = (Index("ix_late_correction_approvals_cell", "log_id", "cell"),)
+
+    id: Mapped[intpk]
+    log_id: Mapped[int] = mapped_column(ForeignKey("logs.id"))
+    cell: Mapped[str] = mapped_column(String(80))
+    reason: Mapped[str] = mapped_column(Text)
+    approved_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    approved_at: Mapped[timestamp]
+    expires_at: Mapped[timestamp]

@@ -10,6 +10,7 @@ import base64
 import binascii
 import datetime as dt
 import json
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
@@ -29,6 +30,7 @@ from .models import (
     ClassGroup,
     Enrollment,
     Entry,
+    LateCorrectionApproval,
     Lesson,
     Log,
     School,
@@ -38,6 +40,7 @@ from .models import (
     Supersession,
     TeachingAssignment,
     Term,
+    TermClosure,
 )
 from .payloads import PayloadFacts, PayloadRejected, check_payload
 
@@ -288,8 +291,12 @@ class Recorder:
             term = next((t for t in terms if t.id == facts.term), None)
             if term is None:
                 raise EntryRefused("rejected", "unknown_term", "no such term this year")
-        if term.closed_at is not None:
-            raise EntryRefused("rejected", "closed_term", "the term is closed")
+        if term.closed_at is not None and not self._late_correction_approved(log, facts):
+            raise EntryRefused(
+                "rejected",
+                "closed_term",
+                "the term is closed: a correction needs the school admin's approval",
+            )
 
         if facts.student is not None:
             student = self._get(Student, facts.student)
@@ -322,6 +329,22 @@ class Recorder:
                         "bad_supersedes",
                         "a correction may only supersede entries of the same cell",
                     )
+
+    def _late_correction_approved(self, log: Log, facts: PayloadFacts) -> bool:
+        if facts.kind != "correction":
+            return False
+        now = self.now or utcnow()
+        return (
+            self.session.scalar(
+                select(LateCorrectionApproval.id).where(
+                    LateCorrectionApproval.log_id == log.id,
+                    LateCorrectionApproval.cell == facts.cell,
+                    LateCorrectionApproval.approved_at <= now,
+                    LateCorrectionApproval.expires_at >= now,
+                )
+            )
+            is not None
+        )
 
     def _is_assigned(self, user_id: int, class_group_id: int, subject_id: int) -> bool:
         key = (user_id, class_group_id, subject_id)
@@ -517,6 +540,184 @@ def append_leaf(
         )
     )
     return seq
+
+
+# -- the school ledger log: server-made records --------------------------------------------------
+
+
+def append_ledger_record(
+    session: Session,
+    school: School,
+    log_key: LogKey,
+    kind: str,
+    fields: Mapping[str, Any],
+    *,
+    now: dt.datetime | None = None,
+    student_id: int | None = None,
+    cell: str | None = None,
+) -> Recorded:
+    """Append a record signed by the school's log key to the school ledger log (DESIGN §5):
+    term closures, late-correction approvals, sealed journals, key events, destructions,
+    summary-ledger records. ``device_seq`` is the record's seq: the key signs nothing else."""
+    now = now or utcnow()
+    log = ensure_ledger_log(session, school)
+    size = session.execute(
+        update(Log).where(Log.id == log.id).values(size=Log.size + 1).returning(Log.size),
+        execution_options={"synchronize_session": False},
+    ).scalar_one()
+    set_committed_value(log, "size", size)
+    seq = size - 1
+    entry_id = str(uuid.uuid4())
+    payload = {
+        **fields,
+        "v": 1,
+        "entry_id": entry_id,
+        "journal": log.origin,
+        "kind": kind,
+        "device_id": log_key.kid,
+        "device_seq": seq,
+        "author": None,
+        "created_at": ledger_entry.format_timestamp(now),
+    }
+    payload_bytes = ledger_entry.canonical_json(payload)
+    sig = ledger_entry.sign_payload(log_key.private_key, payload_bytes)
+    leaf = ledger_entry.leaf_bytes(
+        seq, ledger_entry.format_timestamp(now), payload, "ed25519", log_key.kid, sig
+    )
+    session.execute(
+        insert(Entry.__table__).values(
+            log_id=log.id,
+            seq=seq,
+            entry_id=entry_id,
+            kind=kind,
+            device_kid=log_key.kid,
+            device_seq=seq,
+            student_id=student_id,
+            cell=cell,
+            received_at=now,
+            leaf=leaf,
+            leaf_hash=merkle.leaf_hash(leaf),
+        )
+    )
+    return Recorded("accepted", entry_id, log.id, seq)
+
+
+# -- closing terms -------------------------------------------------------------------------------
+
+
+class TermError(ValueError):
+    pass
+
+
+def close_term(
+    session: Session,
+    term: Term,
+    log_key: LogKey,
+    *,
+    closed_by: User | None,
+    now: dt.datetime | None = None,
+    timestamper: Any = None,
+) -> list[TermClosure]:
+    """Close a term: cut a checkpoint of every journal of the year, record which checkpoint
+    seals the term, write the event to the school ledger log and checkpoint that too."""
+    if term.closed_at is not None:
+        raise TermError("the term is already closed")
+    now = now or utcnow()
+    year = session.get_one(SchoolYear, term.school_year_id)
+    school = session.get_one(School, year.school_id)
+    term.closed_at = now
+    closures = []
+    journals = []
+    logs = session.scalars(
+        select(Log)
+        .join(ClassGroup, ClassGroup.id == Log.class_group_id)
+        .where(ClassGroup.school_year_id == year.id)
+        .order_by(Log.id)
+    )
+    for log in logs:
+        checkpoint = cut_checkpoint(session, log, log_key, now=now, timestamper=timestamper)
+        closure = TermClosure(
+            term_id=term.id,
+            log_id=log.id,
+            checkpoint_size=checkpoint.size,
+            closed_by_id=closed_by.id if closed_by else None,
+            closed_at=now,
+        )
+        session.add(closure)
+        closures.append(closure)
+        journals.append(
+            {
+                "origin": log.origin,
+                "size": checkpoint.size,
+                "root": base64.b64encode(checkpoint.root_hash).decode(),
+            }
+        )
+    append_ledger_record(
+        session,
+        school,
+        log_key,
+        "term_closed",
+        {
+            "school_year": year.name,
+            "term": {"kind": term.kind, "number": term.number},
+            "closed_by": closed_by.id if closed_by else None,
+            "journals": journals,
+        },
+        now=now,
+    )
+    cut_checkpoint(
+        session, ensure_ledger_log(session, school), log_key, now=now, timestamper=timestamper
+    )
+    session.flush()
+    return closures
+
+
+def approve_late_correction(
+    session: Session,
+    log: Log,
+    cell: str,
+    log_key: LogKey,
+    *,
+    approved_by: User,
+    reason: str,
+    now: dt.datetime | None = None,
+    valid_for: dt.timedelta = dt.timedelta(days=7),
+) -> LateCorrectionApproval:
+    """Let corrections of one cell of a closed term in for a while; the approval is an entry."""
+    if not reason.strip():
+        raise TermError("an approval must state its reason")
+    now = now or utcnow()
+    approval = LateCorrectionApproval(
+        log_id=log.id,
+        cell=cell,
+        reason=reason,
+        approved_by_id=approved_by.id,
+        approved_at=now,
+        expires_at=now + valid_for,
+    )
+    session.add(approval)
+    append_ledger_record(
+        session,
+        session.get_one(School, log.school_id),
+        log_key,
+        "late_correction_approved",
+        {
+            "target": log.origin,
+            "cell": cell,
+            "reason": reason,
+            "approved_by": approved_by.id,
+            "expires_at": ledger_entry.format_timestamp(approval.expires_at),
+        },
+        now=now,
+    )
+    session.flush()
+    return approval
+
+
+def term_closure(session: Session, term: Term, log: Log) -> TermClosure | None:
+    return session.scalar(
+        select(TermClosure).where(TermClosure.term_id == term.id, TermClosure.log_id == log.id)
+    )
 
 
 # -- checkpoints -------------------------------------------------------------------------------

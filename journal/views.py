@@ -4,13 +4,34 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, abort, redirect, render_template, request, session, url_for
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from flask_babel import get_locale
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from flask_wtf import FlaskForm
+from sqlalchemy import select
+from wtforms import IntegerField, SelectField, TextAreaField
+from wtforms.validators import DataRequired, Length, Optional
 
-from auth.access import current_user, login_required, public
+from auth.access import current_user, login_required, public, roles_required
+from auth.services import record_access
 
 from .app import LANGUAGES
+from .cells import cell_key
 from .db import db
+from .keys import load_log_key
+from .models import ClassGroup, LateCorrectionApproval, Lesson, Log, School, SchoolYear, Term
+from .services import TermError, approve_late_correction, close_term
 
 bp = Blueprint("journal", __name__)
 
@@ -41,3 +62,136 @@ def set_language() -> Any:
     if not target.startswith("/") or target.startswith("//"):
         target = url_for("journal.home")
     return redirect(target)
+
+
+# -- quarters: closing them, and letting approved late corrections back in -----------------------
+
+
+def _admin_school_id() -> int:
+    user = current_user()
+    if user is None or user.school_id is None:
+        abort(403)
+    return user.school_id
+
+
+@bp.get("/admin/terms")
+@roles_required("school_admin")
+def terms() -> Any:
+    school_id = _admin_school_id()
+    years = db.session.scalars(
+        select(SchoolYear).where(SchoolYear.school_id == school_id).order_by(SchoolYear.starts_on)
+    ).all()
+    journals = db.session.execute(
+        select(Log, ClassGroup)
+        .join(ClassGroup, ClassGroup.id == Log.class_group_id)
+        .where(Log.school_id == school_id)
+        .order_by(ClassGroup.name)
+    ).all()
+    return render_template("admin/terms.html", years=years, journals=journals)
+
+
+@bp.post("/admin/terms/<int:term_id>/close")
+@roles_required("school_admin")
+def close_term_view(term_id: int) -> Any:
+    school_id = _admin_school_id()
+    term = db.session.get(Term, term_id)
+    if term is None or db.session.get_one(SchoolYear, term.school_year_id).school_id != school_id:
+        abort(404)
+    school = db.session.get_one(School, school_id)
+    try:
+        close_term(
+            db.session,
+            term,
+            load_log_key(current_app.config["KEYS_DIR"], school.domain),
+            closed_by=current_user(),
+        )
+    except TermError as exc:
+        flash(str(exc), "error")
+        return redirect(url_for("journal.terms"))
+    record_access(
+        db.session,
+        current_user(),
+        "close_term",
+        "term",
+        term.id,
+        request.remote_addr,
+        school_id=school_id,
+    )
+    db.session.commit()
+    flash(_("Quarter %(n)s is closed; every journal was checkpointed.", n=term.number), "info")
+    return redirect(url_for("journal.terms"))
+
+
+class LateCorrectionForm(FlaskForm):
+    journal = SelectField(_l("Class"), coerce=int, validators=[DataRequired()])
+    lesson = IntegerField(_l("Lesson number"), validators=[DataRequired()])
+    student = IntegerField(_l("Student number (empty for a lesson topic)"), validators=[Optional()])
+    what = SelectField(
+        _l("What is corrected"),
+        choices=[
+            ("att", _l("Attendance")),
+            ("FO", "FO"),
+            ("SOR", "SOR"),
+            ("SOCh", "SOCh"),
+            ("mark", _l("Mark")),
+            ("topic", _l("Lesson topic")),
+        ],
+    )
+    reason = TextAreaField(_l("Reason"), validators=[DataRequired(), Length(max=1000)])
+
+
+@bp.route("/admin/late-corrections", methods=["GET", "POST"])
+@roles_required("school_admin")
+def late_corrections() -> Any:
+    school_id = _admin_school_id()
+    journals = db.session.execute(
+        select(Log, ClassGroup)
+        .join(ClassGroup, ClassGroup.id == Log.class_group_id)
+        .where(Log.school_id == school_id)
+        .order_by(ClassGroup.name)
+    ).all()
+    form = LateCorrectionForm()
+    form.journal.choices = [(log.id, class_group.name) for log, class_group in journals]
+    if form.validate_on_submit():
+        log = db.session.get(Log, form.journal.data)
+        lesson = db.session.get(Lesson, form.lesson.data)
+        if (
+            log is None
+            or log.school_id != school_id
+            or lesson is None
+            or (lesson.class_group_id != log.class_group_id)
+        ):
+            form.lesson.errors = [_("No such lesson in this class.")]
+        elif form.what.data != "topic" and not form.student.data:
+            form.student.errors = [_("Say which student.")]
+        else:
+            cell = cell_key(form.what.data, lesson.id, form.student.data)
+            school = db.session.get_one(School, school_id)
+            approve_late_correction(
+                db.session,
+                log,
+                cell,
+                load_log_key(current_app.config["KEYS_DIR"], school.domain),
+                approved_by=current_user(),  # type: ignore[arg-type]
+                reason=form.reason.data or "",
+            )
+            record_access(
+                db.session,
+                current_user(),
+                "approve_late_correction",
+                "cell",
+                cell,
+                request.remote_addr,
+                school_id=school_id,
+            )
+            db.session.commit()
+            flash(_("Approved for 7 days: the teacher can now send the correction."), "info")
+            return redirect(url_for("journal.late_corrections"))
+    approvals = db.session.scalars(
+        select(LateCorrectionApproval)
+        .join(Log, Log.id == LateCorrectionApproval.log_id)
+        .where(Log.school_id == school_id)
+        .order_by(LateCorrectionApproval.approved_at.desc())
+        .limit(50)
+    ).all()
+    return render_template("admin/late_corrections.html", form=form, approvals=approvals)

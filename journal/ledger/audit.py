@@ -234,3 +234,47 @@ def _check_leaf(
             report.add(index, f"entry_id also used at seq {seen_ids[entry_id]}")
         else:
             seen_ids[entry_id] = index
+
+
+# -- a slice of a log, proven against a checkpoint -------------------------------------------
+#
+# A printout embeds the leaves [start, size) of its period and ``entries-range.txt``: the line
+# "start <n>" followed by the compact range of the leaves before it (the roots of the perfect
+# subtrees covering [0, start), largest first, base64, one per line). Appending the period's
+# leaf hashes to that compact range must give the checkpoint's root at exactly its size.
+
+RANGE_FILE = "entries-range.txt"
+
+
+def format_range_file(start: int, prefix_hashes: Sequence[bytes]) -> str:
+    lines = [f"start {start}"] + [base64.b64encode(h).decode() for h in prefix_hashes]
+    return "\n".join(lines) + "\n"
+
+
+def parse_range_file(text: str) -> tuple[int, list[bytes]]:
+    lines = text.splitlines()
+    if not lines or not lines[0].startswith("start "):
+        raise ValueError("entries-range.txt must begin with 'start <n>'")
+    digits = lines[0][len("start ") :]
+    if not digits.isdigit() or (len(digits) > 1 and digits.startswith("0")):
+        raise ValueError("the start of the range is not a decimal number")
+    return int(digits), parse_hash_lines("\n".join(lines[1:]))
+
+
+def verify_range(
+    start: int, prefix_hashes: Sequence[bytes], leaves: Sequence[bytes], checkpoint: note.Checkpoint
+) -> None:
+    """Raise ValueError unless ``leaves`` are exactly the log's leaves [start, checkpoint.size)."""
+    builder = merkle.TreeBuilder.resume(start, prefix_hashes)
+    for line in leaves:
+        builder.append(merkle.leaf_hash(line))
+    if builder.size != checkpoint.size:
+        raise ValueError(
+            f"the range ends at {builder.size}, the checkpoint covers {checkpoint.size} entries"
+        )
+    if builder.root() != checkpoint.root_hash:
+        raise ValueError("the embedded entries do not hash to the checkpoint's root")
+    for offset, line in enumerate(leaves):
+        record = parse_leaf(line)
+        if record.seq != start + offset:
+            raise ValueError(f"embedded leaf {offset} says seq {record.seq}")

@@ -231,7 +231,7 @@ def upgrade():
     sa.Column('log_id', sa.Integer(), nullable=False),
     sa.Column('seq', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('entry_id', sa.String(length=36), nullable=False),
-    sa.Column('kind', sa.String(length=20), nullable=False),
+    sa.Column('kind', sa.String(length=40), nullable=False),
     sa.Column('author_id', sa.Integer(), nullable=True),
     sa.Column('device_kid', sa.String(length=64), nullable=True),
     sa.Column('device_seq', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),

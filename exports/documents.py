@@ -1,0 +1,156 @@
+"""Plain values a printout is made of: what ``exports.queries`` reads and ``exports.pdf`` renders.
+
+Everything here is a frozen dataclass of strings, numbers, dates and tuples: no database rows, no
+Flask. Cell contents are already reduced to short strings ("н", "8", "СОР 12/15"); the helpers
+at the bottom are the one place that decides how an entry looks in a grid cell.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime
+
+#: How attendance kinds (DESIGN §4) are written in a grid cell.
+ATTENDANCE_MARKS: Mapping[str, str] = {
+    "absent": "н",
+    "sick": "б",
+    "late": "оп",
+    "excused": "уп",
+}
+
+#: Prefixes for summative grades in a grid cell; FO scores and five-point marks are bare numbers.
+GRADE_PREFIXES: Mapping[str, str] = {"FO": "", "mark": "", "SOR": "СОР", "SOCh": "СОЧ"}
+
+
+@dataclass(frozen=True)
+class ProofBundle:
+    """What makes a printout verifiable without our server: the log state it was made from.
+
+    ``root_hash`` is the raw 32-byte Merkle root; ``checkpoint_note`` the signed C2SP checkpoint
+    text; ``vkey`` the school's note verifier key; ``entries_jsonl`` the log's leaves up to
+    ``tree_size``; ``tlog_proofs`` (file name, text) pairs of ``.tlog-proof`` files;
+    ``extra_files`` any other (file name, bytes) to embed (device keys, certificate chains).
+    """
+
+    origin: str
+    tree_size: int
+    root_hash: bytes
+    checkpoint_note: str
+    vkey: str
+    entries_jsonl: bytes
+    tlog_proofs: tuple[tuple[str, str], ...] = ()
+    extra_files: tuple[tuple[str, bytes], ...] = ()
+
+
+@dataclass(frozen=True)
+class LessonColumn:
+    """One lesson of a subject in the quarter: a grid column and a line of the topics list."""
+
+    date: date
+    topic: str = ""
+    homework: str = ""
+
+
+@dataclass(frozen=True)
+class StudentRow:
+    """One student in one subject's grid.
+
+    ``cells`` has one entry per lesson (same order as ``SubjectSheet.lessons``); each entry is the
+    tuple of short marks for that lesson, e.g. ``()``, ``("н",)``, ``("8", "СОР 12/15")``.
+    """
+
+    student_name: str
+    cells: tuple[tuple[str, ...], ...]
+    term_percent: str = ""
+    term_grade: str = ""
+
+
+@dataclass(frozen=True)
+class SubjectSheet:
+    """One subject of a class in one quarter."""
+
+    subject_name: str
+    teacher_name: str
+    lessons: tuple[LessonColumn, ...]
+    rows: tuple[StudentRow, ...]
+
+    def __post_init__(self) -> None:
+        for row in self.rows:
+            if len(row.cells) != len(self.lessons):
+                raise ValueError(
+                    f"{self.subject_name}: {row.student_name} has {len(row.cells)} cells "
+                    f"for {len(self.lessons)} lessons"
+                )
+
+
+@dataclass(frozen=True)
+class JournalDocument:
+    """The quarterly class journal: every subject's grid and topics, with the log's proof."""
+
+    school_name: str
+    class_name: str
+    school_year: str
+    quarter: int
+    generated_at: datetime
+    subjects: tuple[SubjectSheet, ...]
+    proof: ProofBundle | None = None
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.quarter <= 4:
+            raise ValueError(f"quarter must be 1..4, got {self.quarter}")
+
+
+#: Quarter 1..4 and year grades of one student in one subject, as printed ("" when none).
+TermGrades = tuple[str, str, str, str, str]
+
+
+@dataclass(frozen=True)
+class LedgerRow:
+    """One student's line of the summary ledger."""
+
+    student_name: str
+    grades: Mapping[str, TermGrades]
+    absences_total: int = 0
+    absences_sick: int = 0
+
+
+@dataclass(frozen=True)
+class LedgerDocument:
+    """The class's summary ledger ("сводная ведомость") for a school year."""
+
+    school_name: str
+    class_name: str
+    school_year: str
+    subjects: tuple[str, ...]
+    rows: tuple[LedgerRow, ...]
+    proof: ProofBundle | None = None
+    generated_at: datetime | None = field(default=None)
+
+
+def cell_text(marks: Iterable[str]) -> str:
+    """The text of one grid cell: the lesson's marks, space separated, in the given order."""
+    return " ".join(m.strip() for m in marks if m and m.strip())
+
+
+def grade_mark(component: str, value: Mapping[str, int]) -> str:
+    """The short cell form of a grade entry's value (see ``journal.grading.check_grade_value``).
+
+    FO ``{"score": 8}`` → ``"8"``; SOR ``{"points": 12, "max": 15}`` → ``"СОР 12/15"``;
+    SOCh → ``"СОЧ 18/20"``; mark ``{"mark": 4}`` → ``"4"``.
+    """
+    if component == "FO":
+        return str(value["score"])
+    if component == "mark":
+        return str(value["mark"])
+    if component in ("SOR", "SOCh"):
+        return f"{GRADE_PREFIXES[component]} {value['points']}/{value['max']}"
+    raise ValueError(f"unknown grade component {component!r}")
+
+
+def attendance_mark(kind: str) -> str:
+    """The cell mark of an attendance entry: absent "н", sick "б", late "оп", excused "уп"."""
+    try:
+        return ATTENDANCE_MARKS[kind]
+    except KeyError:
+        raise ValueError(f"unknown attendance kind {kind!r}") from None

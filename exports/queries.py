@@ -1,0 +1,534 @@
+"""The database, read into the plain documents that exports/pdf.py renders.
+
+Everything shown in a printout is read from the log as it was at the printout's checkpoint, and
+the printout embeds exactly those leaves (or proofs of them), so it proves its own content.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from auth.models import User
+from journal.cells import Cell, cell_key, read_cells, term_work
+from journal.db import utcnow
+from journal.grading import DEFAULT_RULES, GradingRule, compute_term, compute_year, rule_for
+from journal.keys import LogKey
+from journal.ledger import audit, merkle, tlogproof
+from journal.models import (
+    Checkpoint,
+    ClassGroup,
+    Enrollment,
+    Entry,
+    Lesson,
+    Log,
+    School,
+    SchoolYear,
+    Student,
+    Subject,
+    TeachingAssignment,
+    Term,
+    TermClosure,
+)
+from journal.services import (
+    append_ledger_record,
+    cut_checkpoint,
+    device_keys_document,
+    ensure_journal_log,
+    ensure_ledger_log,
+    latest_checkpoint,
+    server_keys_document,
+)
+
+from .documents import (
+    JournalDocument,
+    LedgerDocument,
+    LedgerRow,
+    LessonColumn,
+    ProofBundle,
+    StudentRow,
+    SubjectSheet,
+    attendance_mark,
+    grade_mark,
+)
+
+CRITERIA_RULE = "kz-criteria"
+NO_GRADES_RULE = "kz-no-grades"
+
+
+class ExportError(LookupError):
+    pass
+
+
+@dataclass(frozen=True)
+class Period:
+    """A closed (or, before closing, the latest) checkpoint and the leaves of one term."""
+
+    term: Term
+    start: int  # first seq of the period: the previous term's sealing size
+    checkpoint: Checkpoint
+
+
+def quarter(session: Session, class_group: ClassGroup, number: int) -> Term:
+    term = session.scalar(
+        select(Term).where(
+            Term.school_year_id == class_group.school_year_id,
+            Term.kind == "quarter",
+            Term.number == number,
+        )
+    )
+    if term is None:
+        raise ExportError(f"no quarter {number} in this school year")
+    return term
+
+
+def period_of(session: Session, log: Log, term: Term) -> Period:
+    """The checkpoint that sealed the term (or the latest one while it is open)."""
+    closure = session.scalar(
+        select(TermClosure).where(TermClosure.term_id == term.id, TermClosure.log_id == log.id)
+    )
+    if closure is not None:
+        checkpoint = session.scalar(
+            select(Checkpoint).where(
+                Checkpoint.log_id == log.id, Checkpoint.size == closure.checkpoint_size
+            )
+        )
+    else:
+        checkpoint = latest_checkpoint(session, log)
+    if checkpoint is None:
+        raise ExportError(f"{log.origin} has no checkpoint yet")
+    earlier = session.scalars(
+        select(TermClosure.checkpoint_size)
+        .join(Term, Term.id == TermClosure.term_id)
+        .where(
+            TermClosure.log_id == log.id,
+            Term.kind == term.kind,
+            Term.school_year_id == term.school_year_id,
+            Term.number < term.number,
+        )
+    ).all()
+    start = max(earlier, default=0)
+    return Period(term, min(start, checkpoint.size), checkpoint)
+
+
+def rule_for_subject(subject: Subject, class_group: ClassGroup, on: dt.date) -> GradingRule:
+    graded = subject.graded and class_group.grade_level > 1
+    return rule_for(DEFAULT_RULES, CRITERIA_RULE if graded else NO_GRADES_RULE, on)
+
+
+def _students(
+    session: Session, class_group: ClassGroup, first: dt.date, last: dt.date
+) -> list[Student]:
+    students = session.scalars(
+        select(Student)
+        .join(Enrollment, Enrollment.student_id == Student.id)
+        .where(
+            Enrollment.class_group_id == class_group.id,
+            Enrollment.starts_on <= last,
+            (Enrollment.ends_on.is_(None)) | (Enrollment.ends_on >= first),
+        )
+        .distinct()
+    ).all()
+    return sorted(students, key=lambda s: (s.last_name, s.first_name, s.id))
+
+
+def _subjects(session: Session, class_group: ClassGroup) -> list[tuple[Subject, str]]:
+    rows = session.execute(
+        select(Subject, User.full_name)
+        .join(TeachingAssignment, TeachingAssignment.subject_id == Subject.id)
+        .join(User, User.id == TeachingAssignment.user_id)
+        .where(TeachingAssignment.class_group_id == class_group.id)
+        .order_by(Subject.name)
+    ).all()
+    teachers: dict[int, tuple[Subject, list[str]]] = {}
+    for subject, teacher in rows:
+        teachers.setdefault(subject.id, (subject, []))[1].append(teacher)
+    return [(subject, ", ".join(names)) for subject, names in teachers.values()]
+
+
+def _marks(cells: dict[str, Cell], lesson_id: int, student_id: int) -> tuple[str, ...]:
+    marks = []
+    attendance = cells.get(cell_key("att", lesson_id, student_id))
+    if attendance is not None and isinstance(attendance.value, str):
+        marks.append(attendance_mark(attendance.value))
+    for component in ("FO", "mark", "SOR", "SOCh"):
+        cell = cells.get(cell_key(component, lesson_id, student_id))
+        if cell is None:
+            continue
+        if cell.conflict:
+            marks.append("?")  # two heads: shown, never silently resolved
+        elif isinstance(cell.value, dict):
+            marks.append(grade_mark(component, cell.value))
+    return tuple(marks)
+
+
+def _confirmed_grade(cells: dict[str, Cell], subject: Subject, term: Term, student: Student) -> Any:
+    cell = cells.get(f"term_grade:{subject.id}:term:{term.id}:{student.id}")
+    if cell is None or len(cell.heads) != 1:
+        return None
+    return cell.heads[0].payload
+
+
+def _percent(value: Decimal | None) -> str:
+    return "" if value is None else f"{value}"
+
+
+def term_grades(
+    session: Session, class_group: ClassGroup, log: Log, term: Term, until_seq: int | None
+) -> dict[tuple[int, int], tuple[str, str]]:
+    """(subject id, student id) → (percent, grade) for one term: the teacher's confirmed term
+    grade where there is one, else the grade computed by the rule in force at the term's end."""
+    lessons = session.scalars(
+        select(Lesson).where(
+            Lesson.class_group_id == class_group.id,
+            Lesson.date >= term.starts_on,
+            Lesson.date <= term.ends_on,
+        )
+    ).all()
+    by_subject: dict[int, list[int]] = {}
+    for lesson in lessons:
+        by_subject.setdefault(lesson.subject_id, []).append(lesson.id)
+    cells = read_cells(session, log.id, until_seq=until_seq)
+    result: dict[tuple[int, int], tuple[str, str]] = {}
+    students = _students(session, class_group, term.starts_on, term.ends_on)
+    for subject, _teacher in _subjects(session, class_group):
+        rule = rule_for_subject(subject, class_group, term.ends_on)
+        for student in students:
+            confirmed = _confirmed_grade(cells, subject, term, student)
+            if confirmed is not None:
+                grade = confirmed.get("grade")
+                result[(subject.id, student.id)] = (
+                    confirmed.get("percent") or "",
+                    "" if grade is None else str(grade),
+                )
+                continue
+            outcome = compute_term(
+                rule, term_work(cells, student.id, by_subject.get(subject.id, []))
+            )
+            result[(subject.id, student.id)] = (
+                _percent(outcome.percent),
+                "" if outcome.grade is None else str(outcome.grade),
+            )
+    return result
+
+
+def range_proof(
+    session: Session, log: Log, start: int, checkpoint: Checkpoint, vkey: str
+) -> ProofBundle:
+    """The leaves [start, checkpoint.size) with the compact range before them (audit.py)."""
+    rows = session.execute(
+        select(Entry.seq, Entry.leaf, Entry.leaf_hash, Entry.device_kid)
+        .where(Entry.log_id == log.id, Entry.seq < checkpoint.size)
+        .order_by(Entry.seq)
+    ).all()
+    builder = merkle.TreeBuilder()
+    for row in rows[:start]:
+        builder.append(row.leaf_hash)
+    leaves = [row.leaf for row in rows[start:]]
+    kids = {row.device_kid for row in rows[start:] if row.device_kid}
+    keys = device_keys_document(session, kids)
+    keys.update(server_keys_document(session, log))
+    return ProofBundle(
+        origin=log.origin,
+        tree_size=checkpoint.size,
+        root_hash=checkpoint.root_hash,
+        checkpoint_note=checkpoint.note,
+        vkey=vkey,
+        entries_jsonl=b"".join(leaf + b"\n" for leaf in leaves),
+        extra_files=(
+            (audit.RANGE_FILE, audit.format_range_file(start, builder.hashes).encode()),
+            ("device-keys.json", json.dumps(keys, indent=2, sort_keys=True).encode() + b"\n"),
+        ),
+    )
+
+
+def journal_document(
+    session: Session,
+    class_group: ClassGroup,
+    quarter_number: int,
+    *,
+    generated_at: dt.datetime | None = None,
+) -> JournalDocument:
+    """The quarterly class journal as of the checkpoint that sealed the quarter."""
+    school = session.get_one(School, class_group.school_id)
+    year = session.get_one(SchoolYear, class_group.school_year_id)
+    term = quarter(session, class_group, quarter_number)
+    log = ensure_journal_log(session, class_group)
+    period = period_of(session, log, term)
+    cells = read_cells(session, log.id, until_seq=period.checkpoint.size)
+    grades = term_grades(session, class_group, log, term, period.checkpoint.size)
+    students = _students(session, class_group, term.starts_on, term.ends_on)
+    sheets = []
+    for subject, teacher in _subjects(session, class_group):
+        lessons = session.scalars(
+            select(Lesson)
+            .where(
+                Lesson.class_group_id == class_group.id,
+                Lesson.subject_id == subject.id,
+                Lesson.date >= term.starts_on,
+                Lesson.date <= term.ends_on,
+            )
+            .order_by(Lesson.date, Lesson.period)
+        ).all()
+        columns = []
+        for lesson in lessons:
+            topic = cells.get(cell_key("topic", lesson.id))
+            value = topic.value if topic is not None else None
+            columns.append(
+                LessonColumn(
+                    date=lesson.date,
+                    topic=value["topic"] if isinstance(value, dict) else "",
+                    homework=value.get("homework", "") if isinstance(value, dict) else "",
+                )
+            )
+        rows = []
+        for student in students:
+            percent, grade = grades.get((subject.id, student.id), ("", ""))
+            rows.append(
+                StudentRow(
+                    student_name=student.full_name,
+                    cells=tuple(_marks(cells, lesson.id, student.id) for lesson in lessons),
+                    term_percent=percent,
+                    term_grade=grade,
+                )
+            )
+        sheets.append(
+            SubjectSheet(
+                subject_name=subject.name,
+                teacher_name=teacher,
+                lessons=tuple(columns),
+                rows=tuple(rows),
+            )
+        )
+    return JournalDocument(
+        school_name=school.name,
+        class_name=class_group.name,
+        school_year=year.name,
+        quarter=quarter_number,
+        generated_at=generated_at or utcnow(),
+        subjects=tuple(sheets),
+        proof=range_proof(session, log, period.start, period.checkpoint, _vkey(school)),
+    )
+
+
+def _vkey(school: School) -> str:
+    if not school.log_vkey:
+        raise ExportError(f"{school.domain} has no published log key")
+    return school.log_vkey
+
+
+@dataclass(frozen=True)
+class StudentYear:
+    """One student's year in one class: quarter and year grades per subject, absences."""
+
+    student: Student
+    grades: dict[str, tuple[str, str, str, str, str]]
+    absences_total: int
+    absences_sick: int
+
+
+def summary_ledger(session: Session, class_group: ClassGroup) -> list[StudentYear]:
+    year = session.get_one(SchoolYear, class_group.school_year_id)
+    log = ensure_journal_log(session, class_group)
+    quarters = session.scalars(
+        select(Term)
+        .where(Term.school_year_id == year.id, Term.kind == "quarter")
+        .order_by(Term.number)
+    ).all()
+    per_quarter = []
+    for term in quarters:
+        closure = session.scalar(
+            select(TermClosure).where(TermClosure.term_id == term.id, TermClosure.log_id == log.id)
+        )
+        per_quarter.append(
+            term_grades(
+                session, class_group, log, term, closure.checkpoint_size if closure else None
+            )
+        )
+    cells = read_cells(session, log.id, kinds=["attendance", "correction"])
+    students = _students(session, class_group, year.starts_on, year.ends_on)
+    subjects = _subjects(session, class_group)
+    result = []
+    for student in students:
+        grades = {}
+        for subject, _teacher in subjects:
+            quarter_grades = [
+                per_quarter[i].get((subject.id, student.id), ("", ""))[1]
+                if i < len(per_quarter)
+                else ""
+                for i in range(4)
+            ]
+            rule = rule_for_subject(subject, class_group, year.ends_on)
+            year_grade = compute_year(rule, [int(g) if g else None for g in quarter_grades])
+            grades[subject.name] = (
+                *quarter_grades,
+                "" if year_grade is None else str(year_grade),
+            )
+        total = sick = 0
+        for cell in cells.values():
+            mine = cell.key.startswith("att:") and cell.key.endswith(f":{student.id}")
+            # Being late is not an absence.
+            if mine and isinstance(cell.value, str) and cell.value != "late":
+                total += 1
+                sick += cell.value == "sick"
+        result.append(StudentYear(student, grades, total, sick))  # type: ignore[arg-type]
+    return result
+
+
+def ledger_records(session: Session, class_group: ClassGroup) -> list[Entry]:
+    """The summary-ledger records of a class already in the school ledger log."""
+    year = session.get_one(SchoolYear, class_group.school_year_id)
+    school = session.get_one(School, class_group.school_id)
+    log = ensure_ledger_log(session, school)
+    prefix = f"ledger:{year.name}:{class_group.id}:"
+    return list(
+        session.scalars(
+            select(Entry)
+            .where(
+                Entry.log_id == log.id, Entry.kind == "ledger_record", Entry.cell.startswith(prefix)
+            )
+            .order_by(Entry.seq)
+        )
+    )
+
+
+def record_summary_ledger(
+    session: Session,
+    class_group: ClassGroup,
+    log_key: LogKey,
+    *,
+    iin_hmacs: dict[int, bytes] | None = None,
+    now: dt.datetime | None = None,
+) -> list[Entry]:
+    """Write the year's summary-ledger record of every student to the school ledger log, once.
+
+    These records outlive the journals (25 years): the registrar issues duplicates from them.
+    """
+    existing = ledger_records(session, class_group)
+    if existing:
+        return existing
+    year = session.get_one(SchoolYear, class_group.school_year_id)
+    school = session.get_one(School, class_group.school_id)
+    for line in summary_ledger(session, class_group):
+        student = line.student
+        append_ledger_record(
+            session,
+            school,
+            log_key,
+            "ledger_record",
+            {
+                "school_year": year.name,
+                "class": {
+                    "id": class_group.id,
+                    "name": class_group.name,
+                    "grade_level": class_group.grade_level,
+                },
+                "student": {
+                    "id": student.id,
+                    "last_name": student.last_name,
+                    "first_name": student.first_name,
+                    "patronymic": student.patronymic,
+                    "birth_date": student.birth_date.isoformat(),
+                    # A keyed hash: the registrar finds a student by IIN without the IIN stored.
+                    "iin_hmac": base64.b64encode(student.iin_hmac).decode()
+                    if student.iin_hmac
+                    else None,
+                },
+                "grades": {name: list(values) for name, values in sorted(line.grades.items())},
+                "absences": {"total": line.absences_total, "sick": line.absences_sick},
+                "rule": {
+                    "id": CRITERIA_RULE,
+                    "version": rule_for(DEFAULT_RULES, CRITERIA_RULE, year.ends_on).version,
+                },
+            },
+            now=now,
+            student_id=student.id,
+            cell=f"ledger:{year.name}:{class_group.id}:{student.id}",
+        )
+    cut_checkpoint(session, ensure_ledger_log(session, school), log_key, now=now)
+    return ledger_records(session, class_group)
+
+
+def ledger_document(
+    session: Session, class_group: ClassGroup, *, generated_at: dt.datetime | None = None
+) -> LedgerDocument:
+    """The summary ledger; its proof is the ledger-log records with a tlog-proof each once the
+    year is recorded, else the class journal's entries up to its latest checkpoint."""
+    school = session.get_one(School, class_group.school_id)
+    year = session.get_one(SchoolYear, class_group.school_year_id)
+    lines = summary_ledger(session, class_group)
+    subjects = tuple(subject.name for subject, _ in _subjects(session, class_group))
+    rows = tuple(
+        LedgerRow(
+            student_name=line.student.full_name,
+            grades=line.grades,
+            absences_total=line.absences_total,
+            absences_sick=line.absences_sick,
+        )
+        for line in lines
+    )
+    records = ledger_records(session, class_group)
+    if records:
+        proof = records_proof(session, ensure_ledger_log(session, school), records, _vkey(school))
+    else:
+        log = ensure_journal_log(session, class_group)
+        checkpoint = latest_checkpoint(session, log)
+        if checkpoint is None:
+            raise ExportError(f"{log.origin} has no checkpoint yet")
+        proof = range_proof(session, log, 0, checkpoint, _vkey(school))
+    return LedgerDocument(
+        school_name=school.name,
+        class_name=class_group.name,
+        school_year=year.name,
+        subjects=subjects,
+        rows=rows,
+        proof=proof,
+        generated_at=generated_at or utcnow(),
+    )
+
+
+def records_proof(session: Session, log: Log, records: Sequence[Entry], vkey: str) -> ProofBundle:
+    """Some leaves of a log, each with its C2SP tlog-proof against the latest checkpoint."""
+    checkpoint = latest_checkpoint(session, log)
+    if checkpoint is None or checkpoint.size <= max(r.seq for r in records):
+        raise ExportError(f"no checkpoint of {log.origin} covers these records yet")
+    hashes = session.scalars(
+        select(Entry.leaf_hash)
+        .where(Entry.log_id == log.id, Entry.seq < checkpoint.size)
+        .order_by(Entry.seq)
+    ).all()
+    tree = merkle.MerkleTree(hashes)
+    proofs = tuple(
+        (
+            f"{record.seq}{tlogproof.FILE_EXTENSION}",
+            tlogproof.format_tlog_proof(
+                tlogproof.make_tlog_proof(tree, record.seq, checkpoint.note)
+            ),
+        )
+        for record in records
+    )
+    return ProofBundle(
+        origin=log.origin,
+        tree_size=checkpoint.size,
+        root_hash=checkpoint.root_hash,
+        checkpoint_note=checkpoint.note,
+        vkey=vkey,
+        entries_jsonl=b"".join(r.leaf + b"\n" for r in records),
+        tlog_proofs=proofs,
+    )
+
+
+def classes_of_year(session: Session, school_year: SchoolYear) -> Iterable[ClassGroup]:
+    return session.scalars(
+        select(ClassGroup)
+        .where(ClassGroup.school_year_id == school_year.id)
+        .order_by(ClassGroup.name)
+    )

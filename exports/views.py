@@ -1,0 +1,108 @@
+"""Download pages for printouts: school admins (every class) and class teachers (their class)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Response, abort, current_app, render_template, request
+from sqlalchemy import select
+
+from auth import policy
+from auth.access import current_user, roles_required
+from auth.services import record_access
+from journal.db import db
+from journal.models import ClassGroup, SchoolYear, Term
+
+from . import printouts
+from .queries import ExportError
+
+bp = Blueprint("exports", __name__, template_folder="templates")
+STAFF_WHO_PRINT = ("school_admin", "class_teacher")
+
+
+def _readable_class(class_id: int) -> ClassGroup:
+    class_group = db.session.get(ClassGroup, class_id)
+    user = current_user()
+    if class_group is None or not policy.can_read_class(user, class_group):
+        abort(404)  # the same answer for "no such class" and "not yours"
+    return class_group
+
+
+@bp.get("/exports")
+@roles_required(*STAFF_WHO_PRINT)
+def index() -> Any:
+    user = current_user()
+    assert user is not None
+    classes = [
+        c
+        for c in db.session.scalars(
+            select(ClassGroup)
+            .where(ClassGroup.school_id == user.school_id)
+            .order_by(ClassGroup.name)
+        )
+        if policy.can_read_class(user, c)
+    ]
+    years = {y.id: y for y in db.session.scalars(select(SchoolYear))}
+    quarters = {
+        year_id: list(
+            db.session.scalars(
+                select(Term)
+                .where(Term.school_year_id == year_id, Term.kind == "quarter")
+                .order_by(Term.number)
+            )
+        )
+        for year_id in years
+    }
+    return render_template("exports/index.html", classes=classes, years=years, quarters=quarters)
+
+
+def _pdf(data: bytes, filename: str) -> Response:
+    return Response(
+        data,
+        mimetype="application/pdf",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
+
+
+@bp.get("/exports/journal/<int:class_id>/<int:quarter>.pdf")
+@roles_required(*STAFF_WHO_PRINT)
+def journal_pdf(class_id: int, quarter: int) -> Any:
+    class_group = _readable_class(class_id)
+    if not 1 <= quarter <= 4:
+        abort(404)
+    try:
+        data = printouts.journal_pdf(db.session, current_app.config, class_group, quarter)
+    except (ExportError, LookupError) as exc:
+        abort(409, description=str(exc))
+    record_access(
+        db.session,
+        current_user(),
+        "export_journal",
+        "class_group",
+        class_id,
+        request.remote_addr,
+        school_id=class_group.school_id,
+    )
+    db.session.commit()
+    return _pdf(data, f"journal-{class_id}-q{quarter}.pdf")
+
+
+@bp.get("/exports/ledger/<int:class_id>.pdf")
+@roles_required(*STAFF_WHO_PRINT)
+def ledger_pdf(class_id: int) -> Any:
+    class_group = _readable_class(class_id)
+    try:
+        data = printouts.ledger_pdf(db.session, current_app.config, class_group)
+    except (ExportError, LookupError) as exc:
+        abort(409, description=str(exc))
+    record_access(
+        db.session,
+        current_user(),
+        "export_ledger",
+        "class_group",
+        class_id,
+        request.remote_addr,
+        school_id=class_group.school_id,
+    )
+    db.session.commit()
+    return _pdf(data, f"ledger-{class_id}.pdf")

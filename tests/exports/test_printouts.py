@@ -1,0 +1,294 @@
+"""Quarterly journals and summary ledgers from the database, checked with the real tools."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import time
+
+import pikepdf
+import pytest
+import sqlalchemy as sa
+
+from exports import printouts, queries
+from exports.pdf import extract_embedded_files
+from journal.cells import read_cells
+from journal.ledger import audit, note, tlogproof
+from journal.models import ClassGroup, Entry, Log, Student, Term
+
+from ..external import need_tool
+
+SMALL = ["--students", "5", "--classes", "1"]
+
+
+@pytest.fixture
+def demo(app, session):
+    result = app.test_cli_runner().invoke(args=["demo", "seed", *SMALL], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return session.scalar(sa.select(ClassGroup))
+
+
+@pytest.fixture
+def journal_pdf(app, session, demo, tmp_path):
+    path = tmp_path / "q1.pdf"
+    path.write_bytes(printouts.journal_pdf(session, app.config, demo, 1))
+    return path
+
+
+def test_journal_signature_is_valid_and_breaks_on_one_byte(journal_pdf, tmp_path):
+    need_tool("pdfsig")
+    out = subprocess.run(["pdfsig", str(journal_pdf)], capture_output=True, text=True).stdout
+    assert "Signature is Valid." in out
+    data = bytearray(journal_pdf.read_bytes())
+    middle = data.index(b"stream", len(data) // 4) + 20  # inside page content, in the signed range
+    data[middle] ^= 0x01
+    broken = tmp_path / "broken.pdf"
+    broken.write_bytes(bytes(data))
+    out = subprocess.run(["pdfsig", str(broken)], capture_output=True, text=True).stdout
+    assert "Signature is Valid." not in out
+    assert re.search(r"Digest Mismatch|Signature is Invalid|corrupt", out, re.I), out
+
+
+def test_journal_text_holds_every_name_and_grade_from_the_database(journal_pdf, session, demo):
+    """Row by row and subject by subject, the marks printed are the marks in the database."""
+    from collections import Counter
+
+    from journal.models import Lesson, Subject
+
+    need_tool("pdftotext")
+    log = session.scalar(sa.select(Log).where(Log.class_group_id == demo.id))
+    cells = read_cells(session, log.id)
+    students = session.scalars(sa.select(Student)).all()
+    q1 = session.scalar(sa.select(Term).where(Term.kind == "quarter", Term.number == 1))
+    expected: dict[tuple[str, str], Counter] = {}
+    for subject in session.scalars(sa.select(Subject)):
+        lessons = session.scalars(
+            sa.select(Lesson.id).where(Lesson.subject_id == subject.id, Lesson.date <= q1.ends_on)
+        ).all()
+        for student in students:
+            marks = Counter()
+            for lesson_id in lessons:
+                for kind in ("FO", "SOR", "SOCh"):
+                    cell = cells.get(f"{kind}:{lesson_id}:{student.id}")
+                    if cell is not None and cell.value:
+                        value = cell.value
+                        marks[
+                            str(value["score"])
+                            if kind == "FO"
+                            else f"{value['points']}/{value['max']}"
+                        ] += 1
+                cell = cells.get(f"att:{lesson_id}:{student.id}")
+                if cell is not None and cell.value:
+                    marks[
+                        {"absent": "н", "sick": "б", "late": "оп", "excused": "уп"}[cell.value]
+                    ] += 1
+            expected[(subject.name, student.full_name)] = marks
+
+    pages = subprocess.run(
+        ["pdftotext", "-layout", str(journal_pdf), "-"], capture_output=True, text=True
+    ).stdout.split("\f")
+    printed: dict[tuple[str, str], Counter] = {key: Counter() for key in expected}
+    for page in pages:
+        found = re.search(r"Предмет: (.+?) · Учитель", page)
+        if not found:
+            continue
+        subject_name = found.group(1).strip()
+        current = None  # a cell with two marks wraps: continuation lines belong to the row above
+        for line in page.splitlines():
+            if line.startswith(("н — ", "Темы уроков")):
+                current = None
+                continue
+            tokens = line.split()
+            for student in students:
+                if re.match(rf"\s*\d+\s+{re.escape(student.full_name)}(\s|$)", line):
+                    current = student.full_name
+                    tokens = line.split(student.full_name, 1)[1].split()
+            if len(tokens) >= 2 and re.fullmatch(r"\d+\.\d", tokens[-2]):
+                tokens = tokens[:-2]  # the term percent and grade, on whichever line they sit
+            if current is not None:
+                printed[(subject_name, current)].update(
+                    t for t in tokens if re.fullmatch(r"10|[1-9]|\d+/\d+|н|б|оп|уп", t)
+                )
+    assert re.search("[әғқңөұүһі]", "".join(pages))
+    assert sum(sum(c.values()) for c in expected.values()) > 50
+    assert printed == expected
+
+
+def test_qpdf_and_pdfa_checks_are_clean(journal_pdf):
+    need_tool("qpdf")
+    result = subprocess.run(["qpdf", "--check", str(journal_pdf)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    with pikepdf.open(journal_pdf) as pdf:
+        assert pdf.open_metadata().pdfa_status == "3B"
+
+
+def test_embedded_entries_verify_against_the_embedded_checkpoint(journal_pdf, session, demo):
+    files = extract_embedded_files(journal_pdf.read_bytes())
+    verifier = note.parse_vkey(files["log.vkey"].decode().strip())
+    checkpoint = note.verify_checkpoint(files["checkpoint"].decode(), verifier)
+    start, prefix = audit.parse_range_file(files[audit.RANGE_FILE].decode())
+    leaves = files["entries.jsonl"].splitlines()
+    audit.verify_range(start, prefix, leaves, checkpoint)
+    keys = audit.device_keys_from_document(json.loads(files["device-keys.json"]))
+    report = audit.AuditReport(checkpoint.origin)
+    for offset, line in enumerate(leaves):
+        audit._check_leaf(report, start + offset, line, keys, checkpoint.origin, {})
+    assert report.ok, report.summary()
+    log = session.scalar(sa.select(Log).where(Log.class_group_id == demo.id))
+    assert (checkpoint.origin, checkpoint.size) == (log.origin, log.size)
+
+
+def test_one_changed_embedded_entry_no_longer_verifies(journal_pdf):
+    files = extract_embedded_files(journal_pdf.read_bytes())
+    checkpoint = note.parse_checkpoint(files["checkpoint"].decode().split("\n\n")[0] + "\n")
+    start, prefix = audit.parse_range_file(files[audit.RANGE_FILE].decode())
+    leaves = files["entries.jsonl"].splitlines()
+    leaves[3] = leaves[3].replace(b'"seq":3', b'"seq":4')
+    with pytest.raises(ValueError):
+        audit.verify_range(start, prefix, leaves, checkpoint)
+
+
+def test_page_one_is_not_blank_and_has_one_row_per_student(journal_pdf, session, tmp_path):
+    need_tool("pdftoppm", "pdftotext")
+    subprocess.run(
+        [
+            "pdftoppm",
+            "-r",
+            "40",
+            "-f",
+            "1",
+            "-l",
+            "1",
+            "-gray",
+            str(journal_pdf),
+            str(tmp_path / "p"),
+        ],
+        check=True,
+    )
+    (pgm,) = tmp_path.glob("p*.pgm")
+    raw = pgm.read_bytes()
+    header = raw.split(b"\n", 3)
+    pixels = header[3]
+    dark = sum(1 for b in pixels if b < 128)
+    assert dark > len(pixels) * 0.01
+    page = subprocess.run(
+        ["pdftotext", "-layout", "-f", "1", "-l", "1", str(journal_pdf), "-"],
+        capture_output=True,
+        text=True,
+    ).stdout
+    for student in session.scalars(sa.select(Student)):
+        assert page.count(student.full_name) == 1
+
+
+def test_ledger_after_year_records_carries_a_tlog_proof_per_student(app, session, demo, tmp_path):
+    from journal.keys import load_log_key
+
+    log_key = load_log_key(app.config["KEYS_DIR"], "mektep17.example.kz")
+    records = queries.record_summary_ledger(session, demo, log_key)
+    assert len(records) == 5
+    data = printouts.ledger_pdf(session, app.config, demo)
+    files = extract_embedded_files(data)
+    verifier = note.parse_vkey(files["log.vkey"].decode().strip())
+    lines = files["entries.jsonl"].splitlines()
+    assert len(lines) == 5
+    for line in lines:
+        seq = json.loads(line)["seq"]
+        checkpoint = tlogproof.verify_tlog_proof(
+            line, files[f"{seq}.tlog-proof"].decode(), verifier
+        )
+        assert checkpoint.origin.endswith("/ledger")
+    need_tool("pdfsig")
+    path = tmp_path / "ledger.pdf"
+    path.write_bytes(data)
+    out = subprocess.run(["pdfsig", str(path)], capture_output=True, text=True).stdout
+    assert "Signature is Valid." in out
+
+
+def test_export_commands_write_signed_files(app, demo, tmp_path):
+    runner = app.test_cli_runner()
+    out = tmp_path / "j.pdf"
+    result = runner.invoke(
+        args=["export", "journal", "--class", str(demo.id), "--quarter", "1", "-o", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    assert out.read_bytes().startswith(b"%PDF-1.7")
+    result = runner.invoke(
+        args=[
+            "export",
+            "ledger",
+            "--class",
+            str(demo.id),
+            "--year",
+            "1999-2000",
+            "-o",
+            str(tmp_path / "l.pdf"),
+        ]
+    )
+    assert result.exit_code == 2 and "2026-2027" in result.output
+    result = runner.invoke(
+        args=["export", "journal", "--class", "999", "--quarter", "1", "-o", str(out)]
+    )
+    assert result.exit_code == 2
+
+
+def test_quarter_two_embeds_only_its_own_range(app, session, demo):
+    """Q2 is open: its printout starts where Q1's sealing checkpoint ended."""
+    from journal.keys import load_log_key
+    from journal.services import cut_checkpoint
+
+    log = session.scalar(sa.select(Log).where(Log.class_group_id == demo.id))
+    q1_size = log.size
+    cut_checkpoint(session, log, load_log_key(app.config["KEYS_DIR"], "mektep17.example.kz"))
+    document = queries.journal_document(session, demo, 2)
+    start, _prefix = audit.parse_range_file(
+        dict(document.proof.extra_files)[audit.RANGE_FILE].decode()
+    )
+    assert start == q1_size
+    assert document.proof.entries_jsonl == b""
+    assert session.scalar(sa.select(sa.func.count()).select_from(Entry)) > 0
+
+
+def sign_in(app, session, username: str):
+    """A test client signed in as a demo user who passed the second factor."""
+    from auth.models import User
+
+    user = session.scalar(sa.select(User).where(User.username == username))
+    client = app.test_client()
+    with client.session_transaction() as flask_session:
+        flask_session["user_id"] = user.id
+        flask_session["auth_version"] = user.auth_version
+        flask_session["second_factor_ok"] = True
+        flask_session["signed_in_at"] = int(time.time())
+        flask_session["second_factor_at"] = int(time.time())
+    return client
+
+
+def test_class_teacher_downloads_their_class_and_admin_any(app, session, demo):
+    teacher = sign_in(app, session, "classteacher")
+    listing = teacher.get("/exports")
+    assert listing.status_code == 200 and demo.name in listing.text
+    response = teacher.get(f"/exports/journal/{demo.id}/1.pdf")
+    assert response.status_code == 200
+    assert response.mimetype == "application/pdf" and response.data.startswith(b"%PDF")
+    admin = sign_in(app, session, "admin")
+    assert admin.get(f"/exports/ledger/{demo.id}.pdf").status_code == 200
+
+
+def test_teacher_and_parent_cannot_download(app, session, demo):
+    for username in ("teacher2", "parent"):
+        client = sign_in(app, session, username)
+        assert client.get(f"/exports/journal/{demo.id}/1.pdf").status_code in (403, 404)
+
+
+def test_admin_closes_a_quarter_from_the_page(app, session, demo):
+    admin = sign_in(app, session, "admin")
+    page = admin.get("/admin/terms")
+    assert page.status_code == 200
+    q2 = session.scalar(sa.select(Term).where(Term.kind == "quarter", Term.number == 2))
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+    assert admin.post(f"/admin/terms/{q2.id}/close").status_code == 400  # no CSRF token
+    response = admin.post(f"/admin/terms/{q2.id}/close", data={"csrf_token": token})
+    assert response.status_code == 302
+    session.expire_all()
+    assert session.get(Term, q2.id).closed_at is not None
