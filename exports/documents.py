@@ -126,6 +126,9 @@ class LedgerDocument:
     rows: tuple[LedgerRow, ...]
     proof: ProofBundle | None = None
     generated_at: datetime | None = field(default=None)
+    #: Another title for the same layout (a registrar's duplicate-certificate extract).
+    title: str = ""
+    charts: bool = True
 
 
 def cell_text(marks: Iterable[str]) -> str:

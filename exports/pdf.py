@@ -230,7 +230,10 @@ def render_ledger_pdf(
     labels = _labels(language)
     generated_at = doc.generated_at or datetime.now(UTC)
     pages = _ledger_pages(doc, labels)
-    title = f"{labels['ledger']} {doc.class_name}, {labels['year'].format(year=doc.school_year)}"
+    title = (
+        f"{doc.title or labels['ledger']} {doc.class_name}, "
+        f"{labels['year'].format(year=doc.school_year)}"
+    )
     raw = _draw_document(pages, doc.proof, generated_at, labels, language)
     producer = _producer(signer, timestamper)
     pdf = _to_pdfa(raw, title, doc.school_name, generated_at, doc.proof, language, producer)
@@ -926,7 +929,7 @@ def _ledger_pages(doc: LedgerDocument, labels: dict[str, str]) -> list[_Page]:
     heading = _Heading(
         doc.school_name,
         labels["year"].format(year=doc.school_year),
-        f"{labels['ledger']} · {labels['class']} {doc.class_name}",
+        f"{doc.title or labels['ledger']} · {labels['class']} {doc.class_name}",
     )
     names = [row.student_name for row in doc.rows] or [""]
     name_w = min(180.0, max(110.0, max(_width(n, FONT, 7.5) for n in names) + 8))
@@ -959,7 +962,7 @@ def _ledger_pages(doc: LedgerDocument, labels: dict[str, str]) -> list[_Page]:
             )
     pages[0].bookmark = labels["ledger"]
     per_chart_page = _CHARTS_PER_ROW * _CHART_ROWS
-    for start in range(0, len(doc.subjects), per_chart_page):
+    for start in range(0, len(doc.subjects) if doc.charts else 0, per_chart_page):
         subjects = doc.subjects[start : start + per_chart_page]
         page = _Page(heading, [functools.partial(_draw_charts, doc, subjects, labels)])
         if start == 0:

@@ -63,3 +63,16 @@ def ledger_pdf(
     return render_ledger_pdf(
         document, pdf_signer(config, school), pdf_timestamper(config), language=language
     )
+
+
+def printouts_for(session: Session, class_group: ClassGroup, term: Any) -> dict[str, bytes]:
+    """The printouts that go into an archive bag: the quarterly journal for a quarter, the
+    summary ledger for a whole year (``term`` None). Uses the app's configuration."""
+    from flask import current_app
+
+    config = current_app.config
+    if term is not None and getattr(term, "kind", "quarter") == "quarter":
+        # Names by class id: ASCII, and "7Ә" and "7Б" never collide.
+        name = f"journal-class{class_group.id}-q{term.number}.pdf"
+        return {name: journal_pdf(session, config, class_group, term.number)}
+    return {f"ledger-class{class_group.id}.pdf": ledger_pdf(session, config, class_group)}

@@ -9,14 +9,30 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+import functools
+import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from . import merkle, note
 from .entry import (
+    _KID,
+    ALGS,
+    LEAF_FIELDS,
+    MAX_LEAF_BYTES,
+    MAX_NESTING,
+    MAX_PAYLOAD_BYTES,
+    MAX_SAFE_INTEGER,
+    SIGNING_CONTEXT,
     KeyFormatError,
+    LeafRecord,
     PayloadError,
+    load_public_key,
     parse_leaf,
     verify_payload,
 )
@@ -186,6 +202,103 @@ def verify_log(
     return report
 
 
+def _refuse_number(literal: str) -> NoReturn:
+    raise ValueError(f"number {literal} is not an integer")
+
+
+def _safe_int(literal: str) -> int:
+    value = int(literal)
+    if not -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
+        raise ValueError(f"integer {literal} is outside ±(2**53 - 1)")
+    return value
+
+
+# One decoder and one encoder for every leaf (json.loads and json.dumps with options build new
+# ones on each call).
+_DECODER = json.JSONDecoder(
+    parse_float=_refuse_number, parse_constant=_refuse_number, parse_int=_safe_int
+)
+_ENCODER = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+_PAYLOAD_START = b',"payload":'
+_PAYLOAD_END = b',"received_at":'
+# Deleting every byte below 0xF0 leaves the lead bytes of 4-byte UTF-8 sequences: JCS orders keys
+# by UTF-16 code units and json.dumps by code points, and the two differ only for those.
+_BELOW_F0 = bytes(range(0xF0))
+_TIMESTAMP = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{6})?Z")
+
+
+def parse_leaf_fast(line: bytes) -> LeafRecord | None:
+    """``parse_leaf`` for leaves that are plainly canonical, several times faster; None whenever
+    in doubt, and the caller asks ``parse_leaf`` (which also says what is wrong).
+
+    For JSON without floats, astral-plane characters or deep nesting, ``json.dumps`` with sorted
+    keys, no spaces and ``ensure_ascii=False`` writes exactly the RFC 8785 bytes ``parse_leaf``
+    requires: so a leaf that is its own re-serialization is canonical. The payload's canonical
+    bytes are then the slice of the line between ``"payload":`` and ``,"received_at":``.
+    """
+    if (
+        len(line) > MAX_LEAF_BYTES
+        or line.count(b"{") + line.count(b"[") > MAX_NESTING
+        or line.translate(None, _BELOW_F0)
+    ):
+        return None
+    try:
+        obj = _DECODER.decode(line.decode("utf-8"))
+        if type(obj) is not dict or obj.keys() != LEAF_FIELDS:
+            return None
+        if _ENCODER.encode(obj).encode() != line:
+            return None
+        seq, received_at, payload = obj["seq"], obj["received_at"], obj["payload"]
+        alg, kid, sig_text = obj["alg"], obj["kid"], obj["sig"]
+        if (
+            type(seq) is not int
+            or not 0 <= seq <= MAX_SAFE_INTEGER
+            or type(payload) is not dict
+            or alg not in ALGS
+            or type(kid) is not str
+            or not _KID.fullmatch(kid)
+            or type(sig_text) is not str
+            or type(received_at) is not str
+        ):
+            return None
+        # parse_timestamp's rule: the regex, a real date and time, no ".000000".
+        if not _TIMESTAMP.fullmatch(received_at) or received_at.endswith(".000000Z"):
+            return None
+        dt.datetime.fromisoformat(received_at[:-1])
+        sig = binascii.a2b_base64(sig_text, strict_mode=True)
+        if not sig or binascii.b2a_base64(sig, newline=False) != sig_text.encode():
+            return None
+    except (ValueError, RecursionError, UnicodeError, binascii.Error):
+        return None
+    payload_bytes = line[
+        line.index(_PAYLOAD_START) + len(_PAYLOAD_START) : line.rindex(_PAYLOAD_END)
+    ]
+    if len(payload_bytes) > MAX_PAYLOAD_BYTES:
+        return None
+    return LeafRecord(seq, received_at, payload, payload_bytes, alg, kid, sig)
+
+
+@functools.lru_cache(maxsize=4096)
+def _ed25519_key(raw: bytes) -> Ed25519PublicKey:
+    key = load_public_key("ed25519", raw)
+    assert isinstance(key, Ed25519PublicKey)
+    return key
+
+
+def _verify_signature(alg: str, raw_public_key: bytes, payload_bytes: bytes, sig: bytes) -> bool:
+    """``verify_payload``, with Ed25519 keys loaded once per key rather than once per entry."""
+    if alg != "ed25519":
+        return verify_payload(alg, raw_public_key, payload_bytes, sig)
+    key = _ed25519_key(raw_public_key)
+    if len(sig) != 64:
+        return False
+    try:
+        key.verify(sig, SIGNING_CONTEXT + payload_bytes)
+    except InvalidSignature:
+        return False
+    return True
+
+
 def _check_leaf(
     report: AuditReport,
     index: int,
@@ -194,11 +307,13 @@ def _check_leaf(
     origin: str,
     seen_ids: dict[str, int],
 ) -> None:
-    try:
-        record = parse_leaf(line)
-    except (PayloadError, ValueError, KeyError, TypeError, binascii.Error) as exc:
-        report.add(index, f"the leaf is not a canonical log record: {exc}")
-        return
+    record = parse_leaf_fast(line)
+    if record is None:
+        try:
+            record = parse_leaf(line)
+        except (PayloadError, ValueError, KeyError, TypeError, binascii.Error) as exc:
+            report.add(index, f"the leaf is not a canonical log record: {exc}")
+            return
     if record.seq != index:
         report.add(index, f"the leaf says seq {record.seq}")
     payload = record.payload
@@ -216,7 +331,7 @@ def _check_leaf(
     if key.user is not None and payload.get("author") != key.user:
         report.add(index, "the author is not the key's owner")
     try:
-        valid = verify_payload(record.alg, key.public_key, record.payload_bytes, record.sig)
+        valid = _verify_signature(record.alg, key.public_key, record.payload_bytes, record.sig)
     except KeyFormatError as exc:
         report.add(index, f"unusable key {record.kid}: {exc}")
         return
@@ -234,6 +349,21 @@ def _check_leaf(
             report.add(index, f"entry_id also used at seq {seen_ids[entry_id]}")
         else:
             seen_ids[entry_id] = index
+
+
+def check_leaves(
+    leaves: Sequence[bytes],
+    seqs: Sequence[int],
+    device_keys: Mapping[str, DeviceKeyInfo],
+    origin: str,
+) -> list[Problem]:
+    """Each leaf's form, place and signature as ``verify_log`` checks them, for leaves that are
+    not a whole log (a printout's slice, chosen records); ``seqs`` are their positions."""
+    report = AuditReport(origin=origin)
+    seen_ids: dict[str, int] = {}
+    for seq, line in zip(seqs, leaves, strict=True):
+        _check_leaf(report, seq, line, device_keys, origin, seen_ids)
+    return report.problems
 
 
 # -- a slice of a log, proven against a checkpoint -------------------------------------------

@@ -567,7 +567,7 @@ def test_pikepdf_pdfa_validator():
         missing(f"pikepdf's PDF/A validator needs pikepdf[pdfa]: {exc}")
     for data in (render_journal_pdf(make_journal()), render_ledger_pdf(make_ledger())):
         report = pdfa.validate_written(io.BytesIO(data), "3b")
-        assert report.passed, report
+        assert_pdfa_clean(report)
 
 
 def test_signed_files_pass_the_pikepdf_pdfa_validator(signed_journal: bytes):
@@ -576,7 +576,19 @@ def test_signed_files_pass_the_pikepdf_pdfa_validator(signed_journal: bytes):
     except ImportError as exc:
         missing(f"pikepdf's PDF/A validator needs pikepdf[pdfa]: {exc}")
     report = pdfa.validate_written(io.BytesIO(signed_journal), "3b")
-    assert report.passed, report
+    assert_pdfa_clean(report)
+
+
+def assert_pdfa_clean(report) -> None:  # type: ignore[no-untyped-def]
+    """No errors. pikepdf's validator does not cover PDF/A-3 embedded files or the signature's
+    form field: it reports them as "unsupported" rather than checking them (our own checks above
+    cover the file specs; pdfsig covers the signature)."""
+    not_covered = ("embedded files", "interactive forms")
+    errors = [
+        f for f in report.findings
+        if not (f.kind == "unsupported" and any(part in f.message for part in not_covered))
+    ]
+    assert not errors, report
 
 
 def _xmp_value(xmp: str, name: str) -> str:

@@ -1,0 +1,239 @@
+"""The inspector's page: upload an archive package (zip or tar) or a printout (PDF), get the same
+report as ``journal-verify``.
+
+Read-only: the upload is checked in memory (``archive.verify.verify.verify_upload`` unpacks zip
+and tar files itself, refusing absolute paths, ``..``, links, and more files or bytes than the
+limits) and discarded; the only row written is the access-log entry saying who checked what.
+The school's verifier key is a form field, filled with the school's published key: the inspector
+may replace it with the key they got from the school, which is the point of checking.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from typing import Any
+
+from flask import Blueprint, Response, current_app, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from flask_wtf import FlaskForm
+from flask_wtf.file import FileField, FileRequired
+from sqlalchemy import select
+from werkzeug.exceptions import RequestEntityTooLarge
+from wtforms import DateField, StringField
+from wtforms.validators import DataRequired, Optional
+
+from auth.access import current_user, log_access, roles_required
+from auth.iin import InvalidIIN, iin_lookup_hash, validate_iin
+from journal.app import csrf
+from journal.db import db
+from journal.ledger import note
+from journal.models import School
+
+from .registrar import FoundRecord, Query, RegistrarError, find_records, issue_extract
+from .storage import storage_from_config
+from .verify.verify import FAILED, OK, WARNING, Report, verify_upload
+
+bp = Blueprint(
+    "archive", __name__, url_prefix="/archive", template_folder="templates", static_folder="static"
+)
+
+INSPECTOR_ROLES = ("inspector", "school_admin")
+DEFAULT_MAX_UPLOAD = 256 * 1024 * 1024  # ARCHIVE_INSPECT_MAX_UPLOAD: bytes of the upload
+DEFAULT_MAX_UNPACKED = 1024 * 1024 * 1024  # ARCHIVE_INSPECT_MAX_UNPACKED: bytes once unpacked
+DEFAULT_MAX_FILES = 20_000  # ARCHIVE_INSPECT_MAX_FILES: files in a bag
+CHECK_TITLES = {
+    "bag": _l("BagIt structure and manifests"),
+    "seal": _l("Seal by the school's key"),
+    "keys": _l("Keys in the package"),
+    "log": _l("Entries, checkpoints and consistency proofs"),
+    "certificates": _l("Certificates in the package"),
+    "timestamps": _l("RFC 3161 timestamps"),
+    "printouts": _l("Printouts: signatures and embedded records"),
+    "pdf": _l("Printout: signatures and embedded records"),
+}
+STATUS_LABELS = {OK: _l("OK"), WARNING: _l("Warning"), FAILED: _l("Failed")}
+
+
+class VerifyForm(FlaskForm):
+    file = FileField("file", validators=[FileRequired()])
+    vkey = StringField("vkey", validators=[DataRequired()])
+
+
+def _limit(name: str, default: int) -> int:
+    return int(current_app.config.get(name) or default)
+
+
+def _default_vkey() -> str:
+    user = current_user()
+    school = db.session.get(School, user.school_id) if user and user.school_id else None
+    return (school.log_vkey or "") if school is not None else ""
+
+
+def _size_text(size: int) -> str:
+    if size >= 1024 * 1024:
+        return _("%(count)d MB", count=size // (1024 * 1024))
+    return _("%(count)d KB", count=max(1, size // 1024))
+
+
+def _too_large_message() -> str:
+    limit = _size_text(_limit("ARCHIVE_INSPECT_MAX_UPLOAD", DEFAULT_MAX_UPLOAD))
+    return _("The file is larger than %(limit)s, the most this page accepts.", limit=limit)
+
+
+def _render(
+    form: VerifyForm,
+    *,
+    report: Report | None = None,
+    upload: dict[str, Any] | None = None,
+    error: str | None = None,
+    status: int = 200,
+) -> tuple[str, int]:
+    page = render_template(
+        "archive/verify.html",
+        form=form,
+        report=report,
+        upload=upload,
+        error=error,
+        check_titles=CHECK_TITLES,
+        status_labels=STATUS_LABELS,
+        limit=_size_text(_limit("ARCHIVE_INSPECT_MAX_UPLOAD", DEFAULT_MAX_UPLOAD)),
+    )
+    return page, status
+
+
+@bp.route("/verify", methods=["GET", "POST"])
+@roles_required(*INSPECTOR_ROLES)
+def verify_page() -> Any:
+    """Show the upload form; on POST verify the file against the given key and show the report."""
+    max_upload = _limit("ARCHIVE_INSPECT_MAX_UPLOAD", DEFAULT_MAX_UPLOAD)
+    # Packages are larger than the app-wide MAX_CONTENT_LENGTH. The limit is raised only here,
+    # after the role check and before the body is read; so the app-wide CSRF check, which
+    # would read the body first, is replaced by the form's own (see the exemption below).
+    request.max_content_length = max_upload + 64 * 1024
+    form = VerifyForm()
+    if request.method == "GET":
+        form.vkey.data = _default_vkey()
+        return _render(form)
+    if not form.validate_on_submit():
+        if form.csrf_token.errors:
+            message = _("The form has expired. Reload the page and try again.")
+        else:
+            message = _("Choose a file and give the school's key.")
+        return _render(form, error=message, status=400)
+    try:
+        verifier = note.parse_vkey((form.vkey.data or "").strip())
+    except note.NoteError:
+        message = _("This is not a verifier key: it looks like name+1a2b3c4d+AbCd…=.")
+        return _render(form, error=message, status=400)
+    upload = form.file.data
+    try:
+        data = upload.stream.read(max_upload + 1)
+    finally:
+        upload.close()
+    if len(data) > max_upload:
+        return _render(form, error=_too_large_message(), status=413)
+    name = upload.filename or "upload"
+    report = verify_upload(
+        data,
+        verifier,
+        name=name,
+        max_files=_limit("ARCHIVE_INSPECT_MAX_FILES", DEFAULT_MAX_FILES),
+        max_bytes=_limit("ARCHIVE_INSPECT_MAX_UNPACKED", DEFAULT_MAX_UNPACKED),
+    )
+    digest = hashlib.sha256(data).hexdigest()
+    user = current_user()
+    log_access(
+        "archive.verify_upload",
+        "upload",
+        digest[:16],
+        school_id=user.school_id if user is not None else None,
+    )
+    db.session.commit()
+    details = {"name": name, "size": len(data), "sha256": digest, "vkey": verifier.vkey()}
+    return _render(form, report=report, upload=details)
+
+
+# The form checks its CSRF token itself (FlaskForm), once the body may be read.
+csrf.exempt(f"{verify_page.__module__}.{verify_page.__name__}")
+
+
+@bp.errorhandler(RequestEntityTooLarge)
+def too_large(exc: RequestEntityTooLarge) -> Any:
+    if request.path == url_for("archive.verify_page"):
+        return _render(VerifyForm(formdata=None), error=_too_large_message(), status=413)
+    return exc
+
+
+# -- the registrar: duplicate certificates from the archive alone --------------------------------
+
+
+class RegistrarSearchForm(FlaskForm):
+    iin = StringField(_l("IIN"))
+    last_name = StringField(_l("Last name"))
+    first_name = StringField(_l("First name"))
+    birth_date = DateField(_l("Date of birth"), validators=[Optional()])
+
+
+def _registrar_query(form: RegistrarSearchForm) -> Query | None:
+    iin = (form.iin.data or "").strip()
+    if iin:
+        try:
+            valid = validate_iin(iin)
+        except InvalidIIN as exc:
+            form.iin.errors = [str(exc)]
+            return None
+        key = current_app.config["IIN_HMAC_KEY"]
+        return Query(iin_hmac=base64.b64encode(iin_lookup_hash(valid, key)).decode())
+    if form.last_name.data and form.first_name.data and form.birth_date.data:
+        return Query(
+            last_name=form.last_name.data,
+            first_name=form.first_name.data,
+            birth_date=form.birth_date.data,
+        )
+    form.iin.errors = [_("Give an IIN, or a last name, first name and date of birth.")]
+    return None
+
+
+def _trusted_vkeys() -> set[str]:
+    """The schools' published log keys: those on this server, and any configured for schools
+    whose live data is gone (ARCHIVE_TRUSTED_VKEYS)."""
+    keys = {vkey for vkey in db.session.scalars(select(School.log_vkey)) if vkey}
+    keys.update(current_app.config.get("ARCHIVE_TRUSTED_VKEYS") or ())
+    return keys
+
+
+@bp.route("/registrar", methods=["GET", "POST"])
+@roles_required("registrar")
+def registrar() -> Any:
+    form = RegistrarSearchForm()
+    records: list[FoundRecord] | None = None
+    error = None
+    if form.validate_on_submit():
+        query = _registrar_query(form)
+        if query is not None:
+            try:
+                records = find_records(
+                    storage_from_config(current_app.config), query, trusted_vkeys=_trusted_vkeys()
+                )
+            except RegistrarError as exc:
+                error = str(exc)
+            log_access("registrar_search", "archive_ledger", len(records or []))
+            if request.form.get("issue") and records:
+                user = current_user()
+                assert user is not None
+                try:
+                    data = issue_extract(db.session, current_app.config, records, registrar=user)
+                except (RegistrarError, LookupError) as exc:
+                    error = str(exc)
+                else:
+                    log_access("issue_duplicate", "archive_ledger", len(records))
+                    db.session.commit()
+                    return Response(
+                        data,
+                        mimetype="application/pdf",
+                        headers={"Content-Disposition": 'attachment; filename="extract.pdf"'},
+                    )
+            db.session.commit()
+    return render_template("archive/registrar.html", form=form, records=records, error=error)

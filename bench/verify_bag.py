@@ -1,0 +1,116 @@
+"""How fast ``journal-verify bag`` checks a large bag, against raw Ed25519 verification.
+
+    .venv/bin/python bench/verify_bag.py [--entries N] [--rounds R] [--keep DIR]
+
+Builds a bag of N entries (default 100,000) signed by a few device keys, with three checkpoints,
+consistency proofs and the seal (no printouts or timestamps: those cost the same whatever the
+size), then in the same run measures
+
+- raw Ed25519 verifications per second over the bag's own (key, message, signature) triples,
+  keys loaded beforehand: the floor no verifier can beat;
+- the whole ``verify_bag`` (read every file, manifests, seal, every entry's canonical form and
+  signature, Merkle tree, checkpoints, consistency proofs) in entries per second.
+
+The two are measured alternately ``R`` times (default 3) in CPU time of this process (other
+processes on a busy machine then hardly matter) and the best of each is compared.
+Target: verify_bag entries/s ≥ 0.7 × raw verify/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+# Run from the repository root: `python bench/verify_bag.py` (the tests' bag builder is reused).
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey  # noqa: E402
+
+from archive.verify.verify import read_vkey, verify_bag  # noqa: E402
+from journal.ledger.entry import SIGNING_CONTEXT, load_public_key, parse_leaf  # noqa: E402
+from tests.archive.sample_bag import build_sample_bag  # noqa: E402
+
+TARGET = 0.7
+
+
+def raw_verify_rate(leaves: tuple[bytes, ...], keys: dict[str, bytes], sample: int) -> float:
+    """Ed25519 verifications per second over the first ``sample`` leaves, keys preloaded."""
+    loaded = {}
+    for kid, raw in keys.items():
+        key = load_public_key("ed25519", raw)
+        assert isinstance(key, Ed25519PublicKey)
+        loaded[kid] = key
+    triples = []
+    for leaf in leaves[:sample]:
+        record = parse_leaf(leaf)
+        triples.append((loaded[record.kid], record.sig, SIGNING_CONTEXT + record.payload_bytes))
+    started = time.process_time()
+    for key, sig, message in triples:
+        key.verify(sig, message)
+    return len(triples) / (time.process_time() - started)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--entries", type=int, default=100_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--sample", type=int, default=20_000, help="leaves for the raw rate")
+    parser.add_argument("--keep", type=Path, help="build the bag here and keep it")
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="verify-bench-"))
+    target = args.keep or work / "bag"
+    try:
+        third = args.entries // 3
+        started = time.perf_counter()
+        bag = build_sample_bag(
+            target,
+            entries=args.entries,
+            checkpoints=(third, 2 * third, args.entries),
+            printout_size=None,
+            timestamps=False,
+            devices=8,
+        )
+        built = time.perf_counter() - started
+        size = sum(len(data) for data in bag.files().values())
+        verifier = read_vkey(bag.vkey)
+        document = json.loads((target / "data/keys/device-keys.json").read_text())
+        keys = {kid: base64.b64decode(info["public_key"]) for kid, info in document.items()}
+
+        raw_rates, bag_rates = [], []
+        for _ in range(args.rounds):
+            raw_rates.append(raw_verify_rate(bag.leaves, keys, args.sample))
+            started = time.process_time()
+            report = verify_bag(target, verifier, openssl=None)
+            elapsed = time.process_time() - started
+            if not report.ok:
+                print(report.text())
+                return 1
+            bag_rates.append(args.entries / elapsed)
+        raw, whole = max(raw_rates), max(bag_rates)
+        ratio = whole / raw
+        print(f"python {platform.python_version()} on {platform.machine()}, one process")
+        print(f"bag: {args.entries:,} entries, {size / 1e6:.1f} MB, built in {built:.1f} s")
+        print(f"raw Ed25519 verify:      {raw:10,.0f} /s  (best of {args.rounds})")
+        print(
+            f"verify_bag:              {whole:10,.0f} entries/s  (best of {args.rounds}, "
+            f"{args.entries / whole:.2f} s)"
+        )
+        print(
+            f"ratio:                   {ratio:10.2f}  (target >= {TARGET}: "
+            f"{'met' if ratio >= TARGET else 'NOT met'})"
+        )
+        return 0
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
