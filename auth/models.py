@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import CheckConstraint, ForeignKey, LargeBinary, String, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    LargeBinary,
+    String,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from journal.db import Base, UTCDateTime, intpk, str200, timestamp, utcnow
+from journal.db import Base, UTCDateTime, bigpk, intpk, str200, timestamp, utcnow
 
 ROLES = (
     "teacher",
@@ -34,6 +42,21 @@ class User(Base):
     auth_version: Mapped[int] = mapped_column(default=1, server_default="1")
     language: Mapped[str | None] = mapped_column(String(5))
     created_at: Mapped[timestamp] = mapped_column(default=utcnow)
+    # TOTP (RFC 6238): the base32 secret, when it was confirmed, and the last time step used
+    # (a code is accepted only for a later step, so a seen code cannot be replayed).
+    totp_secret: Mapped[str | None] = mapped_column(String(64))
+    totp_confirmed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    totp_last_step: Mapped[int | None] = mapped_column(BigInteger)
+    # Wrong passwords and second-factor codes in a row; locked_until grows with each one past
+    # the threshold. locked_at is an administrator's lock that only an unlock ends.
+    failed_logins: Mapped[int] = mapped_column(default=0, server_default="0")
+    last_failed_login_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    locked_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    locked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    # The WebAuthn user handle: random, so it reveals nothing about the person.
+    webauthn_user_handle: Mapped[bytes | None] = mapped_column(
+        LargeBinary(64), unique=True, index=True
+    )
 
     roles: Mapped[list[RoleGrant]] = relationship(
         back_populates="user", cascade="all, delete-orphan"
@@ -80,3 +103,105 @@ class DeviceKey(Base):
 
     def revoked_by(self, moment: dt.datetime) -> bool:
         return self.revoked_at is not None and self.revoked_at <= moment
+
+
+# -- second factor ------------------------------------------------------------------------------
+
+
+class RecoveryCode(Base):
+    """A one-time code that stands in for the second factor; only its SHA-256 is stored."""
+
+    __tablename__ = "recovery_codes"
+    __table_args__ = (UniqueConstraint("user_id", "code_hash"),)
+
+    id: Mapped[intpk]
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    code_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+    created_at: Mapped[timestamp] = mapped_column(default=utcnow)
+    used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+
+
+class Passkey(Base):
+    """A WebAuthn credential: a second factor for staff, a password-free sign-in for parents."""
+
+    __tablename__ = "passkeys"
+
+    id: Mapped[intpk]
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    credential_id: Mapped[bytes] = mapped_column(LargeBinary(1023), unique=True)
+    public_key: Mapped[bytes] = mapped_column(LargeBinary)  # COSE key
+    sign_count: Mapped[int] = mapped_column(BigInteger, default=0)
+    label: Mapped[str | None] = mapped_column(String(100))
+    created_at: Mapped[timestamp] = mapped_column(default=utcnow)
+    last_used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+
+
+# -- accounts made by one-time secrets -----------------------------------------------------------
+
+
+class Invitation(Base):
+    """A one-time code on paper that lets a parent or a student make their own account, linked
+    to one child. Only the code's SHA-256 is stored."""
+
+    __tablename__ = "invitations"
+    __table_args__ = (CheckConstraint("role IN ('parent', 'student')", name="role"),)
+
+    id: Mapped[intpk]
+    school_id: Mapped[int] = mapped_column(ForeignKey("schools.id"), index=True)
+    student_id: Mapped[int] = mapped_column(ForeignKey("students.id"), index=True)
+    role: Mapped[str] = mapped_column(String(20))
+    code_hash: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[timestamp] = mapped_column(default=utcnow)
+    expires_at: Mapped[timestamp]
+    used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    used_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+
+
+class PasswordReset(Base):
+    """A one-time link to set a password (after an admin reset or for a new account)."""
+
+    __tablename__ = "password_resets"
+
+    id: Mapped[intpk]
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    token_hash: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[timestamp] = mapped_column(default=utcnow)
+    expires_at: Mapped[timestamp]
+    used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+
+
+# -- login protection and the access log ---------------------------------------------------------
+
+
+class LoginFailure(Base):
+    """A failed sign-in from an address: counted for the per-address rate limit, pruned after."""
+
+    __tablename__ = "login_failures"
+    __table_args__ = (Index("ix_login_failures_address_at", "address", "at"),)
+
+    id: Mapped[bigpk]
+    address: Mapped[str] = mapped_column(String(45))
+    username: Mapped[str] = mapped_column(String(100))
+    at: Mapped[timestamp]
+
+
+class AccessLogEntry(Base):
+    """Who saw a student's personal data or took an administrative action, when, from where.
+
+    Append-only: database triggers refuse UPDATE and DELETE (migration ``0004auth``)."""
+
+    __tablename__ = "access_log"
+    __table_args__ = (Index("ix_access_log_school_at", "school_id", "at"),)
+
+    id: Mapped[bigpk]
+    at: Mapped[timestamp]
+    school_id: Mapped[int | None] = mapped_column(ForeignKey("schools.id"))
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), index=True)
+    action: Mapped[str] = mapped_column(String(80))
+    target_type: Mapped[str] = mapped_column(String(40))
+    target_id: Mapped[str | None] = mapped_column(String(80))
+    ip: Mapped[str | None] = mapped_column(String(45))
+
+    actor: Mapped[User | None] = relationship()

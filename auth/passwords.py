@@ -23,3 +23,20 @@ def verify_password(password_hash: str | None, password: str) -> bool:
 
 def needs_rehash(password_hash: str) -> bool:
     return _hasher.check_needs_rehash(password_hash)
+
+
+MIN_LENGTH = 10
+MAX_LENGTH = 200
+
+
+def check_new_password(password: str, username: str) -> str | None:
+    """None when the password may be used, else the reason (English; views translate codes)."""
+    if len(password) < MIN_LENGTH:
+        return f"a password has at least {MIN_LENGTH} characters"
+    if len(password) > MAX_LENGTH:
+        return f"a password has at most {MAX_LENGTH} characters"
+    if password.strip().lower() == username.strip().lower():
+        return "the password must not be the username"
+    if len(set(password)) < 4:
+        return "the password is too simple"
+    return None

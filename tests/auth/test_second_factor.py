@@ -1,0 +1,282 @@
+"""The second factor: TOTP enrolment and replay, recovery codes, passkeys, and staff kept out of
+everything but enrolment until they have one."""
+
+from __future__ import annotations
+
+import re
+
+import pyotp
+import pytest
+
+from auth import services
+from auth.models import Passkey
+
+from .conftest import (
+    PASSWORD,
+    english_client,
+    flashed_text,
+    post_form,
+    post_json,
+    sign_in,
+    signed_in_user_id,
+)
+from .softkey import SoftAuthenticator, b64url
+
+
+def password_step(client, app, user):  # type: ignore[no-untyped-def]
+    response = post_form(client, app, "/login", {"username": user.username, "password": PASSWORD})
+    assert response.status_code == 302, response.text
+    return response
+
+
+def enrol_totp(session, user, clock) -> str:  # type: ignore[no-untyped-def]
+    secret = services.new_totp_secret()
+    code = services.current_totp_code(secret, clock.now)
+    services.confirm_totp(session, user, secret, code, now=clock.now)
+    clock.advance(seconds=30)  # the enrolment used this step's code
+    return secret
+
+
+def test_staff_enrol_totp_get_recovery_codes_and_get_in(app, people, clock, session):
+    client = english_client(app)
+    teacher = people["teacher"]
+    password_step(client, app, teacher)
+    assert client.get("/second-factor").headers["Location"].startswith("/second-factor/enrol")
+    page = client.get("/second-factor/enrol")
+    assert page.status_code == 200 and "data:image/svg+xml" in page.text
+    with client.session_transaction() as state:
+        secret = state["totp_pending"]
+    assert " ".join(secret[i : i + 4] for i in range(0, 32, 4)) in page.text
+
+    wrong = post_form(client, app, "/second-factor/enrol", {"code": "000000"})
+    assert "Wrong code" in flashed_text(wrong.text)
+    assert client.get("/").status_code == 302
+
+    code = pyotp.TOTP(secret).at(clock.now)
+    done = post_form(client, app, "/second-factor/enrol", {"code": code})
+    assert done.status_code == 200
+    codes = re.findall(r"<code>([a-z0-9]{5}-[a-z0-9]{5})</code>", done.text)
+    assert len(codes) == 10 and len(set(codes)) == 10
+    assert teacher.totp_secret == secret
+    assert client.get("/").status_code == 200
+    # Only hashes are stored.
+    assert services.unused_recovery_codes(session, teacher) == 10
+    stored = {row.code_hash for row in session.scalars(services.select(services.RecoveryCode))}
+    assert not any(code.encode() in value for value in stored for code in codes)
+
+
+def test_a_replayed_totp_code_is_refused(app, people, clock, session):
+    teacher = people["teacher"]
+    secret = enrol_totp(session, teacher, clock)
+    code = pyotp.TOTP(secret).at(clock.now)
+
+    first = english_client(app)
+    password_step(first, app, teacher)
+    assert post_form(first, app, "/second-factor", {"code": code}).status_code == 302
+    assert first.get("/").status_code == 200
+
+    # The same code, seconds later, from another browser (someone who watched it typed).
+    clock.advance(seconds=5)
+    second = english_client(app)
+    password_step(second, app, teacher)
+    replay = post_form(second, app, "/second-factor", {"code": code})
+    assert replay.status_code == 200
+    assert "used already" in flashed_text(replay.text)
+    assert second.get("/").headers["Location"].startswith("/second-factor")
+
+    # An older code (the step before) is refused too; the next step's code works.
+    older = pyotp.TOTP(secret).at(clock.now.timestamp() - 30)
+    assert "used already" in flashed_text(
+        post_form(second, app, "/second-factor", {"code": older}).text
+    )
+    clock.advance(seconds=30)
+    fresh = pyotp.TOTP(secret).at(clock.now)
+    assert post_form(second, app, "/second-factor", {"code": fresh}).status_code == 302
+    assert second.get("/").status_code == 200
+
+
+def test_totp_allows_one_step_of_clock_drift_but_not_two(session, people, clock):
+    teacher = people["teacher"]
+    secret = enrol_totp(session, teacher, clock)
+    clock.advance(seconds=30)
+    behind = pyotp.TOTP(secret).at(clock.now.timestamp() - 30)  # a phone 30 s slow
+    assert services.verify_second_factor(session, teacher, behind, address=None, now=clock.now)
+    clock.advance(seconds=90)
+    too_old = pyotp.TOTP(secret).at(clock.now.timestamp() - 60)
+    with pytest.raises(services.AuthError) as refused:
+        services.verify_second_factor(session, teacher, too_old, address=None, now=clock.now)
+    assert refused.value.code == "bad_code"
+
+
+def test_a_recovery_code_works_once(app, people, clock, session):
+    teacher = people["teacher"]
+    enrol_totp(session, teacher, clock)
+    codes = services.replace_recovery_codes(session, teacher, now=clock.now)
+    client = english_client(app)
+    password_step(client, app, teacher)
+    assert post_form(client, app, "/second-factor", {"code": codes[3].upper()}).status_code == 302
+    assert client.get("/").status_code == 200
+    again = english_client(app)
+    password_step(again, app, teacher)
+    assert "Wrong code" in flashed_text(
+        post_form(again, app, "/second-factor", {"code": codes[3]}).text
+    )
+    assert services.unused_recovery_codes(session, teacher) == 9
+
+
+def test_twenty_wrong_codes_lock_the_account(app, people, clock, session):
+    teacher = people["teacher"]
+    enrol_totp(session, teacher, clock)
+    client = english_client(app)
+    password_step(client, app, teacher)
+    for _attempt in range(19):
+        post_form(client, app, "/second-factor", {"code": "123456"})
+    locked = post_form(client, app, "/second-factor", {"code": "123456"})
+    assert locked.headers["Location"].startswith("/login")
+    assert signed_in_user_id(client) is None
+    assert teacher.locked_until is not None and teacher.locked_until > clock.now
+
+
+def test_staff_without_a_second_factor_reach_only_enrolment(app, people, clock):
+    client = english_client(app)
+    sign_in(client, people["school_admin"], second_factor=False, at=clock.now)
+    for path in ["/", "/admin/users", "/admin/access-log", "/devices", "/account/security"]:
+        response = client.get(path)
+        assert response.status_code == 302, path
+        assert response.headers["Location"].startswith("/second-factor"), path
+    assert client.get("/api/devices").status_code == 401
+    assert client.get("/second-factor/enrol").status_code == 200
+
+
+def test_a_stolen_password_cannot_replace_an_enrolled_factor(app, people, clock, session):
+    teacher = people["teacher"]
+    secret = enrol_totp(session, teacher, clock)
+    attacker = english_client(app)
+    password_step(attacker, app, teacher)
+    assert attacker.get("/second-factor/enrol").headers["Location"].startswith("/second-factor")
+    other_secret = services.new_totp_secret()
+    with attacker.session_transaction() as state:
+        state["totp_pending"] = other_secret
+    post_form(
+        attacker, app, "/second-factor/enrol", {"code": pyotp.TOTP(other_secret).at(clock.now)}
+    )
+    assert teacher.totp_secret == secret
+    options = post_json(attacker, app, "/account/passkeys/options")
+    assert options.status_code == 403
+    assert attacker.get("/").headers["Location"].startswith("/second-factor")
+
+
+def test_admin_reset_of_the_second_factor_makes_the_person_enrol_again(app, people, clock, session):
+    teacher = people["teacher"]
+    enrol_totp(session, teacher, clock)
+    victim_session = english_client(app)
+    sign_in(victim_session, teacher, at=clock.now)
+    assert victim_session.get("/").status_code == 200
+
+    admin = english_client(app)
+    sign_in(admin, people["school_admin"], at=clock.now)
+    response = post_form(admin, app, f"/admin/users/{teacher.id}/reset-second-factor")
+    assert response.status_code == 302
+    assert teacher.totp_secret is None and teacher.totp_confirmed_at is None
+    assert victim_session.get("/").headers["Location"].startswith("/login")
+    client = english_client(app)
+    password_step(client, app, teacher)
+    assert client.get("/second-factor").headers["Location"].startswith("/second-factor/enrol")
+
+
+# -- passkeys ----------------------------------------------------------------------------------
+
+
+def register_passkey(client, app, label: str = "my phone") -> SoftAuthenticator:  # type: ignore[no-untyped-def]
+    authenticator = SoftAuthenticator()
+    options = post_json(client, app, "/account/passkeys/options")
+    assert options.status_code == 200, options.text
+    assert options.json["rp"]["id"] == "localhost"
+    credential = authenticator.create(options.json)
+    done = post_json(client, app, "/account/passkeys", {"credential": credential, "label": label})
+    assert done.status_code == 200, done.text
+    return authenticator
+
+
+def test_staff_enrol_a_passkey_as_their_second_factor_and_use_it(app, people, clock, session):
+    teacher = people["teacher"]
+    client = english_client(app)
+    password_step(client, app, teacher)
+    authenticator = register_passkey(client, app)
+    assert client.get("/").status_code == 200
+    assert (
+        session.scalar(services.select(Passkey.label).where(Passkey.user_id == teacher.id))
+        == "my phone"
+    )
+
+    later = english_client(app)
+    password_step(later, app, teacher)
+    assert later.get("/").headers["Location"].startswith("/second-factor")
+    options = post_json(later, app, "/second-factor/passkey/options").json
+    assert [c["id"] for c in options["allowCredentials"]] == [b64url(authenticator.credential_id)]
+    assertion = authenticator.get(options)
+    assert post_json(later, app, "/second-factor/passkey", assertion).status_code == 200
+    assert later.get("/").status_code == 200
+
+
+def test_a_passkey_assertion_cannot_be_replayed(app, people, clock):
+    teacher = people["teacher"]
+    client = english_client(app)
+    password_step(client, app, teacher)
+    authenticator = register_passkey(client, app)
+    other = english_client(app)
+    password_step(other, app, teacher)
+    options = post_json(other, app, "/second-factor/passkey/options").json
+    assertion = authenticator.get(options)
+    assert post_json(other, app, "/second-factor/passkey", assertion).status_code == 200
+    third = english_client(app)
+    password_step(third, app, teacher)
+    post_json(third, app, "/second-factor/passkey/options")
+    replay = post_json(third, app, "/second-factor/passkey", assertion)
+    assert replay.status_code == 400 and replay.json["error"] == "bad_passkey"
+    assert third.get("/").headers["Location"].startswith("/second-factor")
+
+
+def test_parents_sign_in_with_a_passkey_and_no_password(app, people, clock):
+    parent = people["parent"]
+    client = english_client(app)
+    sign_in(client, parent, at=clock.now)
+    authenticator = register_passkey(client, app)
+
+    browser = english_client(app)
+    options = post_json(browser, app, "/login/passkey/options").json
+    assert "allowCredentials" not in options or options["allowCredentials"] == []
+    signed = post_json(browser, app, "/login/passkey", authenticator.get(options))
+    assert signed.status_code == 200, signed.text
+    assert signed_in_user_id(browser) == parent.id
+    assert browser.get("/account/children").status_code == 200
+
+
+def test_staff_cannot_skip_the_password_with_a_passkey(app, people, clock):
+    teacher = people["teacher"]
+    client = english_client(app)
+    password_step(client, app, teacher)
+    authenticator = register_passkey(client, app)
+    browser = english_client(app)
+    options = post_json(browser, app, "/login/passkey/options").json
+    refused = post_json(browser, app, "/login/passkey", authenticator.get(options))
+    assert refused.status_code == 403 and refused.json["error"] == "staff_use_password"
+    assert signed_in_user_id(browser) is None
+
+
+def test_an_unknown_passkey_is_refused(app, people, clock):
+    browser = english_client(app)
+    options = post_json(browser, app, "/login/passkey/options").json
+    stranger = SoftAuthenticator()
+    refused = post_json(browser, app, "/login/passkey", stranger.get(options))
+    assert refused.status_code == 400 and refused.json["error"] == "unknown_passkey"
+    assert signed_in_user_id(browser) is None
+
+
+def test_a_passkey_made_for_another_site_is_refused(app, people, clock):
+    client = english_client(app)
+    sign_in(client, people["parent"], at=clock.now)
+    phishing = SoftAuthenticator(origin="https://evil.example")
+    options = post_json(client, app, "/account/passkeys/options").json
+    refused = post_json(client, app, "/account/passkeys", {"credential": phishing.create(options)})
+    assert refused.status_code == 400 and refused.json["error"] == "bad_passkey"
