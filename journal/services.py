@@ -396,6 +396,34 @@ class Recorder:
                 payload = ledger_entry.parse_leaf(row.leaf).payload_bytes
                 self._known[row.entry_id] = (row.log_id, row.seq, payload)
 
+    def prefetch_rows(self, payloads: list[Any]) -> None:
+        """Load a batch's lessons, students and their enrollments in three queries, instead
+        of one look-up per new lesson or student while checking (the sync API's batches)."""
+        lesson_ids = {p.get("lesson") for p in payloads if isinstance(p, dict)}
+        student_ids = {p.get("student") for p in payloads if isinstance(p, dict)}
+        lesson_ids = {i for i in lesson_ids if type(i) is int and (Lesson, i) not in self._rows}
+        student_ids = {i for i in student_ids if type(i) is int}
+        classes = set()
+        for lesson in self.session.scalars(select(Lesson).where(Lesson.id.in_(lesson_ids))):
+            self._rows[(Lesson, lesson.id)] = lesson
+            classes.add(lesson.class_group_id)
+        new_students = {i for i in student_ids if (Student, i) not in self._rows}
+        for student in self.session.scalars(select(Student).where(Student.id.in_(new_students))):
+            self._rows[(Student, student.id)] = student
+        wanted = {(s, c) for s in student_ids for c in classes} - self._enrolled.keys()
+        if wanted:
+            for key in wanted:
+                self._enrolled[key] = []
+            for enrollment in self.session.scalars(
+                select(Enrollment).where(
+                    Enrollment.student_id.in_({s for s, _c in wanted}),
+                    Enrollment.class_group_id.in_({c for _s, c in wanted}),
+                )
+            ):
+                key = (enrollment.student_id, enrollment.class_group_id)
+                if key in wanted:
+                    self._enrolled[key].append(enrollment)
+
     def _existing(self, entry_id: str) -> tuple[int, int, bytes] | None:
         if entry_id in self._pending_ids:
             return self._pending_ids[entry_id]

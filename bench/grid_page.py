@@ -1,0 +1,209 @@
+"""The teacher's grid page: 35 students × 45 lessons with a full term of entries.
+
+    .venv/bin/python bench/grid_page.py [--backend postgresql|sqlite] [--runs N] [--quick]
+
+Renders the grid through the real view (routing, session, access checks, the journal's heads
+from the database, the template) and, in the same run, a bare Jinja table of the same cells
+with no database. Prints both medians and their ratio (target: ratio <= 3).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from jinja2 import Environment
+
+# Run from the repository root: `python bench/grid_page.py` (the tests' factories are reused).
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+STUDENTS = 35
+LESSONS = 45
+TARGET = 3.0
+
+# The same table markup as the grid page's, from the same cells, with nothing around it.
+BARE_TABLE = Environment(autoescape=True).from_string(
+    "<table><thead><tr><th>#</th>{% for day in days %}<th>{{ day }}</th>{% endfor %}</tr>"
+    "<tr><th>#</th>{% for topic in topics %}<td>{% if topic %}<span class='v v-topic'>"
+    "{{ topic }}</span>{% endif %}</td>{% endfor %}</tr></thead><tbody>"
+    "{% for name, cells in rows %}<tr><th>{{ loop.index }}. {{ name }}</th>"
+    "{% for parts in cells %}{% if parts is none %}<td class='off'></td>{% elif parts %}<td>"
+    "{% for layer, text, state in parts %}<span class='v v-{{ layer }}' data-state='{{ state }}'>"
+    "{{ text }}</span>{% endfor %}</td>{% else %}<td></td>{% endif %}{% endfor %}</tr>"
+    "{% endfor %}</tbody></table>"
+)
+
+
+def seed_term(session, keys_dir: str):  # type: ignore[no-untyped-def]
+    """One class's full second quarter: a topic every lesson, attendance for about one student
+    in ten, FO for about two in five, four SORs and a SOCh for everybody, a few corrections."""
+    from journal.models import Lesson
+    from journal.services import Recorder
+    from tests.factories import NOW, build_world
+
+    world = build_world(session, keys_dir)
+    students = [world.student] + [world.add_student() for _ in range(STUDENTS - 1)]
+    lessons = [world.lesson]
+    day = world.q2.starts_on
+    while len(lessons) < LESSONS:
+        for period in (2, 5) if day.weekday() == 2 else (2,) if day.weekday() < 5 else ():
+            if (day, period) != (world.lesson.date, world.lesson.period) and len(lessons) < LESSONS:
+                lesson = Lesson(
+                    class_group_id=world.class_group.id,
+                    subject_id=world.subject.id,
+                    date=day,
+                    period=period,
+                )
+                session.add(lesson)
+                lessons.append(lesson)
+        day += dt.timedelta(days=1)
+    session.flush()
+
+    submissions = []
+    sor_lessons = {lessons[i].id for i in (8, 18, 28, 38)}
+    for number, lesson in enumerate(lessons):
+        submissions.append(world.signed("topic", lesson=lesson.id, topic=f"Тақырып №{number}"))
+        for index, student in enumerate(students):
+            fields = {"lesson": lesson.id, "student": student.id}
+            if (index + number) % 10 == 0:
+                submissions.append(world.signed("attendance", value="absent", **fields))
+            elif (index * 7 + number) % 5 < 2:
+                grade = world.signed("grade", value={"score": 1 + (index + number) % 10}, **fields)
+                submissions.append(grade)
+                if (index + number) % 23 == 0:
+                    submissions.append(
+                        world.signed(
+                            "correction",
+                            corrects="grade",
+                            component="FO",
+                            value={"score": 9},
+                            supersedes=[grade["payload"]["entry_id"]],
+                            reason="Қате жазылды",
+                            **fields,
+                        )
+                    )
+            if lesson.id in sor_lessons:
+                points = {"points": (index * 3) % 11, "max": 10}
+                submissions.append(world.signed("grade", component="SOR", value=points, **fields))
+            if number == LESSONS - 1:
+                points = {"points": (index * 7) % 21, "max": 20}
+                submissions.append(world.signed("grade", component="SOCh", value=points, **fields))
+    for start in range(0, len(submissions), 500):
+        recorder = Recorder(session, now=NOW, deferred=True)
+        for submission in submissions[start : start + 500]:
+            recorder.record(submission)
+        recorder.flush()
+    session.commit()
+    return world, len(submissions)
+
+
+def median_ms(operation, runs: int) -> float:  # type: ignore[no-untyped-def]
+    operation()  # warm caches: templates compiled, statements prepared
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        operation()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times) * 1000
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--backend", choices=("postgresql", "sqlite"), default="postgresql")
+    parser.add_argument("--runs", type=int, default=40)
+    parser.add_argument("--quick", action="store_true", help="fewer runs")
+    args = parser.parse_args(argv)
+    runs = 10 if args.quick else args.runs
+
+    from flask import render_template
+
+    from journal.db import db
+    from journal.teacher import grid_state, grid_strings, layer_names, load_grid
+    from tests.conftest import Databases, make_app, migrate
+
+    with tempfile.TemporaryDirectory() as tmp:
+        databases = Databases(Path(tmp))
+        try:
+            app = make_app(databases.create(args.backend), Path(tmp) / "keys")
+            migrate(app)
+            with app.test_request_context():
+                world, entries = seed_term(db.session, app.config["KEYS_DIR"])
+                teacher_id, auth_version = world.teacher.id, world.teacher.auth_version
+                url = f"/teacher/grid/{world.class_group.id}/{world.subject.id}/{world.q2.id}"
+                grid_user = world.teacher
+                grid = load_grid(
+                    db.session, grid_user, world.class_group.id, world.subject.id, world.q2.id
+                )
+                days = [lesson.date.strftime("%d.%m") for lesson in grid.lessons]
+                topics = grid.topics
+                rows = [(student.name, grid.rows[i]) for i, student in enumerate(grid.students)]
+                db.session.close()
+
+            client = app.test_client()
+            with client.session_transaction() as state:
+                now = int(time.time())
+                state.update(
+                    user_id=teacher_id,
+                    auth_version=auth_version,
+                    signed_in_at=now,
+                    second_factor_ok=True,
+                    second_factor_at=now,
+                    language="kk",
+                )
+
+            def page() -> None:
+                response = client.get(url)
+                assert response.status_code == 200, response.status_code
+                response.get_data()
+
+            def bare() -> None:
+                BARE_TABLE.render(days=days, topics=topics, rows=rows)
+
+            def signed_in_json() -> None:
+                assert client.get("/api/sync/session").status_code == 200
+
+            def template_only() -> None:
+                with app.test_request_context(url):
+                    render_template(
+                        "teacher/grid.html",
+                        grid=grid,
+                        state=grid_state(grid, grid_user),
+                        strings=grid_strings(),
+                        layers=("att", "FO", "SOR", "SOCh"),
+                        layer_names=layer_names(),
+                        app_version="bench",
+                    )
+
+            page()
+            html = client.get(url).get_data(as_text=True)
+            grid_ms = median_ms(page, runs)
+            bare_ms = median_ms(bare, runs)
+            floor_ms = median_ms(signed_in_json, runs)
+            template_ms = median_ms(template_only, runs)
+            app.extensions["journal_db"].engine.dispose()
+        finally:
+            databases.drop_all()
+
+    cells = STUDENTS * LESSONS
+    ratio = grid_ms / bare_ms
+    print(
+        f"grid page ({args.backend}): {STUDENTS} students × {LESSONS} lessons = {cells} cells, "
+        f"{entries} entries in the term, page {len(html) // 1024} KiB"
+    )
+    print(f"  real view, median of {runs}:   {grid_ms:8.2f} ms")
+    print(f"  bare Jinja table, same cells: {bare_ms:8.2f} ms")
+    print("  for scale (not in the ratio):")
+    print(f"    the whole grid template from memory, no database: {template_ms:8.2f} ms")
+    print(f"    a signed-in JSON request (/api/sync/session):     {floor_ms:8.2f} ms")
+    verdict = "meets" if ratio <= TARGET else "MISSES"
+    print(f"  ratio {ratio:.2f} ({verdict} the target ≤ {TARGET:.0f})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

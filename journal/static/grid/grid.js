@@ -1,0 +1,619 @@
+// The teacher's grid: students × lessons, one layer at a time (attendance, FO, SOR, SOCh) and
+// the lessons' topics. Keyboard first: arrows move, digits type, Enter saves and goes down,
+// Delete empties a cell, [ and ] switch layers. Every change is signed on this device and
+// queued in the outbox at once; the syncer sends it when the network allows.
+
+import { Cells, GRADE_LAYERS, displayText, layerOf, sameValue, valueOf } from "./cells.js";
+import { deviceKey } from "./keys.js";
+import { askPersistentStorage, keepForOffline, registerServiceWorker } from "./offline.js";
+import { EntryTooLarge, discard, outboxRecords, queueEntry } from "./outbox.js";
+import { Syncer } from "./sync.js";
+
+const ATTENDANCE_KEYS = { 1: "absent", 2: "late", 3: "sick", 4: "excused" };
+const EXPORT_FORMAT = "class-journal/unsynced-entries";
+const EXPORT_PART = 5000;
+const HEAD_STATES = new Set(["pending", "quarantined"]);
+
+function format(template, values = {}) {
+  return template.replace(/\{(\w+)\}/g, (match, name) => String(values[name] ?? match));
+}
+
+class GridApp {
+  constructor(state, strings) {
+    this.state = state;
+    this.t = strings;
+    this.table = document.getElementById("grid");
+    this.info = document.getElementById("cell-info");
+    this.lessons = state.lessons.map(([id, date, period]) => ({ id, date, period }));
+    this.students = state.students.map(([id, name, spans]) => ({ id, name, spans }));
+    this.layers = state.graded ? ["att", ...GRADE_LAYERS] : ["att"];
+    const remembered = localStorage.getItem("class-journal.layer");
+    this.layer = this.layers.includes(remembered) ? remembered : "att";
+    this.base = new Cells(state.heads, state.superseded);
+    this.view = this.base.clone();
+    this.records = [];
+    this.unsynced = 0;
+    this.row = 0;
+    this.col = 0;
+    this.buffer = "";
+    this.key = null;
+    this.enrolment = "unknown";
+    const csrf = document.querySelector('meta[name="csrf-token"]').content;
+    this.syncer = new Syncer({
+      urls: state.urls,
+      csrfToken: csrf,
+      journal: state.journal,
+      subject: state.subject,
+      cursor: state.cursor,
+    });
+  }
+
+  // -- cells -----------------------------------------------------------------------------------
+
+  tdAt(row, col) {
+    if (row < 0) return this.table.tHead.rows[1].cells[col + 1];
+    return this.table.tBodies[0].rows[row].cells[col + 1];
+  }
+
+  cellName(row, col, layer = this.layer) {
+    const lesson = this.lessons[col].id;
+    if (row < 0) return `topic:${lesson}`;
+    return `${layer}:${lesson}:${this.students[row].id}`;
+  }
+
+  enrolled(row, col) {
+    if (row < 0) return true;
+    const day = this.lessons[col].date;
+    return this.students[row].spans.some(([from, to]) => from <= day && (to === null || day <= to));
+  }
+
+  rebuild() {
+    this.view = this.base.clone();
+    for (const record of this.records) {
+      if (HEAD_STATES.has(record.state)) {
+        this.view.apply(record.submission.payload, record.state, { message: record.message });
+      } else {
+        this.view.problem(record);
+      }
+    }
+  }
+
+  spanFor(cell, layer) {
+    const heads = this.view.headsOf(cell);
+    const problems = this.view.problemsOf(cell);
+    if (!heads.length && !problems.length) return null;
+    const labels = this.state.attendance;
+    const values = heads.length
+      ? heads.map((head) => displayText(layer, head.v, labels))
+      : problems.map((record) => displayText(layer, valueOf(record.submission.payload), labels));
+    const span = document.createElement("span");
+    span.className = `v v-${layer}`;
+    span.dataset.state = this.view.stateOf(cell);
+    span.textContent = values.filter((text) => text !== "").join(" | ") || "∅";
+    return span;
+  }
+
+  renderCell(row, col) {
+    const td = this.tdAt(row, col);
+    if (!this.enrolled(row, col)) return;
+    const editing = row >= 0 && row === this.row && col === this.col && this.buffer;
+    const spans = [];
+    for (const layer of row < 0 ? ["topic"] : this.layers) {
+      if (editing && layer === this.layer) {
+        const span = document.createElement("span");
+        span.className = `v v-${layer} editing`;
+        span.textContent = this.buffer;
+        spans.push(span);
+        continue;
+      }
+      const span = this.spanFor(this.cellName(row, col, layer), layer);
+      if (span) spans.push(span);
+    }
+    td.replaceChildren(...spans);
+    td.dataset.state = this.view.stateOf(this.cellName(row, col));
+  }
+
+  renderAll() {
+    for (let col = 0; col < this.lessons.length; col += 1) {
+      this.renderCell(-1, col);
+      for (let row = 0; row < this.students.length; row += 1) this.renderCell(row, col);
+    }
+    this.renderCounter();
+    this.showInfo();
+  }
+
+  renderCounter() {
+    document.getElementById("unsynced").textContent = String(this.unsynced);
+  }
+
+  // -- moving and typing -----------------------------------------------------------------------
+
+  focusCell(row, col) {
+    const previous = this.tdAt(this.row, this.col);
+    if (previous) previous.tabIndex = -1;
+    this.buffer = "";
+    this.renderCell(this.row, this.col);
+    this.row = Math.max(-1, Math.min(row, this.students.length - 1));
+    this.col = Math.max(0, Math.min(col, this.lessons.length - 1));
+    const td = this.tdAt(this.row, this.col);
+    td.tabIndex = 0;
+    td.focus();
+    this.showInfo();
+  }
+
+  setLayer(layer) {
+    this.layer = layer;
+    localStorage.setItem("class-journal.layer", layer);
+    this.table.className = `grid layer-${layer}`;
+    for (const button of document.querySelectorAll("#layers [data-layer]")) {
+      button.setAttribute("aria-selected", String(button.dataset.layer === layer));
+    }
+    this.buffer = "";
+    for (let col = 0; col < this.lessons.length; col += 1) {
+      for (let row = 0; row < this.students.length; row += 1) {
+        this.tdAt(row, col).dataset.state = this.view.stateOf(this.cellName(row, col));
+      }
+    }
+    this.showInfo();
+  }
+
+  onKey(event) {
+    if (event.altKey || event.ctrlKey || event.metaKey) return;
+    const moves = {
+      ArrowUp: [-1, 0],
+      ArrowDown: [1, 0],
+      ArrowLeft: [0, -1],
+      ArrowRight: [0, 1],
+    };
+    const { key } = event;
+    if (key in moves) {
+      event.preventDefault();
+      const [down, right] = moves[key];
+      this.focusCell(this.row + down, this.col + right);
+    } else if (key === "Home" || key === "End") {
+      event.preventDefault();
+      this.focusCell(this.row, key === "Home" ? 0 : this.lessons.length - 1);
+    } else if (key === "Enter") {
+      event.preventDefault();
+      if (this.row < 0) this.editTopic();
+      else if (this.buffer) this.commit();
+      else this.focusCell(this.row + 1, this.col);
+    } else if (key === "Escape") {
+      this.buffer = "";
+      this.renderCell(this.row, this.col);
+    } else if (key === "Backspace") {
+      event.preventDefault();
+      this.buffer = this.buffer.slice(0, -1);
+      this.renderCell(this.row, this.col);
+    } else if (key === "Delete") {
+      event.preventDefault();
+      if (this.row >= 0) this.write(this.cellName(this.row, this.col), null);
+    } else if (key === "[" || key === "]") {
+      const index = this.layers.indexOf(this.layer) + (key === "]" ? 1 : -1);
+      this.setLayer(this.layers[(index + this.layers.length) % this.layers.length]);
+    } else if (/^[0-9/]$/.test(key) && this.row >= 0 && this.buffer.length < 7) {
+      event.preventDefault();
+      if (!this.enrolled(this.row, this.col)) {
+        this.say(this.t.notEnrolled);
+        return;
+      }
+      this.buffer += key;
+      this.renderCell(this.row, this.col);
+    }
+  }
+
+  columnMax(layer, col) {
+    const lesson = this.lessons[col].id;
+    for (const student of this.students) {
+      for (const head of this.view.headsOf(`${layer}:${lesson}:${student.id}`)) {
+        if (head.v && head.v.max) return head.v.max;
+      }
+    }
+    return null;
+  }
+
+  parseInput(layer, text, col) {
+    if (layer === "att") {
+      return ATTENDANCE_KEYS[text] ? { value: ATTENDANCE_KEYS[text] } : { error: this.t.attKeys };
+    }
+    if (layer === "FO") {
+      const score = Number(text);
+      return /^\d{1,2}$/.test(text) && score >= 1 && score <= 10
+        ? { value: { score } }
+        : { error: this.t.foRange };
+    }
+    const match = /^(\d{1,3})(?:\/(\d{1,3}))?$/.exec(text);
+    if (!match) return { error: this.t.pointsFormat };
+    const max = match[2] ? Number(match[2]) : this.columnMax(layer, col);
+    if (max === null) return { error: this.t.pointsFormat };
+    const points = Number(match[1]);
+    if (max < 1 || max > 100 || points > max) return { error: this.t.pointsRange };
+    return { value: { points, max } };
+  }
+
+  // Save the typed value and go down at once: the next keys belong to the next cell even
+  // while this entry is still being signed.
+  commit() {
+    const parsed = this.parseInput(this.layer, this.buffer, this.col);
+    if (parsed.error) {
+      this.say(parsed.error);
+      return;
+    }
+    const cell = this.cellName(this.row, this.col);
+    this.buffer = "";
+    this.focusCell(this.row + 1, this.col);
+    this.write(cell, parsed.value);
+  }
+
+  // -- writing ---------------------------------------------------------------------------------
+
+  // Sign a new entry for ``cell`` (a correction when the cell has a value); null empties it.
+  async write(cell, value) {
+    if (this.state.readonly) {
+      this.say(this.t.readonly);
+      return false;
+    }
+    if (!this.key) {
+      this.say(this.t.noKey);
+      return false;
+    }
+    const heads = this.view.headsOf(cell);
+    if (heads.length === 0 && value === null) return false;
+    if (heads.length === 1 && sameValue(heads[0].v, value)) return true;
+    const [layer, lesson, student] = cell.split(":");
+    const kind = layer === "att" ? "attendance" : layer === "topic" ? "topic" : "grade";
+    const fields = { journal: this.state.journal, author: this.state.author, lesson: Number(lesson) };
+    if (kind !== "topic") fields.student = Number(student);
+    if (kind === "grade") fields.component = layer;
+    if (value === null) {
+      fields.value = "void";
+    } else if (kind === "topic") {
+      fields.topic = value.topic;
+      if (value.homework) fields.homework = value.homework;
+    } else {
+      fields.value = value;
+    }
+    if (heads.length) {
+      const reason = await this.askReason(heads.length > 1);
+      if (!reason) return false;
+      Object.assign(fields, {
+        kind: "correction",
+        corrects: kind,
+        supersedes: heads.map((head) => head.id),
+        reason,
+      });
+    } else {
+      fields.kind = kind;
+    }
+    return this.queue(fields);
+  }
+
+  // Queue one entry (also what tests and bulk tools call).
+  async queue(fields) {
+    let record;
+    try {
+      record = await queueEntry(this.key, fields);
+    } catch (error) {
+      this.say(error instanceof EntryTooLarge ? this.t.tooLong : String(error));
+      return false;
+    }
+    this.records.push(record);
+    this.unsynced += 1;
+    const cell = this.view.apply(record.submission.payload, "pending");
+    const position = this.positionOf(cell);
+    if (position) this.renderCell(...position);
+    this.renderCounter();
+    this.showInfo();
+    this.syncer.schedule();
+    return true;
+  }
+
+  positionOf(cell) {
+    const [layer, lesson, student] = cell.split(":");
+    const col = this.lessons.findIndex((item) => item.id === Number(lesson));
+    if (col < 0) return null;
+    if (layer === "topic") return [-1, col];
+    const row = this.students.findIndex((item) => item.id === Number(student));
+    return row < 0 ? null : [row, col];
+  }
+
+  askReason(conflict) {
+    const dialog = document.getElementById("reason-dialog");
+    const input = dialog.querySelector("input[name=reason]");
+    dialog.querySelector(".conflict-note").hidden = !conflict;
+    input.value = "";
+    dialog.returnValue = "";
+    dialog.showModal();
+    input.focus();
+    return new Promise((resolve) => {
+      dialog.addEventListener(
+        "close",
+        () => resolve(dialog.returnValue === "save" ? input.value.trim() : null),
+        { once: true },
+      );
+    });
+  }
+
+  async editTopic() {
+    const col = this.col;
+    const cell = this.cellName(-1, col);
+    const current = this.view.headsOf(cell).find((head) => head.v)?.v ?? {};
+    const dialog = document.getElementById("topic-dialog");
+    const topic = dialog.querySelector("input[name=topic]");
+    const homework = dialog.querySelector("input[name=homework]");
+    topic.value = current.topic ?? "";
+    homework.value = current.homework ?? "";
+    dialog.returnValue = "";
+    dialog.showModal();
+    topic.focus();
+    const saved = await new Promise((resolve) => {
+      dialog.addEventListener("close", () => resolve(dialog.returnValue === "save"), { once: true });
+    });
+    if (saved && topic.value.trim()) {
+      await this.write(cell, { topic: topic.value.trim(), homework: homework.value.trim() });
+    }
+    this.focusCell(-1, col);
+  }
+
+  // -- what the person sees about the focused cell ----------------------------------------------
+
+  say(message) {
+    document.getElementById("grid-message").textContent = message;
+  }
+
+  showInfo() {
+    if (!this.lessons.length || this.row >= this.students.length) return;
+    const cell = this.cellName(this.row, this.col);
+    const lesson = this.lessons[this.col];
+    const who = this.row < 0 ? this.t.topic : this.students[this.row].name;
+    const layer = this.row < 0 ? "topic" : this.layer;
+    const lines = [];
+    const title = document.createElement("p");
+    title.className = "cell-title";
+    title.textContent = `${who} · ${lesson.date} · ${this.t.layers[layer]}`;
+    lines.push(title);
+    for (const head of this.view.headsOf(cell)) {
+      const item = document.createElement("p");
+      item.dataset.state = head.status;
+      const text = displayText(layer, head.v, this.state.attendance) || "∅";
+      item.textContent = `${text}: ${this.t.states[head.status] ?? head.status}`;
+      lines.push(item);
+    }
+    if (this.view.headsOf(cell).length > 1) {
+      const note = document.createElement("p");
+      note.dataset.state = "conflict";
+      note.textContent = this.t.conflictHelp;
+      lines.push(note);
+    }
+    for (const record of this.view.problemsOf(cell)) {
+      const item = document.createElement("p");
+      item.dataset.state = "error";
+      const text = displayText(layer, valueOf(record.submission.payload), this.state.attendance);
+      item.textContent = format(this.t.refused, {
+        value: text || "∅",
+        status: record.state,
+        message: record.message ?? "",
+      });
+      const button = document.createElement("button");
+      button.type = "button";
+      button.className = "secondary discard";
+      button.dataset.entry = record.entry_id;
+      button.textContent = this.t.discard;
+      item.append(" ", button);
+      lines.push(item);
+    }
+    this.info.replaceChildren(...lines);
+  }
+
+  // -- syncing ---------------------------------------------------------------------------------
+
+  onResults({ stored, refused, gaps }) {
+    const done = new Set(stored.map(({ record }) => record.entry_id));
+    for (const { record, seq } of stored) {
+      this.base.apply(record.submission.payload, "synced", { seq });
+    }
+    const updated = new Map(refused.map((record) => [record.entry_id, record]));
+    this.records = this.records
+      .filter((record) => !done.has(record.entry_id))
+      .map((record) => updated.get(record.entry_id) ?? record);
+    this.unsynced = Math.max(0, this.unsynced - done.size);
+    if (gaps.length) {
+      const missing = gaps
+        .filter((gap) => gap.kid === this.key?.kid)
+        .flatMap((gap) => gap.missing.map(([from, to]) => (from === to ? `${from}` : `${from}–${to}`)));
+      if (missing.length) this.setDevice(format(this.t.gaps, { seqs: missing.join(", ") }), "warn");
+    }
+    this.rebuild();
+    this.renderAll();
+    if (done.size) this.refreshOfflineCopy();
+  }
+
+  onPulled({ leaves }) {
+    if (!leaves.length) return;
+    for (const leaf of leaves) this.base.apply(leaf.payload, "synced", { seq: leaf.seq });
+    this.rebuild();
+    this.renderAll();
+    this.refreshOfflineCopy();
+  }
+
+  onState({ state, delay }) {
+    const line = document.getElementById("net-state");
+    line.dataset.state = state;
+    line.textContent = format(this.t.net[state] ?? state, { seconds: Math.round((delay ?? 0) / 1000) });
+    document.getElementById("signed-out").hidden = state !== "signed-out";
+    document.body.dataset.sync = state;
+  }
+
+  refreshOfflineCopy() {
+    clearTimeout(this.copyTimer);
+    this.copyTimer = setTimeout(() => {
+      keepForOffline(location.pathname).catch(() => {});
+    }, 1000);
+  }
+
+  setDevice(message, kind = "") {
+    const line = document.getElementById("device-state");
+    line.textContent = message;
+    line.dataset.kind = kind;
+  }
+
+  setEnrolment(status, message, kind = "") {
+    this.enrolment = status;
+    this.setDevice(message, kind);
+    document.getElementById("device-state").dataset.enrolment = status;
+  }
+
+  // The device key must be enrolled for the server to take its entries (until then they are
+  // held in quarantine): enrol it through the accounts API after a fresh second factor.
+  async onSession(info) {
+    if (!this.key) return;
+    const mine = info.device_keys.find((key) => key.kid === this.key.kid);
+    if (mine) {
+      const wasEnrolled = this.enrolment === "enrolled";
+      if (mine.revoked_at) this.setEnrolment("revoked", this.t.keyRevoked, "bad");
+      else this.setEnrolment("enrolled", this.t.keyEnrolled);
+      const held = this.records.some((record) => record.state === "quarantined");
+      if (!wasEnrolled && this.enrolment === "enrolled" && held) this.syncer.run({ everything: true });
+      return;
+    }
+    if (this.enrolment === "asking") return;
+    this.enrolment = "asking";
+    let response;
+    try {
+      response = await fetch(this.state.urls.devices, {
+        method: "POST",
+        credentials: "same-origin",
+        headers: this.syncer.headers(),
+        body: JSON.stringify({
+          alg: this.key.alg,
+          public_key: this.key.publicKey,
+          label: navigator.userAgent.slice(0, 100),
+        }),
+      });
+    } catch (error) {
+      this.enrolment = "unknown";
+      return;
+    }
+    if (response.ok) {
+      this.setEnrolment("enrolled", this.t.keyEnrolled);
+      this.syncer.run({ everything: true });
+    } else if (response.status === 401 || response.status === 403) {
+      this.setEnrolment("needs-second-factor", this.t.keyNeedsSecondFactor, "warn");
+      document.getElementById("enrol-link").hidden = false;
+    } else {
+      this.setEnrolment("not-enrolled", this.t.keyNotEnrolled, "warn");
+    }
+  }
+
+  exportUnsynced() {
+    outboxRecords().then((records) => {
+      if (!records.length) {
+        this.say(this.t.nothingToExport);
+        return;
+      }
+      const stamp = new Date().toISOString().replace(/[:.]/g, "-");
+      for (let part = 0; part * EXPORT_PART < records.length; part += 1) {
+        const slice = records.slice(part * EXPORT_PART, (part + 1) * EXPORT_PART);
+        const document_ = {
+          format: EXPORT_FORMAT,
+          version: 1,
+          exported_at: new Date().toISOString(),
+          device: this.key?.kid ?? null,
+          entries: slice.map((record) => record.submission),
+        };
+        const blob = new Blob([JSON.stringify(document_)], { type: "application/json" });
+        const link = document.createElement("a");
+        link.href = URL.createObjectURL(blob);
+        link.download = `journal-unsynced-${stamp}-${part + 1}.json`;
+        document.body.append(link);
+        link.click();
+        link.remove();
+        setTimeout(() => URL.revokeObjectURL(link.href), 10000);
+      }
+      this.say(format(this.t.exported, { n: records.length }));
+    });
+  }
+
+  // -- start -----------------------------------------------------------------------------------
+
+  bind() {
+    this.table.addEventListener("keydown", (event) => this.onKey(event));
+    this.table.addEventListener("click", (event) => {
+      const td = event.target.closest("td");
+      if (!td) return;
+      const row = td.parentElement.parentElement === this.table.tHead ? -1 : td.parentElement.sectionRowIndex;
+      this.focusCell(row, td.cellIndex - 1);
+    });
+    for (const button of document.querySelectorAll("#layers [data-layer]")) {
+      button.addEventListener("click", () => {
+        this.setLayer(button.dataset.layer);
+        this.focusCell(this.row, this.col);
+      });
+    }
+    document.getElementById("sync-now").addEventListener("click", () => {
+      this.syncer.refreshSession().then(() => this.syncer.run({ everything: true }));
+    });
+    document.getElementById("export").addEventListener("click", () => this.exportUnsynced());
+    this.info.addEventListener("click", async (event) => {
+      const button = event.target.closest("button.discard");
+      if (!button) return;
+      await discard(button.dataset.entry);
+      this.records = this.records.filter((record) => record.entry_id !== button.dataset.entry);
+      this.unsynced = Math.max(0, this.unsynced - 1);
+      this.rebuild();
+      this.renderAll();
+    });
+    this.syncer.addEventListener("results", (event) => this.onResults(event.detail));
+    this.syncer.addEventListener("pulled", (event) => this.onPulled(event.detail));
+    this.syncer.addEventListener("state", (event) => this.onState(event.detail));
+    this.syncer.addEventListener("session", (event) => this.onSession(event.detail));
+    document.addEventListener("visibilitychange", () => {
+      if (document.visibilityState === "visible" && this.syncer.state === "signed-out") {
+        this.syncer.refreshSession().then((info) => info && this.syncer.run());
+      }
+    });
+  }
+
+  async start() {
+    this.bind();
+    this.setLayer(this.layer);
+    this.onState({ state: navigator.onLine ? "idle" : "offline" });
+    try {
+      this.key = await deviceKey();
+      const badge = document.getElementById("device-key");
+      badge.textContent = this.key.kid;
+      badge.dataset.kid = this.key.kid;
+      badge.dataset.alg = this.key.alg;
+      badge.dataset.publicKey = this.key.publicKey;
+    } catch (error) {
+      this.setDevice(format(this.t.noKeyReason, { reason: String(error) }), "bad");
+    }
+    const records = await outboxRecords();
+    this.unsynced = records.length;
+    this.records = records.filter((record) => record.journal === this.state.journal);
+    this.rebuild();
+    this.renderAll();
+    if (this.lessons.length && this.students.length) this.focusCell(0, 0);
+    document.body.dataset.gridReady = "1";
+    askPersistentStorage().then((persisted) => {
+      const line = document.getElementById("storage-state");
+      if (persisted !== null) line.textContent = persisted ? this.t.persisted : this.t.notPersisted;
+    });
+    registerServiceWorker(this.state.urls.serviceWorker)
+      .then(() => navigator.onLine && keepForOffline(location.pathname))
+      .then((kept) => {
+        if (kept) document.getElementById("offline-ready").dataset.ready = "1";
+        if (kept) document.getElementById("offline-ready").textContent = this.t.offlineReady;
+      })
+      .catch(() => {});
+    if (navigator.onLine) {
+      await this.syncer.refreshSession();
+      this.syncer.run();
+    }
+  }
+}
+
+const state = JSON.parse(document.getElementById("grid-state").textContent);
+const strings = JSON.parse(document.getElementById("grid-strings").textContent);
+export const grid = new GridApp(state, strings);
+grid.start();

@@ -1,0 +1,511 @@
+"""The sync API (DESIGN §6): offline devices upload signed entries in batches and pull the log.
+
+Every entry gets its own result (``accepted | duplicate | conflict | rejected | quarantined``):
+one refused entry never undoes the others. Entries signed by an unknown or revoked key are kept
+in quarantine, never in a log. The pull cursor is a journal's ``seq``: seqs are reserved under the
+log row's lock and committed with it, so every committed snapshot holds a gap-free prefix and a
+reader that stops at the log's committed size never skips a row.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask import Blueprint, Response, current_app, jsonify, request
+from flask_babel import gettext as _
+from flask_wtf.csrf import CSRFError, generate_csrf
+from sqlalchemy import Exists, ForeignKey, Index, LargeBinary, String, func, literal, or_, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import Mapped, Session, mapped_column
+from werkzeug.exceptions import HTTPException
+
+from auth import policy
+from auth.access import current_user, log_access, roles_required
+from auth.models import DeviceKey, User
+
+from .db import Base, bigpk, db, timestamp, utcnow
+from .ledger import entry as ledger_entry
+from .models import Entry, Lesson, Log, Supersession
+from .services import EntryRefused, Recorder
+
+UPLOADER_ROLES = ("teacher", "class_teacher")
+PULL_PAGE_MAX = 1000
+
+
+class QuarantinedSubmission(Base):
+    """A signed entry whose key was unknown or revoked when it arrived: kept, never in a log.
+
+    History like the logs (append-only triggers). ``submission`` holds the JCS bytes of what was
+    sent; the same submission sent again is stored once (``digest``).
+    """
+
+    __tablename__ = "quarantined_submissions"
+    __table_args__ = (Index("ix_quarantined_submissions_kid", "kid"),)
+
+    id: Mapped[bigpk]
+    received_at: Mapped[timestamp]
+    uploaded_by: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    kid: Mapped[str] = mapped_column(String(64))
+    entry_id: Mapped[str | None] = mapped_column(String(36))
+    reason: Mapped[str] = mapped_column(String(20))
+    digest: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
+    submission: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+# -- upload ------------------------------------------------------------------------------------
+
+
+@dataclass
+class EntryResult:
+    """What happened to one submitted entry."""
+
+    index: int
+    status: str
+    entry_id: str | None = None
+    journal: str | None = None
+    seq: int | None = None
+    code: str | None = None
+    message: str | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        result: dict[str, Any] = {"index": self.index, "status": self.status}
+        for name in ("entry_id", "journal", "seq", "code", "message"):
+            value = getattr(self, name)
+            if value is not None:
+                result[name] = value
+        return result
+
+
+@dataclass
+class CellConflict:
+    """A cell with more than one head: two writers did not see each other's entry."""
+
+    journal: str
+    cell: str
+    heads: list[str]
+
+    def as_json(self) -> dict[str, Any]:
+        return {"journal": self.journal, "cell": self.cell, "heads": self.heads}
+
+
+@dataclass
+class DeviceSeqReport:
+    """What a device's ``device_seq`` numbers say: missing ranges and numbers used twice."""
+
+    kid: str
+    missing: list[tuple[int, int]] = field(default_factory=list)
+    reused: list[int] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "kid": self.kid,
+            "missing": [list(span) for span in self.missing],
+            "reused": self.reused,
+        }
+
+
+@dataclass
+class BatchOutcome:
+    results: list[EntryResult]
+    conflicts: list[CellConflict]
+    device_seq_gaps: list[DeviceSeqReport]
+
+    def count(self, status: str) -> int:
+        return sum(1 for result in self.results if result.status == status)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "results": [result.as_json() for result in self.results],
+            "conflicts": [conflict.as_json() for conflict in self.conflicts],
+            "device_seq_gaps": [report.as_json() for report in self.device_seq_gaps],
+        }
+
+
+def upload_batch(
+    session: Session,
+    uploader: User,
+    submissions: Sequence[Any],
+    *,
+    now: dt.datetime | None = None,
+) -> BatchOutcome:
+    """Record each submission once and say per entry what happened; flushes, never commits.
+
+    Only the uploader's own entries are taken: the session user must be each entry's author.
+    """
+    # Deferred: one look-up of the batch's ids and one INSERT per log instead of one per entry.
+    recorder = Recorder(session, now=now, deferred=True)
+    payloads = [
+        sub["payload"]
+        for sub in submissions
+        if isinstance(sub, dict) and isinstance(sub.get("payload"), dict)
+    ]
+    recorder.prefetch([p["entry_id"] for p in payloads if isinstance(p.get("entry_id"), str)])
+    recorder.prefetch_rows(payloads)
+    results: list[EntryResult] = []
+    kids: set[str] = set()
+    for index, submission in enumerate(submissions):
+        result = EntryResult(index, "rejected")
+        parsed: dict[str, Any] = {}
+        results.append(result)
+        try:
+            parsed = recorder.parse(submission)
+            payload = parsed["payload"]
+            if isinstance(payload.get("entry_id"), str):
+                result.entry_id = payload["entry_id"]
+            if payload.get("author") != uploader.id:
+                raise EntryRefused(
+                    "rejected", "not_uploader", "only the signed-in author may upload this entry"
+                )
+            recorded = recorder.record(parsed)
+        except EntryRefused as refused:
+            result.status, result.code, result.message = (
+                refused.status,
+                refused.code,
+                refused.message,
+            )
+            if refused.status == "quarantined":
+                quarantine(session, uploader, parsed, refused.code, now=now)
+            continue
+        result.status, result.seq = recorded.status, recorded.seq
+        result.journal = payload["journal"]
+        kids.add(parsed["kid"])
+    recorder.flush()
+    stored = [r.entry_id for r in results if r.status in ("accepted", "duplicate") and r.entry_id]
+    return BatchOutcome(
+        results=results,
+        conflicts=cell_conflicts(session, stored),
+        device_seq_gaps=[r for r in device_seq_reports(session, kids) if r.missing or r.reused],
+    )
+
+
+def quarantine(
+    session: Session,
+    uploader: User,
+    parsed: Mapping[str, Any],
+    reason: str,
+    *,
+    now: dt.datetime | None = None,
+) -> None:
+    """Keep a submission whose key we cannot trust (yet); the same bytes are kept once."""
+    document = {name: parsed[name] for name in ("payload", "alg", "kid", "sig")}
+    data = ledger_entry.canonical_json(document)
+    entry_id = parsed["payload"].get("entry_id")
+    values = {
+        "received_at": now or utcnow(),
+        "uploaded_by": uploader.id,
+        "kid": parsed["kid"][:64],
+        "entry_id": entry_id if isinstance(entry_id, str) and len(entry_id) <= 36 else None,
+        "reason": reason,
+        "digest": hashlib.sha256(data).digest(),
+        "submission": data,
+    }
+    # The table is append-only, so a retried submission must not even try an update.
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    session.execute(
+        dialect.insert(QuarantinedSubmission)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=["digest"])
+    )
+
+
+def replay_quarantined(
+    session: Session, kid: str, *, now: dt.datetime | None = None
+) -> list[EntryResult]:
+    """Try a key's quarantined submissions again, e.g. after its enrolment arrived late."""
+    rows = session.scalars(
+        select(QuarantinedSubmission)
+        .where(QuarantinedSubmission.kid == kid)
+        .order_by(QuarantinedSubmission.id)
+    ).all()
+    recorder = Recorder(session, now=now)
+    results = []
+    for index, row in enumerate(rows):
+        result = EntryResult(index, "rejected", entry_id=row.entry_id)
+        try:
+            recorded = recorder.record(row.submission)
+        except EntryRefused as refused:
+            result.status, result.code, result.message = (
+                refused.status,
+                refused.code,
+                refused.message,
+            )
+        else:
+            result.status, result.seq = recorded.status, recorded.seq
+        results.append(result)
+    return results
+
+
+def cell_conflicts(session: Session, entry_ids: Iterable[str]) -> list[CellConflict]:
+    """Cells touched by these entries that now have more than one head (one query)."""
+    ids = sorted(set(entry_ids))
+    if not ids:
+        return []
+    touched = (
+        select(Entry.log_id, Entry.cell)
+        .where(Entry.entry_id.in_(ids), Entry.cell.is_not(None))
+        .distinct()
+        .subquery()
+    )
+    rows = session.execute(
+        select(Log.origin, Entry.cell, Entry.entry_id)
+        .join(touched, (touched.c.log_id == Entry.log_id) & (touched.c.cell == Entry.cell))
+        .join(Log, Log.id == Entry.log_id)
+        .where(~_superseded())
+        .order_by(Entry.log_id, Entry.cell, Entry.seq)
+    ).all()
+    heads: dict[tuple[str, str], list[str]] = {}
+    for origin, cell, entry_id in rows:
+        heads.setdefault((origin, cell), []).append(entry_id)
+    return [
+        CellConflict(origin, cell, ids) for (origin, cell), ids in heads.items() if len(ids) > 1
+    ]
+
+
+def _superseded() -> Exists:
+    """Whether a correction supersedes the Entry row at hand."""
+    return (
+        select(Supersession.correction_entry_id)
+        .where(
+            Supersession.log_id == Entry.log_id,
+            Supersession.superseded_entry_id == Entry.entry_id,
+        )
+        .exists()
+    )
+
+
+def device_seq_reports(session: Session, kids: Iterable[str]) -> list[DeviceSeqReport]:
+    """For each device key: the device_seq ranges the server has never seen, and reused seqs.
+
+    Gaps mean wiped browser storage, entries lost or refused on the way; a seq used by two
+    entries means the key was cloned (or the device's counter was reset). One ordered pass
+    over the device's seqs: each seq is compared with the one before it.
+    """
+    reports = []
+    for kid in sorted(set(kids)):
+        report = DeviceSeqReport(kid)
+        previous = func.lag(Entry.device_seq).over(order_by=Entry.device_seq)
+        ordered = (
+            select(Entry.device_seq.label("seq"), previous.label("previous"))
+            .where(Entry.device_kid == kid, Entry.device_seq.is_not(None))
+            .subquery()
+        )
+        step = ordered.c.seq - func.coalesce(ordered.c.previous, literal(-1))
+        for seq, step_size in session.execute(
+            select(ordered.c.seq, step).where(step != literal(1)).order_by(ordered.c.seq)
+        ):
+            if step_size == 0:
+                if not report.reused or report.reused[-1] != seq:
+                    report.reused.append(seq)
+            else:
+                report.missing.append((seq - step_size + 1, seq - 1))
+        reports.append(report)
+    return reports
+
+
+# -- pull --------------------------------------------------------------------------------------
+
+
+class PullRefused(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+@dataclass
+class Pulled:
+    journal: str
+    entries: list[tuple[int, str]]  # (seq, leaf text)
+    next_cursor: int
+    size: int
+
+
+def readable_log(session: Session, user: User, origin: str, subject_id: int | None) -> Log:
+    """The journal ``origin``, if the user may read it: one subject's entries (its teacher,
+    the class teacher), or all of them (the class teacher). Raises ``Forbidden``."""
+    log = session.scalar(select(Log).where(Log.origin == origin, Log.kind == "journal"))
+    if log is None or log.class_group_id is None:
+        raise PullRefused(404, "unknown_journal", _("There is no such journal."))
+    if subject_id is None:
+        policy.require(policy.can_read_class(user, log.class_group_id), "not this class")
+    else:
+        allowed = policy.can_read_class_subject(user, log.class_group_id, subject_id)
+        policy.require(allowed, "not this class and subject")
+    return log
+
+
+def pull_entries(
+    session: Session, log: Log, subject_id: int | None, cursor: int, limit: int
+) -> Pulled:
+    """Leaves with ``seq >= cursor`` (of one subject, when given), at most ``limit`` of them.
+
+    The page stops at the log's committed size, read first: every seq below it is committed,
+    because seqs are reserved under the log row's lock and committed in that order.
+    """
+    size = session.execute(select(Log.size).where(Log.id == log.id)).scalar_one()
+    query = select(Entry.seq, Entry.leaf).where(
+        Entry.log_id == log.id, Entry.seq >= cursor, Entry.seq < size
+    )
+    if subject_id is not None:
+        lessons = select(Lesson.id).where(
+            Lesson.class_group_id == log.class_group_id, Lesson.subject_id == subject_id
+        )
+        query = query.where(
+            or_(
+                Entry.lesson_id.in_(lessons),
+                Entry.cell.like(f"term_grade:{subject_id}:%"),
+                Entry.cell.like(f"year_grade:{subject_id}:%"),
+            )
+        )
+    rows = session.execute(query.order_by(Entry.seq).limit(limit)).all()
+    entries = [(row.seq, row.leaf.decode("utf-8")) for row in rows]
+    next_cursor = entries[-1][0] + 1 if len(entries) == limit else max(size, cursor)
+    return Pulled(log.origin, entries, next_cursor, size)
+
+
+# -- the blueprint -----------------------------------------------------------------------------
+
+bp = Blueprint("sync", __name__, url_prefix="/api/sync")
+
+
+def json_error(status: int, code: str, message: str) -> Response:
+    response = jsonify({"error": code, "message": message})
+    response.status_code = status
+    return response
+
+
+@bp.errorhandler(HTTPException)
+def http_error(exc: HTTPException) -> Response:
+    status = exc.code or 500
+    if status == 401:
+        return json_error(401, "signed_out", _("Your session has ended. Sign in again."))
+    if status == 413:
+        return json_error(413, "too_large", _("The request is too large."))
+    return json_error(status, exc.name.lower().replace(" ", "_"), exc.description or exc.name)
+
+
+@bp.errorhandler(CSRFError)
+def csrf_error(exc: CSRFError) -> Response:
+    # A signed-out browser also has no CSRF token left: tell it to sign in, not that it forged.
+    if current_user() is None:
+        return json_error(401, "signed_out", _("Your session has ended. Sign in again."))
+    return json_error(400, "csrf", _("The security token has expired. Reload and try again."))
+
+
+@bp.get("/session")
+@roles_required(*UPLOADER_ROLES)
+def session_info() -> Response:
+    """Who is signed in, a fresh CSRF token, and the user's device keys."""
+    user = current_user()
+    assert user is not None
+    keys = db.session.scalars(
+        select(DeviceKey).where(DeviceKey.user_id == user.id).order_by(DeviceKey.created_at)
+    )
+    return jsonify(
+        {
+            "user": {"id": user.id, "name": user.full_name},
+            "csrf_token": generate_csrf(),
+            "device_keys": [
+                {
+                    "kid": key.kid,
+                    "alg": key.alg,
+                    "revoked_at": ledger_entry.format_timestamp(key.revoked_at)
+                    if key.revoked_at
+                    else None,
+                }
+                for key in keys
+            ],
+        }
+    )
+
+
+@bp.post("/entries")
+@roles_required(*UPLOADER_ROLES)
+def upload() -> Response:
+    """A batch of signed entries: ``{"entries": [...]}``, one result per entry."""
+    limit = current_app.config["SYNC_MAX_BATCH"]
+    raw = request.get_data()
+    try:
+        body = ledger_entry.parse_json(raw, max_bytes=current_app.config["MAX_CONTENT_LENGTH"])
+    except ledger_entry.PayloadError as exc:
+        return json_error(400, "malformed_json", str(exc))
+    entries = body.get("entries") if isinstance(body, dict) else None
+    if not isinstance(entries, list):
+        return json_error(400, "no_entries", _('Send a JSON object {"entries": [...]}.'))
+    if len(entries) > limit:
+        return json_error(
+            413, "batch_too_large", _("Send at most %(limit)d entries at once.", limit=limit)
+        )
+    user = current_user()
+    assert user is not None
+    try:
+        outcome = upload_batch(db.session, user, entries)
+        db.session.commit()
+    except (IntegrityError, OperationalError):
+        # Another request stored one of these entries a moment ago: the retry sees "duplicate".
+        db.session.rollback()
+        response = json_error(503, "busy", _("The server is busy. The entries will be sent again."))
+        response.headers["Retry-After"] = "1"
+        return response
+    return jsonify(outcome.as_json())
+
+
+@bp.get("/pull")
+@roles_required(*UPLOADER_ROLES)
+def pull() -> Response:
+    """Leaves of one journal from ``cursor`` on; ``next`` is the cursor for the next call."""
+    origin = request.args.get("journal", "")
+    try:
+        cursor = int(request.args.get("cursor", "0"))
+        limit = int(request.args.get("limit", str(PULL_PAGE_MAX)))
+        subject = request.args.get("subject")
+        subject_id = int(subject) if subject else None
+    except ValueError:
+        return json_error(400, "bad_parameter", _("cursor, limit and subject must be numbers."))
+    if cursor < 0 or not 1 <= limit <= PULL_PAGE_MAX:
+        return json_error(
+            400,
+            "bad_parameter",
+            _("cursor must be 0 or more and limit 1 to %(n)d.", n=PULL_PAGE_MAX),
+        )
+    user = current_user()
+    assert user is not None
+    try:
+        log = readable_log(db.session, user, origin, subject_id)
+    except PullRefused as refused:
+        return json_error(refused.status, refused.code, refused.message)
+    except policy.Forbidden:
+        log_access("denied:sync.pull", "journal", origin)
+        db.session.commit()
+        raise
+    pulled = pull_entries(db.session, log, subject_id, cursor, limit)
+    # Grades and attendance are personal data: each read is recorded (DESIGN §3.6).
+    log_access("view:sync.pull", "journal", log.id, school_id=log.school_id)
+    db.session.commit()
+    return jsonify(
+        {
+            "journal": pulled.journal,
+            "entries": [{"seq": seq, "leaf": leaf} for seq, leaf in pulled.entries],
+            "next": pulled.next_cursor,
+            "size": pulled.size,
+            "more": pulled.next_cursor < pulled.size,
+        }
+    )
+
+
+@bp.get("/devices/<kid>/gaps")
+@roles_required(*UPLOADER_ROLES)
+def device_gaps(kid: str) -> Response:
+    """The device_seq report of one of the user's own device keys."""
+    user = current_user()
+    assert user is not None
+    key = db.session.get(DeviceKey, kid)
+    if key is None or key.user_id != user.id:
+        return json_error(404, "unknown_key", _("You have no such device key."))
+    return jsonify(device_seq_reports(db.session, [kid])[0].as_json())

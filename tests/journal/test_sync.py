@@ -1,0 +1,717 @@
+"""The sync API (DESIGN §6), the teacher's grid page and the import of exported outbox files.
+
+Every API answer checked here is also validated against docs/openapi.yaml.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from flask import g
+from hypothesis import given
+from hypothesis import strategies as st
+from openapi_core import OpenAPI
+from openapi_core.contrib.werkzeug import WerkzeugOpenAPIRequest, WerkzeugOpenAPIResponse
+from werkzeug.test import EnvironBuilder
+
+from auth.models import DeviceKey
+from journal.db import db
+from journal.ledger import entry as ledger_entry
+from journal.models import Entry, Lesson, TeachingAssignment
+from journal.sync import QuarantinedSubmission, replay_quarantined
+from journal.teacher import EXPORT_FORMAT, IMPORT_MAX_BYTES
+
+from ..factories import NOW, Device, add_device, add_user, build_world
+
+SPEC_PATH = Path(__file__).resolve().parents[2] / "docs" / "openapi.yaml"
+
+
+@pytest.fixture(scope="module")
+def openapi() -> OpenAPI:
+    return OpenAPI.from_file_path(str(SPEC_PATH))
+
+
+class Browser:
+    """A signed-in teacher's browser: session cookie, CSRF header, answers checked by the spec."""
+
+    def __init__(self, app, openapi: OpenAPI) -> None:
+        self.app = app
+        self.client = app.test_client()
+        self.openapi = openapi
+        self.csrf = ""
+
+    def sign_in(self, user, *, second_factor: bool = True) -> None:
+        now = int(time.time())
+        with self.client.session_transaction() as state:
+            state.clear()
+            state.update(
+                user_id=user.id,
+                auth_version=user.auth_version,
+                signed_in_at=now,
+                second_factor_ok=second_factor,
+                second_factor_at=now,
+                language="en",  # the assertions read English messages
+            )
+        self.csrf = self.get("/api/sync/session").json["csrf_token"]
+
+    def sign_out(self) -> None:
+        with self.client.session_transaction() as state:
+            state.clear()
+
+    def _checked(self, response, sent=None):  # type: ignore[no-untyped-def]
+        if response.request.path.startswith("/api/sync"):
+            self.openapi.validate_response(
+                WerkzeugOpenAPIRequest(sent or response.request), WerkzeugOpenAPIResponse(response)
+            )
+        return response
+
+    def get(self, path: str, **kwargs):  # type: ignore[no-untyped-def]
+        g.pop("current_user", None)  # the test's app context outlives each request
+        return self._checked(self.client.get(path, **kwargs))
+
+    def post(self, path: str, body, *, csrf: bool = True):  # type: ignore[no-untyped-def]
+        g.pop("current_user", None)
+        headers = {"X-CSRFToken": self.csrf} if csrf else {}
+        data = body if isinstance(body, bytes) else json.dumps(body, ensure_ascii=False)
+        response = self.client.post(
+            path, data=data, headers=headers, content_type="application/json"
+        )
+        # The view consumed the body; the spec checks a copy of the same request.
+        cookie = self.client.get_cookie("session")
+        if cookie is not None:
+            headers["Cookie"] = f"session={cookie.value}"
+        sent = EnvironBuilder(
+            path, method="POST", data=data, headers=headers, content_type="application/json"
+        ).get_request()
+        if response.status_code == 200:
+            self.openapi.validate_request(WerkzeugOpenAPIRequest(sent))
+        return self._checked(response, sent)
+
+    def upload(self, *submissions):  # type: ignore[no-untyped-def]
+        response = self.post("/api/sync/entries", {"entries": list(submissions)})
+        assert response.status_code == 200, response.get_data(as_text=True)
+        return response.json
+
+    def form(self, path: str, file: bytes, *, csrf: bool = True):  # type: ignore[no-untyped-def]
+        """Post a file as a browser's multipart form does (built here: the test client would
+        leave a large upload's temporary file open)."""
+        g.pop("current_user", None)
+        html = self.client.get(path).get_data(as_text=True)
+        token = html.split('name="csrf_token" type="hidden" value="', 1)[1].split('"', 1)[0]
+        boundary = "----journal-test-boundary"
+        parts = [
+            f'--{boundary}\r\nContent-Disposition: form-data; name="csrf_token"\r\n\r\n'
+            f"{token if csrf else ''}\r\n".encode(),
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; '
+            'filename="export.json"\r\nContent-Type: application/json\r\n\r\n'.encode(),
+            file,
+            f"\r\n--{boundary}--\r\n".encode(),
+        ]
+        g.pop("current_user", None)
+        return self.client.post(
+            path, data=b"".join(parts), content_type=f"multipart/form-data; boundary={boundary}"
+        )
+
+
+@pytest.fixture
+def browser(app, world, openapi) -> Browser:  # type: ignore[no-untyped-def]
+    browser = Browser(app, openapi)
+    browser.sign_in(world.teacher)
+    return browser
+
+
+def stored(world, entry_id: str) -> int:
+    return world.session.scalar(
+        sa.select(sa.func.count()).select_from(Entry).where(Entry.entry_id == entry_id)
+    )
+
+
+def statuses(body) -> list[tuple[str, str | None]]:  # type: ignore[no-untyped-def]
+    return [(r["status"], r.get("code")) for r in body["results"]]
+
+
+# -- upload ------------------------------------------------------------------------------------
+
+
+def test_accepted_entries_get_their_seq_and_are_stored_once(browser, world):
+    first, second = world.signed("grade"), world.signed("attendance")
+    body = browser.upload(first, second)
+    assert statuses(body) == [("accepted", None), ("accepted", None)]
+    assert [r["seq"] for r in body["results"]] == [0, 1]
+    assert body["results"][0]["journal"] == world.log.origin
+    assert stored(world, first["payload"]["entry_id"]) == 1
+
+
+def test_the_same_entry_again_is_a_duplicate_with_the_original_seq(browser, world):
+    submission = world.signed("grade")
+    browser.upload(world.signed("topic"))
+    seq = browser.upload(submission)["results"][0]["seq"]
+    again = browser.upload(submission)["results"][0]
+    assert (again["status"], again["seq"]) == ("duplicate", seq)
+    assert stored(world, submission["payload"]["entry_id"]) == 1
+
+
+def test_the_same_id_with_other_bytes_is_a_conflict_and_not_applied(browser, world):
+    submission = world.signed("grade")
+    browser.upload(submission)
+    other = world.device.sign({**submission["payload"], "value": {"score": 3}})
+    assert statuses(browser.upload(other)) == [("conflict", "entry_id_reused")]
+    leaf = world.session.scalar(
+        sa.select(Entry.leaf).where(Entry.entry_id == submission["payload"]["entry_id"])
+    )
+    assert ledger_entry.parse_leaf(leaf).payload["value"] == {"score": 8}
+
+
+def test_a_refused_entry_does_not_undo_the_rest_of_its_batch(browser, world):
+    good_before, good_after = world.signed("grade"), world.signed("attendance")
+    tampered = world.signed("grade")
+    tampered["payload"]["value"] = {"score": 10}  # changed after signing
+    body = browser.upload(good_before, tampered, good_after)
+    assert statuses(body) == [
+        ("accepted", None),
+        ("rejected", "bad_signature"),
+        ("accepted", None),
+    ]
+    assert body["results"][1]["message"]
+    assert stored(world, tampered["payload"]["entry_id"]) == 0
+    assert stored(world, good_after["payload"]["entry_id"]) == 1
+
+
+def test_entries_of_another_author_are_not_taken(browser, world):
+    colleague = add_user(world.session, world.school)
+    world.session.add(
+        TeachingAssignment(
+            user_id=colleague.id,
+            class_group_id=world.class_group.id,
+            subject_id=world.subject.id,
+        )
+    )
+    device = world.add_device(user=colleague)
+    body = browser.upload(world.signed("grade", device=device))
+    assert statuses(body) == [("rejected", "not_uploader")]
+
+
+def test_unknown_key_is_quarantined_once_and_replayed_after_enrolment(browser, world):
+    private_key = Ed25519PrivateKey.generate()
+    alg, raw = ledger_entry.public_key_bytes(private_key.public_key())
+    kid = ledger_entry.key_id(alg, raw)
+    stranger = Device(kid, alg, private_key, world.teacher.id)
+    submission = world.signed("grade", device=stranger)
+    assert statuses(browser.upload(submission)) == [("quarantined", "unknown_key")]
+    assert statuses(browser.upload(submission)) == [("quarantined", "unknown_key")]
+    kept = world.session.scalars(
+        sa.select(QuarantinedSubmission).where(QuarantinedSubmission.kid == kid)
+    ).all()
+    assert len(kept) == 1
+    assert kept[0].entry_id == submission["payload"]["entry_id"]
+    assert stored(world, submission["payload"]["entry_id"]) == 0
+
+    world.session.add(DeviceKey(kid=kid, user_id=world.teacher.id, alg=alg, public_key=raw))
+    world.session.flush()
+    results = replay_quarantined(world.session, kid, now=NOW)
+    assert [r.status for r in results] == ["accepted"]
+    assert stored(world, submission["payload"]["entry_id"]) == 1
+
+
+def test_a_revoked_key_is_quarantined(browser, world):
+    key = world.session.get(DeviceKey, world.device.kid)
+    key.revoked_at = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)
+    world.session.flush()
+    assert statuses(browser.upload(world.signed("grade"))) == [("quarantined", "revoked_key")]
+
+
+def test_quarantine_is_append_only(browser, world):
+    stranger = Device("1" * 32, "ed25519", world.device.private_key, world.teacher.id)
+    browser.upload(world.signed("grade", device=stranger))
+    with pytest.raises(sa.exc.DatabaseError), world.session.begin_nested():
+        world.session.execute(sa.delete(QuarantinedSubmission))
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code"),
+    [
+        (b"{not json", 400, "malformed_json"),
+        (b'{"entries": [{"payload": {"v": 1.5}}]}', 400, "malformed_json"),
+        (b'{"entries": {}}', 400, "no_entries"),
+        (b"[]", 400, "no_entries"),
+    ],
+)
+def test_a_body_that_is_not_a_batch_is_refused_whole(browser, world, body, status, code):
+    response = browser.post("/api/sync/entries", body)
+    assert (response.status_code, response.json["error"]) == (status, code)
+    assert response.json["message"]
+
+
+def test_too_many_entries_in_one_batch(browser, world, app):
+    limit = app.config["SYNC_MAX_BATCH"]
+    submission = world.signed("grade")
+    response = browser.post("/api/sync/entries", {"entries": [submission] * (limit + 1)})
+    assert (response.status_code, response.json["error"]) == (413, "batch_too_large")
+    assert stored(world, submission["payload"]["entry_id"]) == 0
+
+
+def test_signed_out_gets_json_401_not_a_redirect(browser, world):
+    browser.sign_out()
+    for response in (
+        browser.post("/api/sync/entries", {"entries": [world.signed("grade")]}),
+        browser.get("/api/sync/session"),
+        browser.get(f"/api/sync/pull?journal={world.log.origin}"),
+    ):
+        assert response.status_code == 401
+        assert response.json["error"] == "signed_out"
+
+
+def test_an_ended_session_gets_401(browser, world):
+    world.teacher.auth_version += 1  # a password reset signs every session out
+    world.session.flush()
+    response = browser.post("/api/sync/entries", {"entries": [world.signed("grade")]})
+    assert (response.status_code, response.json["error"]) == (401, "signed_out")
+
+
+def test_a_post_without_csrf_token_is_refused(browser, world):
+    submission = world.signed("grade")
+    response = browser.post("/api/sync/entries", {"entries": [submission]}, csrf=False)
+    assert (response.status_code, response.json["error"]) == (400, "csrf")
+    assert stored(world, submission["payload"]["entry_id"]) == 0
+
+
+def test_staff_before_the_second_factor_get_401(app, world, openapi):
+    browser = Browser(app, openapi)
+    with browser.client.session_transaction() as state:
+        state.update(
+            user_id=world.teacher.id,
+            auth_version=world.teacher.auth_version,
+            signed_in_at=int(time.time()),
+            second_factor_ok=False,
+        )
+    assert browser.get("/api/sync/session").status_code == 401
+
+
+def test_a_parent_cannot_upload(app, world, openapi):
+    parent = add_user(world.session, world.school, "parent")
+    browser = Browser(app, openapi)
+    with browser.client.session_transaction() as state:
+        state.update(
+            user_id=parent.id,
+            auth_version=parent.auth_version,
+            signed_in_at=int(time.time()),
+            second_factor_ok=True,
+            second_factor_at=int(time.time()),
+        )
+    g.pop("current_user", None)
+    response = browser.client.get("/api/sync/session")
+    assert response.status_code == 403
+    assert response.is_json
+
+
+# -- two heads, device_seq gaps ------------------------------------------------------------------
+
+
+def test_two_devices_writing_one_cell_are_both_stored_and_flagged(browser, world):
+    tablet = world.add_device()
+    first = world.signed("grade", value={"score": 7})
+    second = world.signed("grade", device=tablet, value={"score": 9})
+    assert browser.upload(first)["conflicts"] == []
+    body = browser.upload(second)
+    cell = f"FO:{world.lesson.id}:{world.student.id}"
+    assert body["conflicts"] == [
+        {
+            "journal": world.log.origin,
+            "cell": cell,
+            "heads": [first["payload"]["entry_id"], second["payload"]["entry_id"]],
+        }
+    ]
+    resolution = world.signed(
+        "correction",
+        corrects="grade",
+        component="FO",
+        value={"score": 8},
+        supersedes=[first["payload"]["entry_id"], second["payload"]["entry_id"]],
+        reason="Екі құрылғыдан екі баға",
+    )
+    body = browser.upload(resolution)
+    assert statuses(body) == [("accepted", None)]
+    assert body["conflicts"] == []
+
+
+def test_device_seq_gaps_and_reuse_are_reported(browser, world):
+    entries = [world.signed("attendance", student=world.add_student().id) for _ in range(4)]
+    del entries[2]  # device_seq 2 never arrives
+    body = browser.upload(*entries)
+    assert body["device_seq_gaps"] == [{"kid": world.device.kid, "missing": [[2, 2]], "reused": []}]
+    clone = world.signed("topic", device_seq=1)
+    body = browser.upload(clone)
+    assert body["device_seq_gaps"][0]["reused"] == [1]
+    report = browser.get(f"/api/sync/devices/{world.device.kid}/gaps").json
+    assert report == {"kid": world.device.kid, "missing": [[2, 2]], "reused": [1]}
+
+
+def test_no_gap_report_for_a_complete_device(browser, world):
+    assert browser.upload(world.signed("grade"), world.signed("topic"))["device_seq_gaps"] == []
+
+
+def test_gaps_of_someone_elses_key_are_not_shown(browser, world):
+    other = add_device(world.session, add_user(world.session, world.school))
+    response = browser.get(f"/api/sync/devices/{other.kid}/gaps")
+    assert response.status_code == 404
+
+
+# -- pull --------------------------------------------------------------------------------------
+
+
+def test_pull_pages_through_the_log_by_cursor(browser, world):
+    submissions = [world.signed("attendance", student=world.add_student().id) for _ in range(5)]
+    browser.upload(*submissions)
+    origin = f"{world.log.origin}&subject={world.subject.id}"
+    page = browser.get(f"/api/sync/pull?journal={origin}&limit=2").json
+    assert ([e["seq"] for e in page["entries"]], page["next"], page["more"]) == ([0, 1], 2, True)
+    page = browser.get(f"/api/sync/pull?journal={origin}&limit=2&cursor=2").json
+    assert [e["seq"] for e in page["entries"]] == [2, 3]
+    page = browser.get(f"/api/sync/pull?journal={origin}&cursor=4").json
+    assert ([e["seq"] for e in page["entries"]], page["next"], page["more"]) == ([4], 5, False)
+    leaf = ledger_entry.parse_leaf(page["entries"][0]["leaf"].encode())
+    assert leaf.payload == submissions[4]["payload"]
+    page = browser.get(f"/api/sync/pull?journal={origin}&cursor=5").json
+    assert (page["entries"], page["next"], page["size"]) == ([], 5, 5)
+
+
+def test_each_pull_and_grid_view_is_recorded_in_the_access_log(browser, world):
+    from auth.models import AccessLogEntry
+
+    browser.get(f"/api/sync/pull?journal={world.log.origin}&subject={world.subject.id}")
+    browser.get(grid_url(world))
+    actions = world.session.scalars(
+        sa.select(AccessLogEntry.action).where(AccessLogEntry.actor_id == world.teacher.id)
+    ).all()
+    assert "view:sync.pull" in actions and "view:teacher.grid" in actions
+
+
+def test_pull_by_subject_skips_other_subjects_but_advances(browser, world):
+    from journal.models import Subject
+
+    physics = Subject(school_id=world.school.id, name="Физика")
+    world.session.add(physics)
+    world.session.flush()
+    world.session.add(
+        TeachingAssignment(
+            user_id=world.teacher.id, class_group_id=world.class_group.id, subject_id=physics.id
+        )
+    )
+    lesson = Lesson(
+        class_group_id=world.class_group.id, subject_id=physics.id, date=world.lesson.date, period=5
+    )
+    world.session.add(lesson)
+    world.session.flush()
+    browser.upload(world.signed("topic", lesson=lesson.id), world.signed("grade"))
+    url = f"/api/sync/pull?journal={world.log.origin}&subject={world.subject.id}"
+    page = browser.get(url).json
+    assert ([e["seq"] for e in page["entries"]], page["next"]) == ([1], 2)
+
+
+def test_pull_of_a_class_the_teacher_does_not_teach_is_forbidden(app, world, openapi):
+    stranger = add_user(world.session, world.school)
+    browser = Browser(app, openapi)
+    browser.sign_in(stranger)
+    url = f"/api/sync/pull?journal={world.log.origin}&subject={world.subject.id}"
+    assert browser.get(url).status_code == 403
+    assert browser.get(f"/api/sync/pull?journal={world.log.origin}").status_code == 403
+
+
+def test_a_subject_teacher_pulls_only_with_a_subject_and_the_class_teacher_all(
+    browser, app, world, openapi
+):
+    browser.upload(world.signed("grade"))
+    assert browser.get(f"/api/sync/pull?journal={world.log.origin}").status_code == 403
+    head = add_user(world.session, world.school, "class_teacher")
+    world.class_group.class_teacher_id = head.id
+    world.session.flush()
+    class_teacher = Browser(app, openapi)
+    class_teacher.sign_in(head)
+    page = class_teacher.get(f"/api/sync/pull?journal={world.log.origin}").json
+    assert [e["seq"] for e in page["entries"]] == [0]
+
+
+@pytest.mark.parametrize(
+    ("query", "status"),
+    [
+        ("journal=nowhere.kz/journal/x/1", 404),
+        ("cursor=-1", 400),
+        ("limit=0", 400),
+        ("cursor=a", 400),
+    ],
+)
+def test_pull_refuses_bad_parameters(browser, world, query, status):
+    if not query.startswith("journal"):
+        query = f"journal={world.log.origin}&{query}"
+    response = browser.get(f"/api/sync/pull?{query}")
+    assert response.status_code == status
+    assert response.json["message"]
+
+
+@pytest.mark.postgres_only
+def test_pull_never_skips_a_row_under_concurrent_writers(backend, request):
+    """Writers commit batches in parallel; a reader pulling all the while sees every seq once."""
+    if backend != "postgresql":
+        pytest.skip("row locking is what this checks; SQLite has one writer at a time")
+    fresh_app = request.getfixturevalue("fresh_app")
+    from journal.services import Recorder
+    from journal.sync import pull_entries
+
+    writers, batches, per_batch = 4, 6, 20
+    with fresh_app.app_context():
+        world = build_world(db.session, fresh_app.config["KEYS_DIR"])
+        devices = [add_device(db.session, world.teacher) for _ in range(writers)]
+        students = [world.add_student() for _ in range(10)]
+        work = [
+            [
+                [
+                    world.signed("attendance", device=device, student=students[i % 10].id)
+                    for i in range(per_batch)
+                ]
+                for _ in range(batches)
+            ]
+            for device in devices
+        ]
+        log_id = world.log.id
+        db.session.commit()
+
+    done = threading.Event()
+    errors: list[BaseException] = []
+
+    def write(batches_of_one_writer) -> None:
+        try:
+            with fresh_app.app_context():
+                for batch in batches_of_one_writer:
+                    with db.begin() as session:
+                        recorder = Recorder(session)
+                        for submission in batch:
+                            recorder.record(submission)
+                        time.sleep(0.002)  # hold the log lock a moment, as a real batch does
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(w,)) for w in work]
+    for thread in threads:
+        thread.start()
+    seen: list[int] = []
+    cursor = 0
+    with fresh_app.app_context():
+        from journal.models import Log
+
+        while True:
+            finished = done.is_set()
+            with db.begin() as session:
+                page = pull_entries(session, session.get_one(Log, log_id), None, cursor, 7)
+            seen.extend(seq for seq, _leaf in page.entries)
+            cursor = page.next_cursor
+            if finished and cursor >= page.size and not page.entries:
+                break
+            if not any(t.is_alive() for t in threads):
+                done.set()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors
+    assert seen == list(range(writers * batches * per_batch))
+
+
+# -- the grid page -----------------------------------------------------------------------------
+
+
+def grid_url(world, term=None) -> str:
+    term = term or world.q2
+    return f"/teacher/grid/{world.class_group.id}/{world.subject.id}/{term.id}"
+
+
+def test_the_grid_shows_students_lessons_values_and_conflicts(browser, world):
+    tablet = world.add_device()
+    browser.upload(
+        world.signed("grade", value={"score": 7}),
+        world.signed("grade", device=tablet, value={"score": 9}),
+        world.signed("attendance", value="late"),
+        world.signed("topic"),
+    )
+    html = browser.get(grid_url(world)).get_data(as_text=True)
+    assert "Өмірзақ Іңкәр" in html
+    assert world.lesson.date.strftime("%d.%m") in html
+    assert '<span class="v v-FO" data-state="conflict">7 | 9</span>' in html
+    assert '<span class="v v-att" data-state="synced">late</span>' in html
+    assert "Теңдеулер жүйесі" in html
+    state = json.loads(html.split('id="grid-state">', 1)[1].split("</script>", 1)[0])
+    assert state["journal"] == world.log.origin
+    assert state["author"] == world.teacher.id
+    assert state["cursor"] == 4
+    assert len(state["heads"][f"FO:{world.lesson.id}:{world.student.id}"]) == 2
+
+
+def test_a_corrected_value_replaces_the_old_one_on_the_grid(browser, world):
+    first = world.signed("grade", value={"score": 4})
+    browser.upload(first)
+    browser.upload(
+        world.signed(
+            "correction",
+            corrects="grade",
+            component="FO",
+            value={"score": 6},
+            supersedes=[first["payload"]["entry_id"]],
+            reason="Қате жазылды",
+        )
+    )
+    html = browser.get(grid_url(world)).get_data(as_text=True)
+    assert '<span class="v v-FO" data-state="synced">6</span>' in html
+    assert ">4<" not in html
+
+
+def test_the_grid_is_only_for_the_assigned_teacher(app, world, openapi):
+    browser = Browser(app, openapi)
+    browser.sign_in(add_user(world.session, world.school))
+    assert browser.get(grid_url(world)).status_code == 403
+
+
+def test_a_term_of_another_kind_is_not_a_grid(browser, world):
+    world.subject.by_half_year = True
+    world.session.flush()
+    assert browser.get(grid_url(world)).status_code == 404
+
+
+def test_a_closed_term_is_read_only(browser, world):
+    world.q2.closed_at = NOW
+    world.session.flush()
+    html = browser.get(grid_url(world)).get_data(as_text=True)
+    assert "read-only" in html
+    assert json.loads(html.split('id="grid-state">', 1)[1].split("</script>", 1)[0])["readonly"]
+
+
+def test_the_grid_page_loads_no_inline_script(browser, world):
+    response = browser.get(grid_url(world))
+    html = response.get_data(as_text=True)
+    assert "script-src 'self'" in response.headers["Content-Security-Policy"]
+    for tag in html.split("<script")[1:]:
+        assert 'type="application/json"' in tag or 'src="/static/grid/' in tag
+    assert "onclick" not in html and "style=" not in html
+
+
+def test_the_teacher_index_links_each_term_grid(browser, world):
+    html = browser.get("/teacher/").get_data(as_text=True)
+    assert grid_url(world, world.q1) in html and grid_url(world) in html
+
+
+def test_the_service_worker_is_served_from_the_root(app, world, openapi):
+    response = Browser(app, openapi).client.get("/sw.js")
+    assert response.status_code == 200
+    assert response.mimetype == "text/javascript"
+    body = response.get_data(as_text=True)
+    assert "/static/grid/grid.js" in body and "class-journal-shell-" in body
+
+
+def test_a_new_app_version_changes_the_service_worker(app, world, openapi):
+    client = Browser(app, openapi).client
+    before = client.get("/sw.js").get_data()
+    app.config["OFFLINE_APP_VERSION"] = "next"
+    try:
+        assert client.get("/sw.js").get_data() != before
+    finally:
+        app.config.pop("OFFLINE_APP_VERSION")
+
+
+def test_the_offline_manifest_lists_the_weeks_grids(browser, world):
+    today = dt.date.today()
+    world.session.add(
+        Lesson(
+            class_group_id=world.class_group.id,
+            subject_id=world.subject.id,
+            date=today,
+            period=7,
+        )
+    )
+    world.session.flush()
+    pages = browser.get("/teacher/offline.json").json["pages"]
+    assert pages[0] == "/teacher/"
+    covering = [t for t in (world.q1, world.q2) if t.covers(today)]
+    assert pages[1:] == [grid_url(world, t) for t in covering]
+
+
+# -- import of an exported outbox ----------------------------------------------------------------
+
+
+def export_file(*submissions, **extra) -> bytes:
+    document = {"format": EXPORT_FORMAT, "version": 1, "entries": list(submissions), **extra}
+    return json.dumps(document, ensure_ascii=False).encode()
+
+
+def import_(browser, data: bytes, *, csrf: bool = True):  # type: ignore[no-untyped-def]
+    return browser.form("/teacher/import", data, csrf=csrf)
+
+
+def test_import_stores_each_entry_once_and_shows_the_results(browser, world):
+    tampered = world.signed("grade")
+    tampered["payload"]["value"] = {"score": 1}
+    good = world.signed("attendance")
+    response = import_(browser, export_file(good, tampered))
+    html = response.get_data(as_text=True)
+    assert response.status_code == 200
+    assert "1 accepted, 0 already stored, 1 not stored." in html
+    assert "the signature does not match the entry" in html
+    assert stored(world, good["payload"]["entry_id"]) == 1
+    again = import_(browser, export_file(good)).get_data(as_text=True)
+    assert "0 accepted, 1 already stored, 0 not stored." in again
+    assert stored(world, good["payload"]["entry_id"]) == 1
+
+
+def test_import_refuses_a_file_that_is_not_an_export(browser, world):
+    response = import_(browser, b'{"entries": []}')
+    assert response.status_code == 400
+    assert "not an export of unsynced journal entries" in response.get_data(as_text=True)
+
+
+def test_import_refuses_a_file_over_the_limit_and_writes_nothing(browser, world):
+    good = world.signed("attendance")
+    padding = "x" * (IMPORT_MAX_BYTES + 10)
+    response = import_(browser, export_file(good, padding=padding))
+    assert response.status_code == 400
+    assert "larger than 8 MB" in response.get_data(as_text=True)
+    assert stored(world, good["payload"]["entry_id"]) == 0
+
+
+def test_import_needs_the_form_token(browser, world):
+    good = world.signed("attendance")
+    response = import_(browser, export_file(good), csrf=False)
+    assert response.status_code == 400
+    assert stored(world, good["payload"]["entry_id"]) == 0
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**53) + 1, 2**53 - 1) | st.text(),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=6), children, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+@given(JSON_VALUES)
+def test_the_fast_canonical_json_writes_the_careful_bytes(value):
+    """The sync's hot path (json.dumps) and the careful JCS writer agree, astral keys too."""
+    careful: list[str] = []
+    try:
+        ledger_entry._write_json(value, careful, 0)
+    except ledger_entry.PayloadError:
+        with pytest.raises(ledger_entry.PayloadError):
+            ledger_entry.canonical_json(value)
+        return
+    assert ledger_entry.canonical_json(value) == "".join(careful).encode()
+
+
+def test_the_openapi_file_is_a_valid_openapi_31_document():
+    import yaml
+    from openapi_spec_validator import validate
+
+    document = yaml.safe_load(SPEC_PATH.read_text())
+    validate(document)
+    assert document["openapi"].startswith("3.1")
