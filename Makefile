@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 FLASK := $(BIN)/flask --app wsgi
 export JOURNAL_INSTANCE ?= $(CURDIR)/instance
 
-.PHONY: run test lint typecheck dbcheck pytest bench system-deps clean
+.PHONY: run test lint typecheck dbcheck pytest bench system-deps clean translations translations-update
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -19,7 +19,7 @@ $(VENV)/.installed: setup.cfg pyproject.toml | $(BIN)/python
 system-deps:
 	sh scripts/install-debian-packages.sh
 
-run: system-deps $(VENV)/.installed
+run: system-deps $(VENV)/.installed translations
 	$(BIN)/python scripts/dev_env.py $(JOURNAL_INSTANCE)
 	set -a; . $(JOURNAL_INSTANCE)/dev.env; set +a; \
 	$(FLASK) db upgrade && \
@@ -39,10 +39,27 @@ dbcheck: $(VENV)/.installed
 	JOURNAL_TESTING=1 JOURNAL_DATABASE_URL=sqlite:///$(CURDIR)/build/dbcheck/check.db \
 	  sh -c '$(FLASK) db upgrade && $(FLASK) db check'
 
-pytest: $(VENV)/.installed
+pytest: $(VENV)/.installed translations
 	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
 
-test: system-deps $(VENV)/.installed lint typecheck dbcheck pytest
+test: system-deps $(VENV)/.installed translations lint typecheck dbcheck pytest
+
+# Translations: the .po catalogs (kk, ru, en) are sources; the .mo files are build output.
+TRANSLATIONS := journal/translations
+# Keep in step with tests/test_translations.py (EXTRACT_ARGS).
+BABEL_EXTRACT := $(BIN)/pybabel -q extract -F babel.cfg -k _l -k lazy_gettext --add-location=file \
+	--sort-output -w 100 -o build/messages.pot journal auth exports archive
+
+translations: $(VENV)/.installed
+	$(BIN)/pybabel -q compile -d $(TRANSLATIONS)
+
+# Re-extract every UI string and merge into the catalogs; new strings arrive untranslated (or
+# fuzzy) and tests/test_translations.py names them until kk and ru are filled in.
+translations-update: $(VENV)/.installed
+	mkdir -p build
+	$(BABEL_EXTRACT)
+	$(BIN)/pybabel -q update -i build/messages.pot -d $(TRANSLATIONS) -w 100 --ignore-obsolete
+	$(BIN)/python -m tests.test_translations || true  # lists what still needs kk and ru
 
 bench: system-deps $(VENV)/.installed
 	$(BIN)/python bench/run_all.py

@@ -23,6 +23,13 @@ LANGUAGES = ("kk", "ru", "en")
 BLUEPRINTS = (
     "journal.views",
     "auth.views",
+    "journal.sync",
+    "journal.teacher",
+    "journal.school_setup",
+    "journal.roster",
+    "journal.portal",
+    "exports.views",
+    "archive.views",
 )
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
@@ -36,6 +43,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     journal_config.check_secrets(app.config)
 
     # Import every model module so that the metadata (and Alembic) see all tables.
+    import archive.models  # noqa: F401
     import auth.models  # noqa: F401
 
     from . import models  # noqa: F401

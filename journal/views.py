@@ -20,7 +20,7 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from sqlalchemy import select
-from wtforms import IntegerField, SelectField, TextAreaField
+from wtforms import IntegerField, SelectChoice, SelectField, TextAreaField
 from wtforms.validators import DataRequired, Length, Optional
 
 from auth.access import current_user, login_required, public, roles_required
@@ -129,12 +129,12 @@ class LateCorrectionForm(FlaskForm):
     what = SelectField(
         _l("What is corrected"),
         choices=[
-            ("att", _l("Attendance")),
-            ("FO", "FO"),
-            ("SOR", "SOR"),
-            ("SOCh", "SOCh"),
-            ("mark", _l("Mark")),
-            ("topic", _l("Lesson topic")),
+            SelectChoice("att", _l("Attendance")),
+            SelectChoice("FO", _l("FO")),
+            SelectChoice("SOR", _l("SOR")),
+            SelectChoice("SOCh", _l("SOCh")),
+            SelectChoice("mark", _l("Mark")),
+            SelectChoice("topic", _l("Lesson topic")),
         ],
     )
     reason = TextAreaField(_l("Reason"), validators=[DataRequired(), Length(max=1000)])
@@ -151,7 +151,7 @@ def late_corrections() -> Any:
         .order_by(ClassGroup.name)
     ).all()
     form = LateCorrectionForm()
-    form.journal.choices = [(log.id, class_group.name) for log, class_group in journals]
+    form.journal.choices = [SelectChoice(log.id, class_group.name) for log, class_group in journals]
     if form.validate_on_submit():
         log = db.session.get(Log, form.journal.data)
         lesson = db.session.get(Lesson, form.lesson.data)
