@@ -74,7 +74,6 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import hashlib
-import importlib
 import json
 import logging
 import os
@@ -134,7 +133,6 @@ LOCK_NAMESPACE = 0x41524348
 _REPO = Path(__file__).resolve().parent.parent
 CRASH_ENV = "JOURNAL_ARCHIVE_CRASH_AT"
 _crash_counts: dict[str, int] = {}
-_warned_no_printouts: list[bool] = []
 
 Progress = Callable[[str, int], AbstractContextManager[Any]]
 
@@ -243,19 +241,14 @@ def printouts_for(session: Session, class_group: ClassGroup, term: Term | None) 
     """Signed PDF printouts for a class's bag: the quarterly journal when ``term`` is a quarter,
     the year's summary ledger when ``term`` is None. ``{file name: PDF bytes}``.
 
-    The one hook into the exports layer: it calls ``exports.services.printouts_for`` with the same
-    arguments when that exists, and otherwise returns ``{}`` with a logged warning (bags are then
-    sealed without printouts; the entries and checkpoints still prove everything).
+    A school without a PDF signing key cannot seal: printouts are part of what a bag promises.
     """
+    from exports.printouts import printouts_for as render_printouts
+
     try:
-        exports_services = importlib.import_module("exports.services")
-        hook = exports_services.printouts_for
-    except (ImportError, AttributeError):
-        if not _warned_no_printouts:
-            log.warning("exports.services.printouts_for is missing: bags are sealed without PDFs")
-            _warned_no_printouts.append(True)
-        return {}
-    return dict(hook(session, class_group, term))
+        return dict(render_printouts(session, class_group, term))
+    except LookupError as exc:
+        raise ArchiveError(f"cannot print {class_group.name}: {exc}") from exc
 
 
 # --------------------------------------------------------------------------- planning
@@ -819,6 +812,8 @@ def archive_school(
     today = settings.day()
     try:
         for phase in ("journal", "ledger"):
+            if phase == "ledger":
+                _record_summary_ledgers(session, school, today, log_key)
             due = (
                 due_journal_bags(session, school, today)
                 if phase == "journal"
@@ -846,6 +841,21 @@ def archive_school(
     session.commit()
     sweep_staging(session, settings, school)
     return outcome
+
+
+def _record_summary_ledgers(
+    session: Session, school: School, today: dt.date, log_key: LogKey
+) -> None:
+    """Before a finished year's ledger bag: each class's summary-ledger records (one per
+    student, the 25-year record registrars issue duplicates from) go to the school ledger log."""
+    from exports.queries import record_summary_ledger
+
+    due_years = {due.year.id for due in due_ledger_bags(session, school, today)}
+    for class_group in session.scalars(
+        select(ClassGroup).where(ClassGroup.school_year_id.in_(due_years)).order_by(ClassGroup.id)
+    ):
+        record_summary_ledger(session, class_group, log_key)
+    session.commit()
 
 
 def run_archive(

@@ -91,7 +91,7 @@ def migrate(app: Flask) -> None:
     from flask_migrate import upgrade
 
     with app.app_context():
-        upgrade(revision="heads")  # helpers may branch; a merge revision joins them
+        upgrade()
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])

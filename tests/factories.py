@@ -192,3 +192,17 @@ def build_world(session: Session, keys_dir: str) -> World:
     )  # type: ignore[arg-type]
     world.student = world.add_student(last_name="Өмірзақ", first_name="Іңкәр")
     return world
+
+
+def signed_in_client(app: Any, user: User) -> Any:
+    """A test client whose session is signed in as ``user``, second factor passed."""
+    import time
+
+    client = app.test_client()
+    with client.session_transaction() as flask_session:
+        flask_session["user_id"] = user.id
+        flask_session["auth_version"] = user.auth_version
+        flask_session["second_factor_ok"] = True
+        flask_session["signed_in_at"] = int(time.time())
+        flask_session["second_factor_at"] = int(time.time())
+    return client

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.orm import Session
 
-from journal.keys import LogKey, create_log_key
+from journal.keys import LogKey, create_demo_pdf_signer, create_log_key
 from journal.models import (
     ClassGroup,
     Enrollment,
@@ -81,6 +81,22 @@ class PastSchool:
         recorder.record(device.sign(payload))
 
 
+_PDF_KEYS: dict[str, bytes] = {}
+
+
+def _pdf_signer(keys_dir: str, domain: str) -> None:
+    """The school's PDF certificate: RSA-3072 takes seconds to make, so one per test process."""
+    from journal.keys import pdf_key_paths
+
+    targets = pdf_key_paths(keys_dir, domain)
+    if not _PDF_KEYS:
+        create_demo_pdf_signer(keys_dir, domain, "Past school")
+        _PDF_KEYS.update({p.name[len(domain) :]: p.read_bytes() for p in targets})
+        return
+    for path in targets:
+        path.write_bytes(_PDF_KEYS[path.name[len(domain) :]])
+
+
 def build_past_school(
     session: Session,
     keys_dir: str,
@@ -92,6 +108,7 @@ def build_past_school(
     """A school with a finished 2024-2025 year; the first ``close`` quarters are closed."""
     domain = f"past-{uuid.uuid4().hex[:8]}.example.kz"
     log_key = create_log_key(keys_dir, domain)
+    _pdf_signer(keys_dir, domain)  # printouts go into every bag
     school = School(name="Өскемен №3 мектеп-лицейі", domain=domain, log_vkey=log_key.vkey)
     session.add(school)
     session.flush()

@@ -127,7 +127,20 @@ def test_archive_run_survives_sigkill_at_ten_random_points(fresh_app: Any, tmp_p
         index = (tmp_path / "store" / "index.jsonl").read_text().splitlines()
         assert sum('"op": "put"' in line for line in index) == len(rows)
         kinds = list(session.scalars(sa.select(Entry.kind).where(Entry.log_id == ledger_id)))
-        assert sorted(kinds) == ["journal_sealed"] * (CLASSES * 5) + ["ledger_sealed"]
+        records = list(
+            session.scalars(
+                sa.select(Entry.student_id).where(
+                    Entry.log_id == ledger_id, Entry.kind == "ledger_record"
+                )
+            )
+        )
+        # One summary-ledger record per student, never two, whatever the kills.
+        assert records and len(records) == len(set(records))
+        assert sorted(kinds) == sorted(
+            ["journal_sealed"] * (CLASSES * 5)
+            + ["ledger_record"] * len(records)
+            + ["ledger_sealed"]
+        )
         ledger = session.get(type(past.ledger), ledger_id)
         assert verify_journal(session, ledger).ok
         # Killed runs are marked as interrupted by the next run; the last one finished.

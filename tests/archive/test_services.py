@@ -10,10 +10,8 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import logging
 import subprocess
 import sys
-import types
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -113,11 +111,22 @@ def test_run_seals_every_closed_quarter_finished_year_and_the_ledger(
             bag.retain_until, dt.time(), dt.UTC
         )
     # The ledger bag was sealed last, after the seals it holds were recorded.
+    # Then each student's summary-ledger record (what registrars issue duplicates from).
     records = ledger_records(session, past)
-    assert [r["kind"] for r in records] == ["journal_sealed"] * 10 + ["ledger_sealed"]
+    students = sum(1 for r in records if r["kind"] == "ledger_record")
+    assert students > 0
+    assert [r["kind"] for r in records] == (
+        ["journal_sealed"] * 10 + ["ledger_record"] * students + ["ledger_sealed"]
+    )
     ledger_bag = extract(settings.storage, sealed["ledger-2024-2025"].key, tmp_path / "out")
     held = (ledger_bag / "data" / "entries.jsonl").read_bytes().count(b"\n")
-    assert held == 10 and sealed["ledger-2024-2025"].checkpoint_size == 10
+    assert held == 10 + students == sealed["ledger-2024-2025"].checkpoint_size
+    # Every bag carries its signed printouts.
+    printouts = sorted(p.name for p in (ledger_bag / "data" / "printouts").rglob("*.pdf"))
+    assert printouts == [f"ledger-class{c.id}.pdf" for c in past.classes]
+    assert all(
+        p.read_bytes().startswith(b"%PDF") for p in (ledger_bag / "data").rglob("*.pdf")
+    )
 
 
 def test_only_closed_quarters_are_archived_and_no_year_before_it_is_over(
@@ -246,7 +255,7 @@ def test_the_ledger_log_with_archive_records_verifies(
     assert {r["device_id"] for r in records} == {past.log_key.kid}
     assert [r["device_seq"] for r in records] == list(range(len(records)))
     assert all(r["author"] is None for r in records)
-    sealed = {r["package"]["key"]: r for r in records}
+    sealed = {r["package"]["key"]: r for r in records if "package" in r}
     for bag in bags(session, past).values():
         assert sealed[bag.key]["package"]["sha512"] == bag.sha512
         assert f"\n{bag.checkpoint_size}\n" in sealed[bag.key]["checkpoint"]
@@ -335,9 +344,9 @@ def test_printouts_come_from_the_exports_hook(
         name = f"journal-q{term.number}.pdf" if term else "ledger.pdf"
         return {name: b"%PDF-1.7 " + class_group.name.encode()}
 
-    fake = types.ModuleType("exports.services")
-    fake.printouts_for = printouts_for  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "exports.services", fake)
+    import exports.printouts
+
+    monkeypatch.setattr(exports.printouts, "printouts_for", printouts_for)
     first = past.classes[0]
     due = {
         (item.kind, item.term.number if item.term else None, item.class_group): item
@@ -369,21 +378,16 @@ def test_printouts_come_from_the_exports_hook(
     assert names == [f"printouts/class{c.id}/ledger.pdf" for c in past.classes]
 
 
-def test_without_the_exports_layer_bags_have_no_printouts(
-    session: Any,
-    past: PastSchool,
-    settings: ArchiveSettings,
-    monkeypatch: pytest.MonkeyPatch,
-    caplog: pytest.LogCaptureFixture,
+def test_a_school_without_a_pdf_certificate_cannot_seal(
+    session: Any, past: PastSchool, settings: ArchiveSettings, app: Any
 ) -> None:
-    import archive.services as services
+    from journal.keys import pdf_key_paths
 
-    monkeypatch.setitem(sys.modules, "exports.services", None)  # import fails
-    monkeypatch.setattr(services, "_warned_no_printouts", [])
-    with caplog.at_level(logging.WARNING, logger="archive.services"):
-        [outcome] = run_archive(session, settings)
-    assert outcome.error is None and len(outcome.sealed) == 11
-    assert "sealed without PDFs" in caplog.text
+    for path in pdf_key_paths(app.config["KEYS_DIR"], past.school.domain):
+        path.unlink()
+    [outcome] = run_archive(session, settings)
+    assert outcome.error and "no PDF signing key" in outcome.error
+    assert not list(settings.storage.list())
 
 
 def test_advisory_lock_keeps_a_second_run_off_the_school(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import time
 
 import pikepdf
 import pytest
@@ -250,18 +249,11 @@ def test_quarter_two_embeds_only_its_own_range(app, session, demo):
 
 
 def sign_in(app, session, username: str):
-    """A test client signed in as a demo user who passed the second factor."""
     from auth.models import User
 
-    user = session.scalar(sa.select(User).where(User.username == username))
-    client = app.test_client()
-    with client.session_transaction() as flask_session:
-        flask_session["user_id"] = user.id
-        flask_session["auth_version"] = user.auth_version
-        flask_session["second_factor_ok"] = True
-        flask_session["signed_in_at"] = int(time.time())
-        flask_session["second_factor_at"] = int(time.time())
-    return client
+    from ..factories import signed_in_client
+
+    return signed_in_client(app, session.scalar(sa.select(User).where(User.username == username)))
 
 
 def test_class_teacher_downloads_their_class_and_admin_any(app, session, demo):
