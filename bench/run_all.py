@@ -27,7 +27,7 @@ BENCHMARKS = [
     ("grid_page.py", [], ["--quick"], 600),
     ("pdf_school.py", [], ["--classes", "4"], 1800),
     ("archive_school.py", [], ["--quick"], 1800),
-    ("verify_bag.py", [], ["--quick"], 900),
+    ("verify_bag.py", [], ["--entries", "10000"], 900),
     ("load.py", [], ["--quick"], 1200),
 ]
 
