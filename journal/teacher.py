@@ -38,8 +38,11 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from auth import policy
 from auth.access import current_user, personal_data, public, roles_required
 from auth.models import User
+from exports.queries import rule_for_subject, term_grades
 
+from .cells import read_cells
 from .db import db, utcnow
+from .grading import GradingRule
 from .ledger import entry as ledger_entry
 from .models import (
     ClassGroup,
@@ -325,6 +328,37 @@ def load_grid(session: Session, user: User, class_id: int, subject_id: int, term
     return grid
 
 
+@dataclass(frozen=True)
+class TermGradeCell:
+    """One student's term grade on the grid: the computed (or confirmed) values."""
+
+    student_id: int
+    percent: str
+    grade: str
+    confirmed: bool
+
+
+def term_column(session: Session, grid: Grid) -> tuple[GradingRule, list[TermGradeCell]]:
+    """The rule in force at the term's end and, per student, the term grade and whether the
+    teacher has confirmed it as a signed term_grade entry."""
+    rule = rule_for_subject(grid.subject, grid.class_group, grid.term.ends_on)
+    grades = term_grades(session, grid.class_group, grid.log, grid.term, None)
+    student_ids = [student.id for student in grid.students]
+    confirmed = {
+        key
+        for key, cell in read_cells(
+            session, grid.log.id, student_ids=student_ids, kinds=["term_grade"]
+        ).items()
+        if cell.heads
+    }
+    cells = []
+    for student_id in student_ids:
+        percent, grade = grades.get((grid.subject.id, student_id), ("", ""))
+        key = f"term_grade:{grid.subject.id}:term:{grid.term.id}:{student_id}"
+        cells.append(TermGradeCell(student_id, percent, grade, key in confirmed))
+    return rule, cells
+
+
 def grid_cells(grid: Grid) -> tuple[list[list[tuple[CellPart, ...] | None]], list[str]]:
     """The table's cells from the heads: per student and lesson, and each lesson's topic."""
     attendance = attendance_labels()
@@ -463,6 +497,9 @@ def grid_strings() -> dict[str, Any]:
         "gaps": _("The server has not received this device's entries number {seqs}."),
         "nothingToExport": _("There are no unsynced entries to export."),
         "exported": _("{n} unsynced entries exported. Import the file where there is network."),
+        "termConfirmed": _("confirmed"),
+        "termNothing": _("Every computed term grade is already confirmed."),
+        "termQueued": _("{n} term grades signed and queued for sending."),
         "offlineReady": _("Ready to work offline"),
         "persisted": _("Storage: kept by the browser"),
         "notPersisted": _("Storage: the browser may clear it when space runs low"),
@@ -598,9 +635,12 @@ def grid(class_id: int, subject_id: int, term_id: int) -> Any:
         abort(refused.status)
     if loaded.created_log:
         db.session.commit()
+    rule, term_cells = term_column(db.session, loaded)
     return render_template(
         "teacher/grid.html",
         grid=loaded,
+        rule=rule,
+        term_cells=term_cells,
         state=grid_state(loaded, user),
         strings=grid_strings(),
         layers=("att", *GRADE_LAYERS) if loaded.subject.graded else ("att",),

@@ -396,3 +396,45 @@ def test_entries_of_a_device_not_yet_enrolled_are_held_then_let_in(
     wait_unsynced(page, 0)
     assert [p["value"] for p in device_entries(journal_server, kid)] == ["late"]
     context.close()
+
+
+def test_confirming_term_grades_signs_one_entry_per_unconfirmed_grade(
+    chromium, journal_server: Server, grid_world: GridWorld, teacher: Teacher
+):
+    context = new_device(chromium, journal_server)
+    page = open_grid(context, journal_server, teacher, grid_world)
+    kid = kid_of(page)
+    page.locator("#layers [data-layer=FO]").click()
+    type_marks(page, 20, 9, ["9", "6", "3"])  # column 9: no other test writes FO there
+    wait_unsynced(page, 0)
+    page.reload()  # the server computes the term grades from the synced marks
+    page.wait_for_selector("body[data-grid-ready='1']")
+    waiting = page.eval_on_selector_all(
+        "#grid td.term-grade[data-confirmed='0']",
+        """(cells) => cells.filter((td) => td.dataset.grade !== '').map((td) => (
+            [Number(td.dataset.student), td.dataset.percent, Number(td.dataset.grade)]))""",
+    )
+    rows = page.eval_on_selector_all(
+        "#grid tbody td.term-grade", "(cells) => cells.map((td) => Number(td.dataset.student))"
+    )
+    # Other tests' marks may count too: the grades typed here make these three gradable.
+    assert {rows[20], rows[21], rows[22]} <= {student for student, _percent, _grade in waiting}
+
+    page.locator("#confirm-term").focus()  # reachable and usable from the keyboard
+    page.keyboard.press("Enter")
+    for student, _percent, _grade in waiting:  # confirmed once the server has stored it
+        page.wait_for_selector(f"#grid td.term-grade[data-student='{student}'][data-confirmed='1']")
+    wait_unsynced(page, 0)
+    confirmed = [p for p in device_entries(journal_server, kid) if p["kind"] == "term_grade"]
+    assert sorted((p["student"], p["percent"], p["grade"]) for p in confirmed) == sorted(
+        (student, percent, grade) for student, percent, grade in waiting
+    )
+    assert {(p["subject"], p["term"]) for p in confirmed} == {
+        (grid_world.subject_id, grid_world.term_id)
+    }
+    assert all(p["rule"]["id"] and isinstance(p["rule"]["version"], int) for p in confirmed)
+    page.locator("#confirm-term").click()  # nothing is left to confirm: nothing more is signed
+    strings = json.loads(str(page.locator("#grid-strings").text_content()))
+    assert page.locator("#grid-message").inner_text() == strings["termNothing"]
+    assert unsynced(page) == 0
+    context.close()

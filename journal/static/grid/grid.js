@@ -38,6 +38,13 @@ class GridApp {
     this.buffer = "";
     this.key = null;
     this.enrolment = "unknown";
+    this.confirmButton = document.getElementById("confirm-term");
+    // Students whose term grade the log already holds as a signed term_grade entry.
+    this.termConfirmed = new Set(
+      [...document.querySelectorAll("#grid td.term-grade[data-confirmed='1']")].map((td) =>
+        Number(td.dataset.student),
+      ),
+    );
     const csrf = document.querySelector('meta[name="csrf-token"]').content;
     this.syncer = new Syncer({
       urls: state.urls,
@@ -118,8 +125,87 @@ class GridApp {
       this.renderCell(-1, col);
       for (let row = 0; row < this.students.length; row += 1) this.renderCell(row, col);
     }
+    this.renderTermGrades();
     this.renderCounter();
     this.showInfo();
+  }
+
+  // -- term grades -----------------------------------------------------------------------------
+
+  isThisTermGrade(payload) {
+    const button = this.confirmButton;
+    return (
+      payload.kind === "term_grade" &&
+      button !== null &&
+      payload.subject === Number(button.dataset.subject) &&
+      payload.term === Number(button.dataset.term)
+    );
+  }
+
+  termGradePending(studentId) {
+    return this.records.some(
+      (record) =>
+        HEAD_STATES.has(record.state) &&
+        this.isThisTermGrade(record.submission.payload) &&
+        record.submission.payload.student === studentId,
+    );
+  }
+
+  renderTermGrades() {
+    for (const td of this.table.querySelectorAll("tbody td.term-grade")) {
+      const student = Number(td.dataset.student);
+      let state = "0";
+      if (this.termConfirmed.has(student)) state = "1";
+      else if (this.termGradePending(student)) state = "pending";
+      td.dataset.confirmed = state;
+      const labels = { 1: this.t.termConfirmed, pending: this.t.states.pending, 0: "" };
+      td.querySelector(".term-state").textContent = labels[state];
+    }
+  }
+
+  // Sign one term_grade entry per student whose computed grade is not confirmed yet, with the
+  // values and the rule the server rendered; they leave through the outbox like any mark.
+  async confirmTermGrades() {
+    if (this.confirming) return;
+    if (this.state.readonly) {
+      this.say(this.t.readonly);
+      return;
+    }
+    if (!this.key) {
+      this.say(this.t.noKey);
+      return;
+    }
+    const button = this.confirmButton;
+    const waiting = [...this.table.querySelectorAll("tbody td.term-grade")].filter(
+      (td) => td.dataset.grade !== "" && td.dataset.confirmed === "0",
+    );
+    if (!waiting.length) {
+      this.say(this.t.termNothing);
+      return;
+    }
+    this.confirming = true;
+    let queued = 0;
+    try {
+      for (const td of waiting) {
+        const ok = await this.queue({
+          journal: this.state.journal,
+          author: this.state.author,
+          kind: "term_grade",
+          student: Number(td.dataset.student),
+          subject: Number(button.dataset.subject),
+          term: Number(button.dataset.term),
+          percent: td.dataset.percent === "" ? null : td.dataset.percent,
+          grade: Number(td.dataset.grade),
+          rule: { id: button.dataset.ruleId, version: Number(button.dataset.ruleVersion) },
+        });
+        if (!ok) break;
+        queued += 1;
+      }
+    } finally {
+      this.confirming = false;
+    }
+    this.renderTermGrades();
+    if (queued) this.say(format(this.t.termQueued, { n: queued }));
   }
 
   renderCounter() {
@@ -300,7 +386,7 @@ class GridApp {
     this.records.push(record);
     this.unsynced += 1;
     const cell = this.view.apply(record.submission.payload, "pending");
-    const position = this.positionOf(cell);
+    const position = cell === null ? null : this.positionOf(cell);
     if (position) this.renderCell(...position);
     this.renderCounter();
     this.showInfo();
@@ -411,6 +497,8 @@ class GridApp {
     const done = new Set(stored.map(({ record }) => record.entry_id));
     for (const { record, seq } of stored) {
       this.base.apply(record.submission.payload, "synced", { seq });
+      const payload = record.submission.payload;
+      if (this.isThisTermGrade(payload)) this.termConfirmed.add(payload.student);
     }
     const updated = new Map(refused.map((record) => [record.entry_id, record]));
     this.records = this.records
@@ -430,7 +518,10 @@ class GridApp {
 
   onPulled({ leaves }) {
     if (!leaves.length) return;
-    for (const leaf of leaves) this.base.apply(leaf.payload, "synced", { seq: leaf.seq });
+    for (const leaf of leaves) {
+      this.base.apply(leaf.payload, "synced", { seq: leaf.seq });
+      if (this.isThisTermGrade(leaf.payload)) this.termConfirmed.add(leaf.payload.student);
+    }
     this.rebuild();
     this.renderAll();
     this.refreshOfflineCopy();
@@ -540,7 +631,7 @@ class GridApp {
     this.table.addEventListener("keydown", (event) => this.onKey(event));
     this.table.addEventListener("click", (event) => {
       const td = event.target.closest("td");
-      if (!td) return;
+      if (!td || td.classList.contains("term-grade")) return;
       const row = td.parentElement.parentElement === this.table.tHead ? -1 : td.parentElement.sectionRowIndex;
       this.focusCell(row, td.cellIndex - 1);
     });
@@ -554,6 +645,7 @@ class GridApp {
       this.syncer.refreshSession().then(() => this.syncer.run({ everything: true }));
     });
     document.getElementById("export").addEventListener("click", () => this.exportUnsynced());
+    this.confirmButton?.addEventListener("click", () => this.confirmTermGrades());
     this.info.addEventListener("click", async (event) => {
       const button = event.target.closest("button.discard");
       if (!button) return;
