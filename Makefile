@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 FLASK := $(BIN)/flask --app wsgi
 export JOURNAL_INSTANCE ?= $(CURDIR)/instance
 
-.PHONY: run test lint typecheck dbcheck pytest bench system-deps clean translations translations-update
+.PHONY: run test lint typecheck dbcheck security pytest bench system-deps clean translations translations-update
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,10 +39,15 @@ dbcheck: $(VENV)/.installed
 	JOURNAL_TESTING=1 JOURNAL_DATABASE_URL=sqlite:///$(CURDIR)/build/dbcheck/check.db \
 	  sh -c '$(FLASK) db upgrade && $(FLASK) db check'
 
+# Known vulnerabilities in the installed dependencies (pip-audit, PyPI's data). When PyPI's
+# vulnerability service cannot be reached: fails under CI=true, else skips saying why.
+security: $(VENV)/.installed
+	$(BIN)/python scripts/audit_dependencies.py
+
 pytest: $(VENV)/.installed translations
 	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
 
-test: system-deps $(VENV)/.installed translations lint typecheck dbcheck pytest
+test: system-deps $(VENV)/.installed translations lint typecheck dbcheck security pytest
 
 # Translations: the .po catalogs (kk, ru, en) are sources; the .mo files are build output.
 TRANSLATIONS := journal/translations

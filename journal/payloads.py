@@ -18,6 +18,7 @@ GRADE_COMPONENTS = ("FO", "SOR", "SOCh", "mark")
 TEACHER_KINDS = ("attendance", "grade", "topic", "correction", "term_grade", "year_grade")
 CORRECTABLE = ("attendance", "grade", "topic")
 MAX_TEXT = 1000
+MAX_ID = 2**31 - 1  # row ids are INTEGER columns: a larger id names nothing
 _RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$")
 _DECIMAL = re.compile(r"^(0|[1-9]\d{0,2})(\.\d{1,2})?$")
 
@@ -63,7 +64,7 @@ def check_payload(payload: Any) -> PayloadFacts:
         kind=kind,
         device_id=_text(payload, "device_id", 64),
         device_seq=_int(payload, "device_seq", 0, 2**53 - 1),
-        author=_int(payload, "author", 1, 2**53 - 1),
+        author=_int(payload, "author", 1, MAX_ID),
         lesson=None,
         student=None,
         subject=None,
@@ -98,9 +99,9 @@ def check_payload(payload: Any) -> PayloadFacts:
     elif kind in ("attendance", "grade", "topic"):
         facts.update(_cell_fields(payload, kind, allow_void=False))
     else:  # term_grade, year_grade
-        student = _int(payload, "student", 1, 2**53 - 1)
-        subject = _int(payload, "subject", 1, 2**53 - 1)
-        term = _int(payload, "term", 1, 2**53 - 1) if kind == "term_grade" else None
+        student = _int(payload, "student", 1, MAX_ID)
+        subject = _int(payload, "subject", 1, MAX_ID)
+        term = _int(payload, "term", 1, MAX_ID) if kind == "term_grade" else None
         grade = payload.get("grade")
         if grade is not None and (type(grade) is not int or not 1 <= grade <= 10):
             raise PayloadRejected("out_of_scale", "grade must be a whole number on the scale")
@@ -125,7 +126,7 @@ def check_payload(payload: Any) -> PayloadFacts:
 
 
 def _cell_fields(payload: dict[str, Any], kind: str, *, allow_void: bool) -> dict[str, Any]:
-    lesson = _int(payload, "lesson", 1, 2**53 - 1)
+    lesson = _int(payload, "lesson", 1, MAX_ID)
     value = payload.get("value")
     void = allow_void and value == "void"
     if kind == "topic":
@@ -134,7 +135,7 @@ def _cell_fields(payload: dict[str, Any], kind: str, *, allow_void: bool) -> dic
             if "homework" in payload:
                 _text(payload, "homework", MAX_TEXT)
         return {"lesson": lesson, "cell": f"topic:{lesson}"}
-    student = _int(payload, "student", 1, 2**53 - 1)
+    student = _int(payload, "student", 1, MAX_ID)
     if kind == "attendance":
         if not void and value not in ATTENDANCE_VALUES:
             raise PayloadRejected(
@@ -162,7 +163,7 @@ def _uuid(payload: dict[str, Any], name: str) -> str:
         parsed = uuid.UUID(value) if isinstance(value, str) else None
     except ValueError:
         parsed = None
-    if parsed is None or str(parsed) != value:
+    if parsed is None or str(parsed) != value or "\x00" in value:
         raise PayloadRejected("bad_field", f"{name} must be a lowercase UUID")
     return value
 
@@ -171,6 +172,8 @@ def _text(payload: dict[str, Any], name: str, limit: int) -> str:
     value = payload.get(name)
     if not isinstance(value, str) or not value or len(value) > limit:
         raise PayloadRejected("bad_field", f"{name} must be text of 1 to {limit} characters")
+    if "\x00" in value:  # PostgreSQL text cannot hold NUL
+        raise PayloadRejected("bad_field", f"{name} must not contain NUL characters")
     return value
 
 

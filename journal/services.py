@@ -10,6 +10,7 @@ import base64
 import binascii
 import datetime as dt
 import json
+import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -42,9 +43,10 @@ from .models import (
     Term,
     TermClosure,
 )
-from .payloads import PayloadFacts, PayloadRejected, check_payload
+from .payloads import MAX_ID, PayloadFacts, PayloadRejected, check_payload
 
 _M = TypeVar("_M")
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 Status = Literal["accepted", "duplicate", "conflict", "rejected", "quarantined"]
 
 
@@ -172,6 +174,8 @@ class Recorder:
         for name in ("alg", "kid", "sig"):
             if not isinstance(parsed.get(name), str):
                 raise EntryRefused("rejected", "bad_field", f"the entry has no {name}")
+        if len(parsed["kid"]) > 64 or "\x00" in parsed["kid"]:
+            raise EntryRefused("rejected", "bad_field", "the key id is not a key id")
         if parsed["alg"] not in ledger_entry.ALGS:
             raise EntryRefused("rejected", "bad_alg", f"unsupported algorithm {parsed['alg']!r}")
         if not isinstance(parsed.get("payload"), dict):
@@ -383,7 +387,15 @@ class Recorder:
 
     def prefetch(self, entry_ids: list[str]) -> None:
         """Look up which of a batch's entry ids are already recorded, in one query."""
-        wanted = [i for i in entry_ids if i not in self._known and i not in self._pending_ids]
+        # Only well-formed ids are looked up; the others are refused entry by entry later.
+        wanted = [
+            i
+            for i in entry_ids
+            if isinstance(i, str)
+            and _UUID.fullmatch(i)
+            and i not in self._known
+            and i not in self._pending_ids
+        ]
         for chunk in range(0, len(wanted), 500):
             part = wanted[chunk : chunk + 500]
             self._known.update(dict.fromkeys(part))
@@ -399,10 +411,13 @@ class Recorder:
     def prefetch_rows(self, payloads: list[Any]) -> None:
         """Load a batch's lessons, students and their enrollments in three queries, instead
         of one look-up per new lesson or student while checking (the sync API's batches)."""
-        lesson_ids = {p.get("lesson") for p in payloads if isinstance(p, dict)}
-        student_ids = {p.get("student") for p in payloads if isinstance(p, dict)}
-        lesson_ids = {i for i in lesson_ids if type(i) is int and (Lesson, i) not in self._rows}
-        student_ids = {i for i in student_ids if type(i) is int}
+        # Only well-formed ids: anything else is refused later, entry by entry, by check_payload.
+        def ids(name: str) -> set[int]:
+            values = (p.get(name) for p in payloads if isinstance(p, dict))
+            return {i for i in values if type(i) is int and 1 <= i <= MAX_ID}
+
+        lesson_ids = {i for i in ids("lesson") if (Lesson, i) not in self._rows}
+        student_ids = ids("student")
         classes = set()
         for lesson in self.session.scalars(select(Lesson).where(Lesson.id.in_(lesson_ids))):
             self._rows[(Lesson, lesson.id)] = lesson

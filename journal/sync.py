@@ -372,6 +372,7 @@ def pull_entries(
 # -- the blueprint -----------------------------------------------------------------------------
 
 bp = Blueprint("sync", __name__, url_prefix="/api/sync")
+MAX_DB_ID = 2**31 - 1  # INTEGER columns; a cursor beyond it cannot name a leaf either
 
 
 def json_error(status: int, code: str, message: str) -> Response:
@@ -468,7 +469,12 @@ def pull() -> Response:
         subject_id = int(subject) if subject else None
     except ValueError:
         return json_error(400, "bad_parameter", _("cursor, limit and subject must be numbers."))
-    if cursor < 0 or not 1 <= limit <= PULL_PAGE_MAX:
+    # Out-of-range numbers and NUL characters would reach the database as errors, not answers.
+    if "\x00" in origin or len(origin) > 200 or (
+        subject_id is not None and not 1 <= subject_id <= MAX_DB_ID
+    ):
+        return json_error(400, "bad_parameter", _("No such journal or subject."))
+    if not 0 <= cursor <= MAX_DB_ID or not 1 <= limit <= PULL_PAGE_MAX:
         return json_error(
             400,
             "bad_parameter",

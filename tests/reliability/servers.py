@@ -1,0 +1,385 @@
+"""A live journal for the reliability tests and the load bench: a throwaway PostgreSQL database,
+a school seeded with one class × subject per teacher, and gunicorn on a free loopback port.
+
+``LiveJournal`` holds what the server and the in-process app share (database, keys, secret);
+``Gunicorn`` starts, SIGKILLs and restarts the server; ``seed_teachers`` makes the accounts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import http.client
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import sqlalchemy as sa
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from flask import Flask
+
+from ..conftest import (
+    PG_ADMIN_URL,
+    TEST_IIN_ENCRYPTION_KEY,
+    TEST_IIN_HMAC_KEY,
+    Databases,
+    make_app,
+    migrate,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+GUNICORN = Path(sys.executable).parent / "gunicorn"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class LiveJournal:
+    """A migrated PostgreSQL database and the in-process app on it (for seeding and checks)."""
+
+    database_url: str
+    database_name: str
+    work_dir: Path
+    secret_key: str
+    app: Flask
+
+    @classmethod
+    def create(cls, databases: Databases, work_dir: Path) -> LiveJournal:
+        url = databases.create("postgresql")
+        secret = secrets.token_hex(24)
+        app = make_app(url, work_dir / "keys", SECRET_KEY=secret)
+        migrate(app)
+        return cls(url, url.rsplit("/", 1)[1], work_dir, secret, app)
+
+    @property
+    def keys_dir(self) -> Path:
+        return Path(self.app.config["KEYS_DIR"])
+
+    def environment(self) -> dict[str, str]:
+        """The ``JOURNAL_*`` settings gunicorn's ``wsgi:app`` reads (production mode, no
+        ``TESTING``: the secrets are real, the session cookie may travel over plain HTTP)."""
+        return {
+            **os.environ,
+            "JOURNAL_INSTANCE": str(self.work_dir / "instance"),
+            "JOURNAL_DATABASE_URL": self.database_url,
+            "JOURNAL_SECRET_KEY": self.secret_key,
+            "JOURNAL_IIN_ENCRYPTION_KEY": TEST_IIN_ENCRYPTION_KEY,
+            "JOURNAL_IIN_HMAC_KEY": TEST_IIN_HMAC_KEY,
+            "JOURNAL_KEYS_DIR": str(self.keys_dir),
+            "JOURNAL_ARCHIVE_LOCAL_ROOT": str(self.work_dir / "archive"),
+            "JOURNAL_BACKUP_DIR": str(self.work_dir / "backups"),
+            "JOURNAL_SESSION_COOKIE_SECURE": "false",
+        }
+
+    def session_cookie(self, teacher: Teacher) -> str:
+        """The cookie of a teacher signed in past the second factor, signed with the app's key
+        (what /login and the second-factor form leave in the browser)."""
+        now = int(time.time())
+        state = {
+            "user_id": teacher.user_id,
+            "auth_version": teacher.auth_version,
+            "signed_in_at": now,
+            "second_factor_ok": True,
+            "second_factor_at": now,
+        }
+        serializer = self.app.session_interface.get_signing_serializer(self.app)  # type: ignore[attr-defined]
+        return str(serializer.dumps(state))
+
+    def terminate_backends(self) -> int:
+        """Cut every PostgreSQL connection to this database, as a PostgreSQL restart does
+        (the shared cluster itself stays up: other tests use it). Returns how many were cut."""
+        admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+        try:
+            with admin.connect() as conn:
+                return len(
+                    conn.execute(
+                        sa.text(
+                            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                            "WHERE datname = :name AND pid <> pg_backend_pid()"
+                        ),
+                        {"name": self.database_name},
+                    ).all()
+                )
+        finally:
+            admin.dispose()
+
+    def audit(self, made: Mapping[str, Collection[str]], *, verify: bool = True) -> Audit:
+        """Compare each journal's log with the entry ids its clients made (origin -> ids): what
+        is missing (lost), stored more than once (doubled) or there unasked (unexpected). Each
+        log must be gap-free; with ``verify``, a checkpoint is cut and the whole journal is
+        verified (leaves, signatures, tree, every checkpoint and consistency proof)."""
+        from journal.db import db
+        from journal.keys import load_log_key
+        from journal.models import Entry, Log, School
+        from journal.services import cut_checkpoint, verify_journal
+
+        result = Audit()
+        with self.app.app_context():
+            session = db.session
+            for origin, wanted in made.items():
+                log = session.scalars(sa.select(Log).where(Log.origin == origin)).one()
+                rows = session.execute(
+                    sa.select(Entry.entry_id, Entry.seq)
+                    .where(Entry.log_id == log.id)
+                    .order_by(Entry.seq)
+                ).all()
+                stored = Counter(row.entry_id for row in rows)
+                wanted_ids = set(wanted)
+                result.entries += len(rows)
+                result.lost += len(wanted_ids - stored.keys())
+                result.doubled += sum(count - 1 for count in stored.values())
+                result.unexpected += len(stored.keys() - wanted_ids)
+                if [row.seq for row in rows] != list(range(len(rows))) or log.size != len(rows):
+                    result.problems.append(f"{origin}: seqs are not 0..{log.size - 1}")
+                if not verify:
+                    continue
+                school = session.get_one(School, log.school_id)
+                checkpoint = cut_checkpoint(
+                    session, log, load_log_key(self.keys_dir, school.domain)
+                )
+                session.commit()
+                report = verify_journal(session, log)
+                if not report.ok:
+                    result.problems.append(report.summary())
+                elif report.root != checkpoint.root_hash or (
+                    checkpoint.size not in report.checkpoints_checked
+                ):
+                    result.problems.append(f"{origin}: the root does not match its checkpoint")
+                result.verified += 1
+        return result
+
+    def dispose(self) -> None:
+        self.app.extensions["journal_db"].engine.dispose()
+
+
+@dataclass
+class Audit:
+    """What a journal holds compared with what its clients made."""
+
+    entries: int = 0
+    lost: int = 0
+    doubled: int = 0
+    unexpected: int = 0
+    verified: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not (self.lost or self.doubled or self.unexpected or self.problems)
+
+
+class Gunicorn:
+    """``gunicorn wsgi:app`` on 127.0.0.1 in its own process group, so that a SIGKILL takes the
+    master and every worker down at once, as a power cut does."""
+
+    def __init__(self, journal: LiveJournal, *, workers: int = 2, port: int | None = None) -> None:
+        self.journal = journal
+        self.workers = workers
+        self.port = port or free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log_path = journal.work_dir / f"gunicorn-{self.port}.log"
+        self.starts = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 60) -> None:
+        assert self.process is None, "already running"
+        self.journal.work_dir.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [
+                    str(GUNICORN),
+                    "--workers",
+                    str(self.workers),
+                    "--bind",
+                    f"127.0.0.1:{self.port}",
+                    "--log-level",
+                    "warning",
+                    "--timeout",
+                    "60",
+                    "wsgi:app",
+                ],
+                cwd=ROOT,
+                env=self.journal.environment(),
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
+            )
+        self.starts += 1
+        self.wait_ready(timeout)
+
+    def wait_ready(self, timeout: float) -> None:
+        """Until a worker answers (a signed-out API call answers 401)."""
+        assert self.process is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"gunicorn exited with {self.process.returncode}: {self.log()}")
+            connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+            try:
+                connection.request("GET", "/api/sync/session")
+                if connection.getresponse().status == 401:
+                    return
+            except (OSError, http.client.HTTPException):
+                time.sleep(0.05)
+            finally:
+                connection.close()
+        raise RuntimeError(f"gunicorn did not answer within {timeout} s: {self.log()}")
+
+    def kill(self) -> None:
+        """SIGKILL the master and its workers: no clean shutdown, requests die mid-way."""
+        if self.process is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=30)
+        self.process = None
+
+    def stop(self) -> None:
+        """A graceful stop (SIGTERM), then SIGKILL if it hangs."""
+        if self.process is None:
+            return
+        try:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            self.process.wait(timeout=30)
+        except ProcessLookupError:
+            pass
+        except subprocess.TimeoutExpired:
+            self.kill()
+        self.process = None
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-3000:]
+        except OSError:
+            return ""
+
+    def __enter__(self) -> Gunicorn:
+        self.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
+
+
+# -- the school -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Teacher:
+    """One teacher's account, device key and class × subject, with its lessons and students."""
+
+    user_id: int
+    auth_version: int
+    kid: str
+    private_key: Ed25519PrivateKey
+    origin: str
+    class_id: int
+    subject_id: int
+    term_id: int
+    students: tuple[int, ...]
+    lessons: tuple[int, ...]
+
+    @property
+    def grid_path(self) -> str:
+        return f"/teacher/grid/{self.class_id}/{self.subject_id}/{self.term_id}"
+
+
+def seed_teachers(
+    journal: LiveJournal, teachers: int, *, students: int = 30, lessons: int = 40
+) -> list[Teacher]:
+    """One school and its second quarter; per teacher one class (its own journal) with students
+    and lessons of one subject, a teaching assignment and an Ed25519 device key. Committed."""
+    from journal.db import db
+    from journal.models import ClassGroup, Enrollment, Lesson, Student, Subject, TeachingAssignment
+    from journal.services import ensure_journal_log
+
+    from ..factories import add_device, add_user, build_world
+
+    made = []
+    with journal.app.app_context():
+        session = db.session
+        world = build_world(session, str(journal.keys_dir))
+        term = world.q2
+        days = [
+            term.starts_on + dt.timedelta(days=n)
+            for n in range((term.ends_on - term.starts_on).days + 1)
+        ]
+        slots = [(day, period) for day in days if day.weekday() < 5 for period in (1, 3, 4, 6)]
+        if lessons > len(slots):
+            raise ValueError(f"at most {len(slots)} lessons fit in one quarter")
+        for number in range(teachers):
+            if number == 0:
+                class_group, subject, user = world.class_group, world.subject, world.teacher
+            else:
+                class_group = ClassGroup(
+                    school_id=world.school.id,
+                    school_year_id=world.year.id,
+                    name=f"{5 + number % 7}Ә-{number}",
+                    grade_level=5 + number % 7,
+                )
+                subject = Subject(school_id=world.school.id, name=f"Математика {number}")
+                session.add_all([class_group, subject])
+                session.flush()
+                user = add_user(session, world.school, "teacher")
+                session.add(
+                    TeachingAssignment(
+                        user_id=user.id, class_group_id=class_group.id, subject_id=subject.id
+                    )
+                )
+            device = add_device(session, user)
+            pupils = [
+                Student(
+                    school_id=world.school.id,
+                    last_name=f"Сәрсенбай {number}-{n}",
+                    first_name="Әлібек",
+                    birth_date=dt.date(2013, 5, 1),
+                )
+                for n in range(students)
+            ]
+            session.add_all(pupils)
+            session.flush()
+            session.add_all(
+                Enrollment(student_id=p.id, class_group_id=class_group.id, starts_on=term.starts_on)
+                for p in pupils
+            )
+            taken = {(world.lesson.date, world.lesson.period)} if number == 0 else set()
+            new_lessons = [
+                Lesson(
+                    class_group_id=class_group.id, subject_id=subject.id, date=day, period=period
+                )
+                for day, period in slots
+                if (day, period) not in taken
+            ][:lessons]
+            session.add_all(new_lessons)
+            session.flush()
+            made.append(
+                Teacher(
+                    user_id=user.id,
+                    auth_version=user.auth_version,
+                    kid=device.kid,
+                    private_key=device.private_key,
+                    origin=ensure_journal_log(session, class_group).origin,
+                    class_id=class_group.id,
+                    subject_id=subject.id,
+                    term_id=term.id,
+                    students=tuple(p.id for p in pupils),
+                    lessons=tuple(lesson.id for lesson in new_lessons),
+                )
+            )
+        session.commit()
+    return made
