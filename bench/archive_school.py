@@ -14,8 +14,7 @@ the ledger bag, each built, timestamped, validated, uploaded, read back and veri
 
 It prints seconds (and where they went), megabytes stored, and the ratio of the run's total time
 to the time of building the same PDFs alone in the same process. PDFs come through the archive's
-one hook, ``archive.services.printouts_for``; while that hook is not wired to the exports layer
-it returns nothing and the ratio is reported as n/a.
+one hook, ``archive.services.printouts_for`` (the exports layer's signed PDF/A printouts).
 """
 
 from __future__ import annotations
