@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -372,7 +373,8 @@ def pull_entries(
 # -- the blueprint -----------------------------------------------------------------------------
 
 bp = Blueprint("sync", __name__, url_prefix="/api/sync")
-MAX_DB_ID = 2**31 - 1  # INTEGER columns; a cursor beyond it cannot name a leaf either
+MAX_DB_ID = 2**31 - 1
+_KID = re.compile(r"[0-9a-f]{32}")  # INTEGER columns; a cursor beyond it cannot name a leaf either
 
 
 def json_error(status: int, code: str, message: str) -> Response:
@@ -511,7 +513,8 @@ def device_gaps(kid: str) -> Response:
     """The device_seq report of one of the user's own device keys."""
     user = current_user()
     assert user is not None
-    key = db.session.get(DeviceKey, kid)
+    # A key id is 32 hex digits; anything else (a NUL, say) must not reach the database.
+    key = db.session.get(DeviceKey, kid) if _KID.fullmatch(kid) else None
     if key is None or key.user_id != user.id:
         return json_error(404, "unknown_key", _("You have no such device key."))
     return jsonify(device_seq_reports(db.session, [kid])[0].as_json())

@@ -145,8 +145,9 @@ def test_the_sync_api_answers_every_request_as_its_description_says(
     fuzz()
 
 
-# Found by the fuzzers above. Each answered 500 for the whole batch (so a device retries it for
-# ever, and the entries next to the hostile one never arrive) or for the pull.
+# Found by the fuzzers above, kept as plain examples. Each once answered 500: for a whole batch
+# (a device then retries it for ever, and the entries next to the hostile one never arrive), for
+# a pull or for a gap report.
 
 
 def upload_beside_a_good_entry(school: FuzzSchool, hostile: dict[str, Any]) -> list[str]:
@@ -163,7 +164,7 @@ def upload_beside_a_good_entry(school: FuzzSchool, hostile: dict[str, Any]) -> l
 @pytest.mark.parametrize("field", ["lesson", "student"])
 @pytest.mark.parametrize("value", [[], {"id": 1}], ids=["list", "object"])
 def test_an_entry_whose_id_is_not_a_number_is_refused_alone(school: FuzzSchool, field, value):
-    """Both databases: the batch's look-up of lessons and students builds a set of the raw
+    """Both databases: the batch's look-up of lessons and students built a set of the raw
     values before any check (TypeError: unhashable type)."""
     hostile = school.device.sign({**entry_payload(school), field: value})
     assert upload_beside_a_good_entry(school, hostile) == ["rejected", "accepted"]
@@ -173,7 +174,7 @@ def test_an_entry_whose_id_is_not_a_number_is_refused_alone(school: FuzzSchool, 
 def test_an_entry_naming_an_id_beyond_the_database_integer_is_refused_alone(
     school: FuzzSchool, field: str
 ) -> None:
-    """PostgreSQL: ``integer out of range`` for ids from 2**31 (payloads allow up to 2**53)."""
+    """PostgreSQL: ``integer out of range`` for ids from 2**31 (payloads allowed 2**53)."""
     hostile = school.device.sign({**entry_payload(school), field: 2**31})
     assert upload_beside_a_good_entry(school, hostile) == ["rejected", "accepted"]
 
@@ -181,7 +182,7 @@ def test_an_entry_naming_an_id_beyond_the_database_integer_is_refused_alone(
 @pytest.mark.parametrize("field", ["journal", "entry_id", "kid"])
 def test_an_entry_with_a_nul_character_is_refused_alone(school: FuzzSchool, field: str) -> None:
     """PostgreSQL: ``text fields cannot contain NUL (0x00) bytes`` when the journal origin, the
-    entry id or the key id reaches a query."""
+    entry id or the key id reached a query."""
     payload = entry_payload(school)
     if field == "kid":
         hostile = {**school.device.sign(payload), "kid": school.device.kid[:-1] + "\x00"}
@@ -199,13 +200,19 @@ def test_a_pull_with_an_out_of_range_parameter_is_answered(
     school: FuzzSchool, journal_suffix: str, subject: int | None, cursor: int
 ) -> None:
     """PostgreSQL: subject >= 2**31 (the assignment check), cursor >= 2**63 (the page query)
-    and a NUL in the journal origin answer 500."""
+    and a NUL in the journal origin."""
     url = (
         f"/api/sync/pull?journal={school.origin}{journal_suffix}"
         f"&subject={subject or school.subject_id}&cursor={cursor}"
     )
     response = school.client().get(url)
     assert response.status_code < 500 and response.is_json  # a page, or an error to show
+
+
+def test_the_gaps_of_a_key_id_with_a_nul_character_are_answered(school: FuzzSchool) -> None:
+    """PostgreSQL: the key look-up with a NUL in the path's key id."""
+    response = school.client().get(f"/api/sync/devices/%00{school.device.kid[1:]}/gaps")
+    assert response.status_code == 404 and response.is_json
 
 
 def entry_payload(school: FuzzSchool) -> dict[str, Any]:
