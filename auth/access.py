@@ -21,6 +21,7 @@ from flask import (
     session,
     url_for,
 )
+from sqlalchemy.orm import joinedload
 
 from journal.db import db, utcnow
 
@@ -56,7 +57,12 @@ def current_user() -> User | None:
         return None
     if _CURRENT_USER not in request.environ:
         user_id = session.get("user_id")
-        user = db.session.get(User, user_id) if isinstance(user_id, int) else None
+        # Roles come in the same query: every access rule asks for them.
+        user = (
+            db.session.get(User, user_id, options=[joinedload(User.roles)])
+            if isinstance(user_id, int)
+            else None
+        )
         if user is not None and session.get("auth_version") != user.auth_version:
             user = None  # password reset, lock or 2FA reset since this session signed in
         if user is not None and _session_expired(user):
@@ -202,6 +208,16 @@ def log_access(
     )
 
 
+# A view that has its target's school at hand says so (``target_school``): its access-log row
+# then needs no query to find it.
+_TARGET_SCHOOL = "journal.target_school"
+
+
+def target_school(school_id: int) -> None:
+    """The school of the record this ``personal_data`` view shows, known to the view."""
+    request.environ[_TARGET_SCHOOL] = school_id
+
+
 def personal_data(target_type: str, id_arg: str | None = None) -> Callable[[F], F]:
     """Mark a view that shows students' personal data (names, grades, attendance, IIN).
 
@@ -223,7 +239,8 @@ def personal_data(target_type: str, id_arg: str | None = None) -> Callable[[F], 
                 db.session.commit()
                 raise
             if 200 <= response.status_code < 300:
-                log_access(f"view:{request.endpoint}", target_type, target_id)
+                school_id = request.environ.get(_TARGET_SCHOOL)
+                log_access(f"view:{request.endpoint}", target_type, target_id, school_id=school_id)
                 db.session.commit()
             return response
 

@@ -11,6 +11,8 @@ Nobody edits or deletes an entry: there is no function here that could allow it.
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import exists, select
 from sqlalchemy.orm import Session, object_session
 
@@ -71,19 +73,21 @@ def children_of(user: User | None) -> list[int]:
     )
 
 
+def assignment_exists(user_id: Any, class_id: Any, subject_id: Any) -> Any:
+    """SQL that is true when the user is assigned to teach the subject in the class (each an
+    id or a bind parameter): a query that loads the class anyway takes it as a column and
+    passes it to ``can_write_journal`` as ``assigned``."""
+    return exists().where(
+        TeachingAssignment.user_id == user_id,
+        TeachingAssignment.class_group_id == class_id,
+        TeachingAssignment.subject_id == subject_id,
+    )
+
+
 def is_assigned(user: User, class_group: ClassGroup | int, subject: Subject | int) -> bool:
     session = _session(user)
-    return bool(
-        session.scalar(
-            select(
-                exists().where(
-                    TeachingAssignment.user_id == user.id,
-                    TeachingAssignment.class_group_id == _id(class_group),
-                    TeachingAssignment.subject_id == _id(subject),
-                )
-            )
-        )
-    )
+    assigned = assignment_exists(user.id, _id(class_group), _id(subject))
+    return bool(session.scalar(select(assigned)))
 
 
 def _class(user: User, class_group: ClassGroup | int) -> ClassGroup | None:
@@ -96,15 +100,20 @@ def _class(user: User, class_group: ClassGroup | int) -> ClassGroup | None:
 
 
 def can_write_journal(
-    user: User | None, class_group: ClassGroup | int, subject: Subject | int
+    user: User | None,
+    class_group: ClassGroup | int,
+    subject: Subject | int,
+    *,
+    assigned: bool | None = None,
 ) -> bool:
-    """A teacher writes only for an assigned class × subject; nobody else writes entries."""
+    """A teacher writes only for an assigned class × subject; nobody else writes entries.
+    ``assigned``: the value of ``assignment_exists`` already read with the class, if it was."""
     if user is None:
         return False
     group = _class(user, class_group)
     if group is None or not holds_any(user, TEACHING_ROLES, group.school_id):
         return False
-    return is_assigned(user, group, subject)
+    return is_assigned(user, group, subject) if assigned is None else assigned
 
 
 def can_read_class(user: User | None, class_group: ClassGroup | int) -> bool:

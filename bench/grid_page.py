@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import os
 import statistics
 import sys
 import tempfile
@@ -102,14 +103,20 @@ def seed_term(session, keys_dir: str):  # type: ignore[no-untyped-def]
     return world, len(submissions)
 
 
-def median_ms(operation, runs: int) -> float:  # type: ignore[no-untyped-def]
-    operation()  # warm caches: templates compiled, statements prepared
-    times = []
-    for _ in range(runs):
-        started = time.perf_counter()
+def interleaved_medians(operations, runs: int) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    """Median milliseconds of each ``name: (prepare, operation)``, taking turns in every round
+    so that a noisy moment of the machine falls on all of them alike; ``prepare`` is untimed."""
+    for prepare, operation in operations.values():  # warm: templates compiled, statements ready
+        prepare()
         operation()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times) * 1000
+    times: dict[str, list[float]] = {name: [] for name in operations}
+    for _ in range(runs):
+        for name, (prepare, operation) in operations.items():
+            prepare()
+            started = time.perf_counter()
+            operation()
+            times[name].append(time.perf_counter() - started)
+    return {name: statistics.median(values) * 1000 for name, values in times.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -122,9 +129,12 @@ def main(argv: list[str] | None = None) -> int:
 
     from flask import render_template
 
+    from journal.cells import rule_for_subject
     from journal.db import db
-    from journal.teacher import grid_state, grid_strings, layer_names, load_grid
+    from journal.services import Recorder
+    from journal.teacher import grid_state, grid_strings, layer_names, load_grid, term_column
     from tests.conftest import Databases, make_app, migrate
+    from tests.factories import NOW
 
     with tempfile.TemporaryDirectory() as tmp:
         databases = Databases(Path(tmp))
@@ -139,9 +149,25 @@ def main(argv: list[str] | None = None) -> int:
                 grid = load_grid(
                     db.session, grid_user, world.class_group.id, world.subject.id, world.q2.id
                 )
+                rule = rule_for_subject(grid.subject, grid.class_group, grid.term.ends_on)
+                term_cells = term_column(db.session, grid, rule)
                 days = [lesson.date.strftime("%d.%m") for lesson in grid.lessons]
                 topics = grid.topics
                 rows = [(student.name, grid.rows[i]) for i, student in enumerate(grid.students)]
+                # One new mark before each "after a new entry" request: a late student, on
+                # cells that hold no attendance yet.
+                fresh = iter(
+                    world.signed(
+                        "attendance",
+                        value="late",
+                        lesson=lesson.id,
+                        student=student.id,
+                        device_seq=1_000_000 + len(grid.lessons) * i + j,
+                    )
+                    for i, student in enumerate(grid.students)
+                    for j, lesson in enumerate(grid.lessons)
+                    if f"att:{lesson.id}:{student.id}" not in grid.heads
+                )
                 db.session.close()
 
             client = app.test_client()
@@ -167,11 +193,21 @@ def main(argv: list[str] | None = None) -> int:
             def signed_in_json() -> None:
                 assert client.get("/api/sync/session").status_code == 200
 
+            def record_one() -> None:
+                with app.app_context():
+                    Recorder(db.session, now=NOW).record(next(fresh))
+                    db.session.commit()
+
+            def nothing() -> None:
+                pass
+
             def template_only() -> None:
                 with app.test_request_context(url):
                     render_template(
-                        "teacher/grid.html",
+                        "teacher/grid_body.html",
                         grid=grid,
+                        rule=rule,
+                        term_cells=term_cells,
                         state=grid_state(grid, grid_user),
                         strings=grid_strings(),
                         layers=("att", "FO", "SOR", "SOCh"),
@@ -181,27 +217,80 @@ def main(argv: list[str] | None = None) -> int:
 
             page()
             html = client.get(url).get_data(as_text=True)
-            grid_ms = median_ms(page, runs)
-            bare_ms = median_ms(bare, runs)
-            floor_ms = median_ms(signed_in_json, runs)
-            template_ms = median_ms(template_only, runs)
+            if os.environ.get("GRID_PROFILE"):
+                import cProfile
+                import pstats
+
+                profile = cProfile.Profile()
+                target = {
+                    "page": page,
+                    "cold": lambda: (record_one(), page()),
+                    "floor": signed_in_json,
+                    "template": template_only,
+                }[os.environ["GRID_PROFILE"]]
+                profile.runcall(lambda: [target() for _ in range(50)])
+                order = os.environ.get("GRID_SORT", "cumulative")
+                pstats.Stats(profile).sort_stats(order).print_stats(60)
+            if os.environ.get("GRID_SPLIT"):
+                from sqlalchemy import event
+
+                engine = app.extensions["journal_db"].engine
+                spent = {"sql": 0.0, "n": 0}
+
+                @event.listens_for(engine, "before_cursor_execute")
+                def before(*_args):  # type: ignore[no-untyped-def]
+                    spent["t"] = time.perf_counter()
+
+                @event.listens_for(engine, "after_cursor_execute")
+                def after(*_args):  # type: ignore[no-untyped-def]
+                    spent["sql"] += time.perf_counter() - spent["t"]
+                    spent["n"] += 1
+
+                for name, op in (("page", page), ("floor", signed_in_json)):
+                    spent.update(sql=0.0, n=0)
+                    started = time.perf_counter()
+                    for _ in range(50):
+                        op()
+                    total = (time.perf_counter() - started) / 50 * 1000
+                    print(name, f"{total:.2f} ms, sql {spent['sql'] / 50 * 1000:.2f} ms", spent["n"] / 50)
+            if os.environ.get("GRID_SQL"):
+                import logging
+
+                logging.basicConfig()
+                logging.getLogger("sqlalchemy.engine").setLevel(logging.INFO)
+                page()
+                logging.getLogger("sqlalchemy.engine").setLevel(logging.WARNING)
+            figures = interleaved_medians(
+                {
+                    "unchanged": (nothing, page),
+                    "new entry": (record_one, page),
+                    "bare": (nothing, bare),
+                    "floor": (nothing, signed_in_json),
+                    "table": (nothing, template_only),
+                },
+                runs,
+            )
             app.extensions["journal_db"].engine.dispose()
         finally:
             databases.drop_all()
 
     cells = STUDENTS * LESSONS
-    ratio = grid_ms / bare_ms
+    bare_ms = figures["bare"]
+    ratio = figures["unchanged"] / bare_ms
+    cold_ratio = figures["new entry"] / bare_ms
     print(
         f"grid page ({args.backend}): {STUDENTS} students × {LESSONS} lessons = {cells} cells, "
-        f"{entries} entries in the term, page {len(html) // 1024} KiB"
+        f"{entries} entries in the term, page {len(html) // 1024} KiB; medians of {runs} rounds"
     )
-    print(f"  real view, median of {runs}:   {grid_ms:8.2f} ms")
-    print(f"  bare Jinja table, same cells: {bare_ms:8.2f} ms")
-    print("  for scale (not in the ratio):")
-    print(f"    the whole grid template from memory, no database: {template_ms:8.2f} ms")
-    print(f"    a signed-in JSON request (/api/sync/session):     {floor_ms:8.2f} ms")
+    print(f"  real view, grid opened again:        {figures['unchanged']:8.2f} ms")
+    print(f"  real view, just after a new entry:   {figures['new entry']:8.2f} ms")
+    print(f"  bare Jinja table, same cells:        {bare_ms:8.2f} ms")
+    print("  for scale:")
+    print(f"    the grid page's body from memory, no database:    {figures['table']:8.2f} ms")
+    print(f"    a signed-in JSON request (/api/sync/session):        {figures['floor']:8.2f} ms")
+    print(f"  ratio after a new entry (the table is rebuilt): {cold_ratio:.2f}")
     verdict = "meets" if ratio <= TARGET else "MISSES"
-    print(f"  ratio {ratio:.2f} ({verdict} the target ≤ {TARGET:.0f})")
+    print(f"  ratio, grid opened again: {ratio:.2f} ({verdict} the target ≤ {TARGET:.0f})")
     return 0
 
 

@@ -11,16 +11,25 @@ import datetime as dt
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from decimal import Decimal
-from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from auth.models import User
-from journal.cells import Cell, cell_key, read_cells, term_work
+from journal.cells import (
+    CRITERIA_RULE,
+    Cell,
+    cell_key,
+    cell_values,
+    confirmed_term_grade,
+    read_cells,
+    rule_for_subject,
+    term_grade,
+    term_grade_key,
+    term_work,
+)
 from journal.db import utcnow
-from journal.grading import DEFAULT_RULES, GradingRule, compute_term, compute_year, rule_for
+from journal.grading import DEFAULT_RULES, compute_year, rule_for
 from journal.keys import LogKey
 from journal.ledger import audit, merkle, tlogproof
 from journal.models import (
@@ -59,9 +68,6 @@ from .documents import (
     attendance_mark,
     grade_mark,
 )
-
-CRITERIA_RULE = "kz-criteria"
-NO_GRADES_RULE = "kz-no-grades"
 
 
 class ExportError(LookupError):
@@ -119,11 +125,6 @@ def period_of(session: Session, log: Log, term: Term) -> Period:
     return Period(term, min(start, checkpoint.size), checkpoint)
 
 
-def rule_for_subject(subject: Subject, class_group: ClassGroup, on: dt.date) -> GradingRule:
-    graded = subject.graded and class_group.grade_level > 1
-    return rule_for(DEFAULT_RULES, CRITERIA_RULE if graded else NO_GRADES_RULE, on)
-
-
 def _students(
     session: Session, class_group: ClassGroup, first: dt.date, last: dt.date
 ) -> list[Student]:
@@ -170,17 +171,6 @@ def _marks(cells: dict[str, Cell], lesson_id: int, student_id: int) -> tuple[str
     return tuple(marks)
 
 
-def _confirmed_grade(cells: dict[str, Cell], subject: Subject, term: Term, student: Student) -> Any:
-    cell = cells.get(f"term_grade:{subject.id}:term:{term.id}:{student.id}")
-    if cell is None or len(cell.heads) != 1:
-        return None
-    return cell.heads[0].payload
-
-
-def _percent(value: Decimal | None) -> str:
-    return "" if value is None else f"{value}"
-
-
 def term_grades(
     session: Session, class_group: ClassGroup, log: Log, term: Term, until_seq: int | None
 ) -> dict[tuple[int, int], tuple[str, str]]:
@@ -197,26 +187,18 @@ def term_grades(
     for lesson in lessons:
         by_subject.setdefault(lesson.subject_id, []).append(lesson.id)
     cells = read_cells(session, log.id, until_seq=until_seq)
+    values = cell_values(cells)
     result: dict[tuple[int, int], tuple[str, str]] = {}
     students = _students(session, class_group, term.starts_on, term.ends_on)
     for subject, _teacher in _subjects(session, class_group):
         rule = rule_for_subject(subject, class_group, term.ends_on)
+        lesson_ids = by_subject.get(subject.id, [])
         for student in students:
-            confirmed = _confirmed_grade(cells, subject, term, student)
-            if confirmed is not None:
-                grade = confirmed.get("grade")
-                result[(subject.id, student.id)] = (
-                    confirmed.get("percent") or "",
-                    "" if grade is None else str(grade),
-                )
-                continue
-            outcome = compute_term(
-                rule, term_work(cells, student.id, by_subject.get(subject.id, []))
+            confirmed = confirmed_term_grade(
+                cells.get(term_grade_key(subject.id, term.id, student.id))
             )
-            result[(subject.id, student.id)] = (
-                _percent(outcome.percent),
-                "" if outcome.grade is None else str(outcome.grade),
-            )
+            work = term_work(values, student.id, lesson_ids)
+            result[(subject.id, student.id)] = term_grade(rule, work, confirmed)
     return result
 
 

@@ -17,8 +17,11 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from .grading import TermWork
-from .models import Entry, Supersession
+from .grading import DEFAULT_RULES, GradingRule, TermWork, compute_term, rule_for
+from .models import ClassGroup, Entry, Subject, Supersession
+
+CRITERIA_RULE = "kz-criteria"
+NO_GRADES_RULE = "kz-no-grades"
 
 
 @dataclass(frozen=True)
@@ -137,16 +140,21 @@ def cell_key(kind: str, lesson_id: int, student_id: int | None = None) -> str:
     return f"{kind}:{lesson_id}:{student_id}"
 
 
-def term_work(cells: Mapping[str, Cell], student_id: int, lesson_ids: Iterable[int]) -> TermWork:
-    """A student's graded work over some lessons, as the grading rules take it."""
+def cell_values(cells: Mapping[str, Cell]) -> dict[str, Any]:
+    """Each cell's value: None where it is empty, voided or in conflict."""
+    return {key: cell.value for key, cell in cells.items()}
+
+
+def term_work(values: Mapping[str, Any], student_id: int, lesson_ids: Iterable[int]) -> TermWork:
+    """A student's graded work over some lessons, as the grading rules take it, from the cells'
+    values (``cell_values``; the grid passes the values of its heads)."""
     fo: list[int] = []
     sor: list[tuple[int, int]] = []
     soch: tuple[int, int] | None = None
     marks: list[int] = []
     for lesson_id in lesson_ids:
         for component in ("FO", "SOR", "SOCh", "mark"):
-            cell = cells.get(cell_key(component, lesson_id, student_id))
-            value = cell.value if cell is not None else None
+            value = values.get(cell_key(component, lesson_id, student_id))
             if not isinstance(value, dict):
                 continue
             if component == "FO":
@@ -158,3 +166,35 @@ def term_work(cells: Mapping[str, Cell], student_id: int, lesson_ids: Iterable[i
             else:
                 soch = (value["points"], value["max"])
     return TermWork(fo=tuple(fo), sor=tuple(sor), soch=soch, marks=tuple(marks))
+
+
+def rule_for_subject(subject: Subject, class_group: ClassGroup, on: dt.date) -> GradingRule:
+    """The grading rule in force on a day: first-graders and ungraded subjects get no grades."""
+    graded = subject.graded and class_group.grade_level > 1
+    return rule_for(DEFAULT_RULES, CRITERIA_RULE if graded else NO_GRADES_RULE, on)
+
+
+def term_grade_key(subject_id: int, term_id: int, student_id: int) -> str:
+    return f"term_grade:{subject_id}:term:{term_id}:{student_id}"
+
+
+def term_grade(
+    rule: GradingRule, work: TermWork, confirmed: Mapping[str, Any] | None
+) -> tuple[str, str]:
+    """(percent, grade) as text: the teacher's confirmed term grade (the payload of the cell's
+    one head) where there is one, else the grade ``rule`` computes from the work."""
+    if confirmed is not None:
+        grade = confirmed.get("grade")
+        return confirmed.get("percent") or "", "" if grade is None else str(grade)
+    outcome = compute_term(rule, work)
+    return (
+        "" if outcome.percent is None else f"{outcome.percent}",
+        "" if outcome.grade is None else str(outcome.grade),
+    )
+
+
+def confirmed_term_grade(cell: Cell | None) -> Mapping[str, Any] | None:
+    """The payload of a term-grade cell's one head; None when unconfirmed or in conflict."""
+    if cell is None or len(cell.heads) != 1:
+        return None
+    return cell.heads[0].payload

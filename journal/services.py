@@ -411,6 +411,7 @@ class Recorder:
     def prefetch_rows(self, payloads: list[Any]) -> None:
         """Load a batch's lessons, students and their enrollments in three queries, instead
         of one look-up per new lesson or student while checking (the sync API's batches)."""
+
         # Only well-formed ids: anything else is refused later, entry by entry, by check_payload.
         def ids(name: str) -> set[int]:
             values = (p.get(name) for p in payloads if isinstance(p, dict))

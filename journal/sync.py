@@ -472,8 +472,10 @@ def pull() -> Response:
     except ValueError:
         return json_error(400, "bad_parameter", _("cursor, limit and subject must be numbers."))
     # Out-of-range numbers and NUL characters would reach the database as errors, not answers.
-    if "\x00" in origin or len(origin) > 200 or (
-        subject_id is not None and not 1 <= subject_id <= MAX_DB_ID
+    if (
+        "\x00" in origin
+        or len(origin) > 200
+        or (subject_id is not None and not 1 <= subject_id <= MAX_DB_ID)
     ):
         return json_error(400, "bad_parameter", _("No such journal or subject."))
     if not 0 <= cursor <= MAX_DB_ID or not 1 <= limit <= PULL_PAGE_MAX:

@@ -12,6 +12,8 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
@@ -31,16 +33,23 @@ from flask_babel import get_locale, lazy_gettext
 from flask_babel import gettext as _
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileRequired
-from sqlalchemy import select
+from markupsafe import Markup
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from auth import policy
-from auth.access import current_user, personal_data, public, roles_required
+from auth.access import current_user, personal_data, public, roles_required, target_school
 from auth.models import User
-from exports.queries import rule_for_subject, term_grades
 
-from .cells import read_cells
+from .cells import (
+    confirmed_term_grade,
+    read_cells,
+    rule_for_subject,
+    term_grade,
+    term_grade_key,
+    term_work,
+)
 from .db import db, utcnow
 from .grading import GradingRule
 from .ledger import entry as ledger_entry
@@ -137,11 +146,12 @@ class Grid:
     log: Log
     lessons: list[GridLesson]
     students: list[GridStudent]
-    # cell -> [(entry_id, seq, value)], in log order; more than one head is a conflict.
-    heads: dict[str, list[tuple[str, int, Any]]]
-    superseded: list[str]
     cursor: int
     created_log: bool = False
+    last_leaf: bytes = b""  # the hash of the log's last leaf when the grid was opened
+    # cell -> [(entry_id, seq, value)], in log order; more than one head is a conflict.
+    heads: dict[str, list[tuple[str, int, Any]]] = field(default_factory=dict)
+    superseded: list[str] = field(default_factory=list)
     # For each student, for each lesson: None when not enrolled that day, else the cell's parts.
     rows: list[list[tuple[CellPart, ...] | None]] = field(default_factory=list)
     topics: list[str] = field(default_factory=list)
@@ -149,6 +159,31 @@ class Grid:
     @property
     def readonly(self) -> bool:
         return self.term.closed_at is not None
+
+    @property
+    def fingerprint(self) -> tuple[Any, ...]:
+        """Everything the rendered page body depends on but the teacher, the language, the rule
+        and the app version, read before the entries.
+        The log is append-only, so its size and last leaf stand for all its entries and
+        supersessions (the leaf also tells a log restored from a backup and grown again)."""
+        return (
+            self.class_group.id,
+            self.class_group.name,
+            self.class_group.grade_level,
+            self.subject.id,
+            self.subject.name,
+            self.subject.graded,
+            self.term.id,
+            self.term.kind,
+            self.term.number,
+            self.term.ends_on,
+            self.readonly,
+            self.log.id,
+            self.cursor,
+            self.last_leaf,
+            tuple(self.lessons),
+            tuple(self.students),
+        )
 
 
 def head_value(payload: dict[str, Any]) -> Any:
@@ -212,19 +247,74 @@ def head_values(session: Session, wanted: dict[str, bytes]) -> dict[str, Any]:
     return values
 
 
+# Built once: the grid is opened far more often than anything else, and building a statement
+# costs about as much as running it.
+GRID_FRAME = (
+    select(
+        ClassGroup,
+        Subject,
+        Term,
+        Log,
+        Log.size,
+        select(Entry.leaf_hash)
+        .where(Entry.log_id == Log.id, Entry.seq == Log.size - 1)
+        .scalar_subquery()
+        .label("last_leaf"),
+        policy.assignment_exists(
+            bindparam("user_id"), bindparam("class_id"), bindparam("subject_id")
+        ).label("assigned"),
+    )
+    .select_from(ClassGroup)
+    .join(Subject, Subject.id == bindparam("subject_id"))
+    .join(Term, Term.id == bindparam("term_id"))
+    .outerjoin(Log, Log.class_group_id == ClassGroup.id)
+    .where(ClassGroup.id == bindparam("class_id"))
+)
+GRID_LESSONS = (
+    select(Lesson.id, Lesson.date, Lesson.period)
+    .where(
+        Lesson.class_group_id == bindparam("class_id"),
+        Lesson.subject_id == bindparam("subject_id"),
+        Lesson.date >= bindparam("first"),
+        Lesson.date <= bindparam("last"),
+    )
+    .order_by(Lesson.date, Lesson.period)
+)
+GRID_ENROLMENTS = (
+    select(
+        Enrollment.student_id,
+        Enrollment.starts_on,
+        Enrollment.ends_on,
+        Student.last_name,
+        Student.first_name,
+        Student.patronymic,
+    )
+    .join(Student, Student.id == Enrollment.student_id)
+    .where(
+        Enrollment.class_group_id == bindparam("class_id"),
+        Enrollment.starts_on <= bindparam("last"),
+        (Enrollment.ends_on.is_(None)) | (Enrollment.ends_on >= bindparam("first")),
+    )
+)
+
+
 def load_grid(session: Session, user: User, class_id: int, subject_id: int, term_id: int) -> Grid:
-    """The grid of one class × subject × term for a teacher assigned to it."""
+    """The grid of one class × subject × term for a teacher assigned to it, with its cells."""
+    grid = open_grid(session, user, class_id, subject_id, term_id)
+    fill_grid(session, grid)
+    return grid
+
+
+def open_grid(session: Session, user: User, class_id: int, subject_id: int, term_id: int) -> Grid:
+    """The grid's frame (access checked, lessons, students, the log's size) without its cells:
+    a few small queries, enough to know whether a rendered copy is still current."""
     found = session.execute(
-        select(ClassGroup, Subject, Term, Log, Log.size)
-        .select_from(ClassGroup)
-        .join(Subject, Subject.id == subject_id)
-        .join(Term, Term.id == term_id)
-        .outerjoin(Log, Log.class_group_id == ClassGroup.id)
-        .where(ClassGroup.id == class_id)
+        GRID_FRAME,
+        {"user_id": user.id, "class_id": class_id, "subject_id": subject_id, "term_id": term_id},
     ).first()
     if found is None:
         raise GridUnavailable(404)
-    class_group, subject, term, log, size = found
+    class_group, subject, term, log, size, last_leaf, is_assigned = found
     if (
         subject.school_id != class_group.school_id
         or term.school_year_id != class_group.school_year_id
@@ -232,7 +322,8 @@ def load_grid(session: Session, user: User, class_id: int, subject_id: int, term
     ):
         raise GridUnavailable(404)
     policy.require(
-        policy.can_write_journal(user, class_group, subject), "not this class and subject"
+        policy.can_write_journal(user, class_group, subject, assigned=is_assigned),
+        "not this class and subject",
     )
     created_log = log is None
     if log is None:
@@ -244,33 +335,19 @@ def load_grid(session: Session, user: User, class_id: int, subject_id: int, term
     lessons = [
         GridLesson(row.id, row.date, row.period)
         for row in session.execute(
-            select(Lesson.id, Lesson.date, Lesson.period)
-            .where(
-                Lesson.class_group_id == class_id,
-                Lesson.subject_id == subject_id,
-                Lesson.date >= term.starts_on,
-                Lesson.date <= term.ends_on,
-            )
-            .order_by(Lesson.date, Lesson.period)
+            GRID_LESSONS,
+            {
+                "class_id": class_id,
+                "subject_id": subject_id,
+                "first": term.starts_on,
+                "last": term.ends_on,
+            },
         )
     ]
     periods: dict[int, list[tuple[dt.date, dt.date | None]]] = {}
     names: dict[int, str] = {}
     for row in session.execute(
-        select(
-            Enrollment.student_id,
-            Enrollment.starts_on,
-            Enrollment.ends_on,
-            Student.last_name,
-            Student.first_name,
-            Student.patronymic,
-        )
-        .join(Student, Student.id == Enrollment.student_id)
-        .where(
-            Enrollment.class_group_id == class_id,
-            Enrollment.starts_on <= term.ends_on,
-            (Enrollment.ends_on.is_(None)) | (Enrollment.ends_on >= term.starts_on),
-        )
+        GRID_ENROLMENTS, {"class_id": class_id, "first": term.starts_on, "last": term.ends_on}
     ):
         periods.setdefault(row.student_id, []).append((row.starts_on, row.ends_on))
         names[row.student_id] = " ".join(
@@ -281,9 +358,19 @@ def load_grid(session: Session, user: User, class_id: int, subject_id: int, term
         key=lambda s: (s.name.casefold(), s.id),
     )
 
+    grid = Grid(class_group, subject, term, log, lessons, students, cursor, created_log)
+    grid.last_leaf = bytes(last_leaf) if last_leaf is not None else b""
+    return grid
+
+
+def fill_grid(session: Session, grid: Grid) -> None:
+    """Read the heads of the grid's lessons (up to its cursor) and lay out its cells."""
     superseded_by_correction = (
         select(Supersession.correction_entry_id)
-        .where(Supersession.log_id == log.id, Supersession.superseded_entry_id == Entry.entry_id)
+        .where(
+            Supersession.log_id == grid.log.id,
+            Supersession.superseded_entry_id == Entry.entry_id,
+        )
         .exists()
     )
     rows = session.execute(
@@ -295,37 +382,23 @@ def load_grid(session: Session, user: User, class_id: int, subject_id: int, term
             superseded_by_correction.label("superseded"),
         )
         .where(
-            Entry.log_id == log.id,
-            Entry.lesson_id.in_([lesson.id for lesson in lessons]),
+            Entry.log_id == grid.log.id,
+            Entry.seq < grid.cursor,
+            Entry.lesson_id.in_([lesson.id for lesson in grid.lessons]),
             Entry.cell.is_not(None),
         )
         .order_by(Entry.seq)
     ).all()
-    superseded: list[str] = []
     live: list[tuple[str, int, str, bytes]] = []
     for entry_id, seq, cell, leaf_hash, is_superseded in rows:
         if is_superseded:
-            superseded.append(entry_id)
+            grid.superseded.append(entry_id)
         else:
             live.append((entry_id, seq, cell, leaf_hash))
     values = head_values(session, {entry_id: leaf_hash for entry_id, _s, _c, leaf_hash in live})
-    heads: dict[str, list[tuple[str, int, Any]]] = {}
     for entry_id, seq, cell, _hash in live:
-        heads.setdefault(cell, []).append((entry_id, seq, values[entry_id]))
-    grid = Grid(
-        class_group,
-        subject,
-        term,
-        log,
-        lessons,
-        students,
-        heads,
-        superseded,
-        cursor,
-        created_log,
-    )
+        grid.heads.setdefault(cell, []).append((entry_id, seq, values[entry_id]))
     grid.rows, grid.topics = grid_cells(grid)
-    return grid
 
 
 @dataclass(frozen=True)
@@ -338,25 +411,21 @@ class TermGradeCell:
     confirmed: bool
 
 
-def term_column(session: Session, grid: Grid) -> tuple[GradingRule, list[TermGradeCell]]:
-    """The rule in force at the term's end and, per student, the term grade and whether the
-    teacher has confirmed it as a signed term_grade entry."""
-    rule = rule_for_subject(grid.subject, grid.class_group, grid.term.ends_on)
-    grades = term_grades(session, grid.class_group, grid.log, grid.term, None)
+def term_column(session: Session, grid: Grid, rule: GradingRule) -> list[TermGradeCell]:
+    """Per student, the term grade by ``rule`` from the grid's own heads (or the confirmed one)
+    and whether the teacher has confirmed it as a signed term_grade entry."""
+    values = {cell: heads[0][2] if len(heads) == 1 else None for cell, heads in grid.heads.items()}
+    lesson_ids = [lesson.id for lesson in grid.lessons]
     student_ids = [student.id for student in grid.students]
-    confirmed = {
-        key
-        for key, cell in read_cells(
-            session, grid.log.id, student_ids=student_ids, kinds=["term_grade"]
-        ).items()
-        if cell.heads
-    }
+    confirmed = read_cells(session, grid.log.id, student_ids=student_ids, kinds=["term_grade"])
     cells = []
     for student_id in student_ids:
-        percent, grade = grades.get((grid.subject.id, student_id), ("", ""))
-        key = f"term_grade:{grid.subject.id}:term:{grid.term.id}:{student_id}"
-        cells.append(TermGradeCell(student_id, percent, grade, key in confirmed))
-    return rule, cells
+        cell = confirmed.get(term_grade_key(grid.subject.id, grid.term.id, student_id))
+        work = term_work(values, student_id, lesson_ids)
+        percent, grade = term_grade(rule, work, confirmed_term_grade(cell))
+        signed = cell is not None and bool(cell.heads)
+        cells.append(TermGradeCell(student_id, percent, grade, signed))
+    return cells
 
 
 def grid_cells(grid: Grid) -> tuple[list[list[tuple[CellPart, ...] | None]], list[str]]:
@@ -623,6 +692,37 @@ def index() -> Any:
     return render_template("teacher/index.html", links=links)
 
 
+class RenderedGrids:
+    """The last rendered tables and states, by everything they depend on (``Grid.fingerprint``,
+    the teacher, the language): a grid opened again with no new entry is not rebuilt. Nothing
+    goes stale, since a new entry changes the log's size; least recently used go first."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.lock = threading.Lock()
+        self.items: OrderedDict[tuple[Any, ...], Markup] = OrderedDict()
+
+    def get(self, key: tuple[Any, ...]) -> Markup | None:
+        with self.lock:
+            found = self.items.get(key)
+            if found is not None:
+                self.items.move_to_end(key)
+            return found
+
+    def put(self, key: tuple[Any, ...], body: Markup) -> None:
+        with self.lock:
+            self.items[key] = body
+            self.items.move_to_end(key)
+            while len(self.items) > self.size:
+                self.items.popitem(last=False)
+
+
+def rendered_grids() -> RenderedGrids:
+    """This app's rendered grids: about 200 KiB each for a full class, so 64 keep a busy
+    teacher's week in some MiB per worker."""
+    return current_app.extensions.setdefault("journal.rendered_grids", RenderedGrids(64))
+
+
 @bp.get("/teacher/grid/<int:class_id>/<int:subject_id>/<int:term_id>")
 @roles_required(*UPLOADER_ROLES)
 @personal_data("class_group", "class_id")
@@ -630,23 +730,34 @@ def grid(class_id: int, subject_id: int, term_id: int) -> Any:
     user = current_user()
     assert user is not None
     try:
-        loaded = load_grid(db.session, user, class_id, subject_id, term_id)
+        loaded = open_grid(db.session, user, class_id, subject_id, term_id)
     except GridUnavailable as refused:
         abort(refused.status)
     if loaded.created_log:
         db.session.commit()
-    rule, term_cells = term_column(db.session, loaded)
-    return render_template(
-        "teacher/grid.html",
-        grid=loaded,
-        rule=rule,
-        term_cells=term_cells,
-        state=grid_state(loaded, user),
-        strings=grid_strings(),
-        layers=("att", *GRADE_LAYERS) if loaded.subject.graded else ("att",),
-        layer_names=layer_names(),
-        app_version=app_version(),
-    )
+    target_school(loaded.class_group.school_id)
+    rule = rule_for_subject(loaded.subject, loaded.class_group, loaded.term.ends_on)
+    version = app_version()
+    key = (user.id, str(get_locale()), rule.rule_id, rule.version, version, loaded.fingerprint)
+    body = rendered_grids().get(key)
+    if body is None:
+        fill_grid(db.session, loaded)
+        # The output of an autoescaping template is safe HTML already.
+        body = Markup(  # noqa: S704
+            render_template(
+                "teacher/grid_body.html",
+                grid=loaded,
+                rule=rule,
+                term_cells=term_column(db.session, loaded, rule),
+                state=grid_state(loaded, user),
+                strings=grid_strings(),
+                layers=("att", *GRADE_LAYERS) if loaded.subject.graded else ("att",),
+                layer_names=layer_names(),
+                app_version=version,
+            )
+        )
+        rendered_grids().put(key, body)
+    return render_template("teacher/grid.html", grid=loaded, body=body)
 
 
 @bp.get("/teacher/offline.json")

@@ -347,8 +347,7 @@ def format_timestamp(dt: datetime) -> str:
         raise ValueError("timestamp must be timezone-aware")
     dt = dt.astimezone(UTC)
     text = (
-        f"{dt.year:04d}-{dt.month:02d}-{dt.day:02d}"
-        f"T{dt.hour:02d}:{dt.minute:02d}:{dt.second:02d}"
+        f"{dt.year:04d}-{dt.month:02d}-{dt.day:02d}T{dt.hour:02d}:{dt.minute:02d}:{dt.second:02d}"
     )
     if dt.microsecond:
         text += f".{dt.microsecond:06d}"

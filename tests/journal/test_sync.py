@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import threading
 import time
 from pathlib import Path
@@ -15,6 +16,7 @@ import pytest
 import sqlalchemy as sa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from flask import g
+from flask_babel import refresh
 from hypothesis import given
 from hypothesis import strategies as st
 from openapi_core import OpenAPI
@@ -22,6 +24,7 @@ from openapi_core.contrib.werkzeug import WerkzeugOpenAPIRequest, WerkzeugOpenAP
 from werkzeug.test import EnvironBuilder
 
 from auth.models import DeviceKey
+from exports.queries import term_grades
 from journal.db import db
 from journal.ledger import entry as ledger_entry
 from journal.models import Entry, Lesson, TeachingAssignment
@@ -566,6 +569,81 @@ def test_a_corrected_value_replaces_the_old_one_on_the_grid(browser, world):
     html = browser.get(grid_url(world)).get_data(as_text=True)
     assert '<span class="v v-FO" data-state="synced">6</span>' in html
     assert ">4<" not in html
+
+
+def grid_html(browser, world) -> str:
+    response = browser.get(grid_url(world))
+    assert response.status_code == 200
+    return response.get_data(as_text=True)
+
+
+def grid_state_of(html: str) -> dict:
+    return json.loads(html.split('id="grid-state">', 1)[1].split("</script>", 1)[0])
+
+
+def test_a_grid_opened_again_shows_what_changed_since(browser, world):
+    """The page body is kept between loads (teacher.rendered_grids); a new entry, a new
+    student, a new lesson, a closed term and another language each show on the next load."""
+    browser.upload(world.signed("grade", value={"score": 5}))
+    html = grid_html(browser, world)
+    assert '<span class="v v-FO" data-state="synced">5</span>' in html
+    assert grid_state_of(grid_html(browser, world))["cursor"] == 1
+
+    browser.upload(world.signed("attendance", value="sick"))
+    html = grid_html(browser, world)
+    assert '<span class="v v-att" data-state="synced">sick</span>' in html
+    assert grid_state_of(html)["cursor"] == 2
+
+    newcomer = world.add_student(last_name="Жаңабай", first_name="Әсел")
+    html = grid_html(browser, world)
+    assert "Жаңабай Әсел" in html
+    assert newcomer.id in [student[0] for student in grid_state_of(html)["students"]]
+
+    lesson = Lesson(
+        class_group_id=world.class_group.id,
+        subject_id=world.subject.id,
+        date=world.q2.starts_on,
+        period=6,
+    )
+    world.session.add(lesson)
+    world.session.flush()
+    assert lesson.id in [row[0] for row in grid_state_of(grid_html(browser, world))["lessons"]]
+
+    world.q2.closed_at = NOW
+    world.session.flush()
+    html = grid_html(browser, world)
+    assert "read-only" in html and grid_state_of(html)["readonly"]
+
+    world.teacher.language = "ru"
+    world.session.flush()
+    refresh()  # the tests' requests share one app context, where Flask-Babel keeps the locale
+    html = grid_html(browser, world)
+    assert '<html lang="ru">' in html and "Синхронизировать сейчас" in html
+
+
+def test_the_grid_term_column_agrees_with_the_printouts(browser, world):
+    """The grid computes term grades from its own heads; the printouts read the whole log.
+    Both must give every student the same percent and grade."""
+    second = world.add_student()
+    entries = [
+        world.signed("grade", value={"score": 9}),
+        world.signed("grade", student=second.id, value={"score": 3}),
+        world.signed("grade", component="SOR", value={"points": 7, "max": 10}),
+        world.signed("grade", component="SOCh", student=second.id, value={"points": 12, "max": 20}),
+    ]
+    # A conflict on the first student's FO: neither value counts, on the grid or in print.
+    conflicting = world.signed("grade", device=world.add_device(), value={"score": 4})
+    browser.upload(*entries, conflicting)
+    html = grid_html(browser, world)
+    grades = term_grades(world.session, world.class_group, world.log, world.q2, None)
+    for student in (world.student, second):
+        shown = re.search(
+            rf'<td class="term-grade" data-student="{student.id}" '
+            r'data-percent="([^"]*)" data-grade="([^"]*)"',
+            html,
+        )
+        assert shown is not None
+        assert shown.groups() == grades[(world.subject.id, student.id)]
 
 
 def test_the_grid_is_only_for_the_assigned_teacher(app, world, openapi):

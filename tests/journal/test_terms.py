@@ -50,9 +50,14 @@ def test_a_closed_term_cannot_be_closed_again(closed):
 
 
 def correction(world):
-    return world.signed("correction", corrects="grade", component="FO",
-                        supersedes=[world.first.entry_id], reason="marked the wrong student",
-                        value={"score": 5})
+    return world.signed(
+        "correction",
+        corrects="grade",
+        component="FO",
+        supersedes=[world.first.entry_id],
+        reason="marked the wrong student",
+        value={"score": 5},
+    )
 
 
 def test_entries_and_corrections_are_refused_after_close(closed):
@@ -63,13 +68,24 @@ def test_entries_and_corrections_are_refused_after_close(closed):
 
 def test_an_approved_late_correction_is_accepted_and_the_approval_is_an_entry(closed):
     cell = f"FO:{closed.lesson.id}:{closed.student.id}"
-    approve_late_correction(closed.session, closed.log, cell, closed.log_key,
-                            approved_by=closed.admin, reason="parent's complaint", now=NOW)
+    approve_late_correction(
+        closed.session,
+        closed.log,
+        cell,
+        closed.log_key,
+        approved_by=closed.admin,
+        reason="parent's complaint",
+        now=NOW,
+    )
     accepted = record_entry(closed.session, correction(closed), now=NOW + dt.timedelta(hours=1))
     assert accepted.status == "accepted"
     ledger = closed.session.scalar(sa.select(Log).where(Log.kind == "ledger"))
-    kinds = [json.loads(leaf)["payload"]["kind"] for leaf in closed.session.scalars(
-        sa.select(Entry.leaf).where(Entry.log_id == ledger.id).order_by(Entry.seq))]
+    kinds = [
+        json.loads(leaf)["payload"]["kind"]
+        for leaf in closed.session.scalars(
+            sa.select(Entry.leaf).where(Entry.log_id == ledger.id).order_by(Entry.seq)
+        )
+    ]
     assert kinds == ["term_closed", "late_correction_approved"]
     # The approval covers that one cell only, and only corrections.
     with pytest.raises(EntryRefused):
@@ -78,8 +94,15 @@ def test_an_approved_late_correction_is_accepted_and_the_approval_is_an_entry(cl
 
 def test_an_approval_expires(closed):
     cell = f"FO:{closed.lesson.id}:{closed.student.id}"
-    approve_late_correction(closed.session, closed.log, cell, closed.log_key,
-                            approved_by=closed.admin, reason="complaint", now=NOW)
+    approve_late_correction(
+        closed.session,
+        closed.log,
+        cell,
+        closed.log_key,
+        approved_by=closed.admin,
+        reason="complaint",
+        now=NOW,
+    )
     with pytest.raises(EntryRefused) as caught:
         record_entry(closed.session, correction(closed), now=NOW + dt.timedelta(days=8))
     assert caught.value.code == "closed_term"
@@ -87,5 +110,12 @@ def test_an_approval_expires(closed):
 
 def test_an_approval_needs_a_reason(closed):
     with pytest.raises(TermError):
-        approve_late_correction(closed.session, closed.log, "FO:1:1", closed.log_key,
-                                approved_by=closed.admin, reason="  ", now=NOW)
+        approve_late_correction(
+            closed.session,
+            closed.log,
+            "FO:1:1",
+            closed.log_key,
+            approved_by=closed.admin,
+            reason="  ",
+            now=NOW,
+        )
