@@ -34,7 +34,7 @@ from journal.db import db
 from journal.models import Entry, Lesson, Log, TeachingAssignment
 
 from ..conftest import Databases, make_app, migrate
-from ..factories import Device, World, add_device, add_user, build_world
+from ..factories import Device, add_device, add_user, build_world
 from .conftest import scaled
 
 SETTINGS = settings(
@@ -65,7 +65,6 @@ class ModelDevice:
 class Classroom:
     """Ids of one example's school: its journal, two students, two lessons."""
 
-    world: World
     origin: str
     log_id: int
     students: tuple[int, ...]
@@ -126,21 +125,7 @@ class SyncModel(RuleBasedStateMachine):
         self.keep(self.devices[device], self.sign(self.devices[device], "correction", fields))
 
     def sign(self, device: ModelDevice, kind: str, fields: dict[str, Any]) -> dict[str, Any]:
-        signer = device.signer
-        payload = {
-            "v": 1,
-            "entry_id": str(uuid.uuid4()),
-            "journal": self.room.origin,
-            "kind": kind,
-            "device_id": signer.kid,
-            "device_seq": next(signer.seq),
-            "author": signer.user_id,
-            "created_at": "2026-11-16T09:05:00Z",
-            **fields,
-        }
-        if kind == "topic":
-            payload.update(topic="Теңдеулер жүйесі", homework="§12")
-        return signer.sign(payload)
+        return sign_entry(device.signer, self.room.origin, kind, fields)
 
     def keep(self, device: ModelDevice, submission: dict[str, Any]) -> None:
         entry_id = submission["payload"]["entry_id"]
@@ -265,6 +250,24 @@ class SyncModel(RuleBasedStateMachine):
         assert sorted(entry_id for entry_id, _seq in stored) == sorted(union)
 
 
+def sign_entry(signer: Device, origin: str, kind: str, fields: dict[str, Any]) -> dict[str, Any]:
+    """A new entry of the journal ``origin``, signed by the device (its next device_seq)."""
+    payload = {
+        "v": 1,
+        "entry_id": str(uuid.uuid4()),
+        "journal": origin,
+        "kind": kind,
+        "device_id": signer.kid,
+        "device_seq": next(signer.seq),
+        "author": signer.user_id,
+        "created_at": "2026-11-16T09:05:00Z",
+        **fields,
+    }
+    if kind == "topic":
+        payload.update(topic="Теңдеулер жүйесі", homework="§12")
+    return signer.sign(payload)
+
+
 def is_cell_entry(submission: dict[str, Any]) -> bool:
     return submission["payload"]["kind"] in ("grade", "attendance")
 
@@ -295,7 +298,6 @@ def new_classroom(app: Flask) -> tuple[Classroom, list[Device]]:
         db.session.flush()
         signers = [world.device, world.add_device(), add_device(db.session, colleague)]
         room = Classroom(
-            world,
             world.log.origin,
             world.log.id,
             (world.student.id, second.id),
@@ -343,3 +345,47 @@ def model_app(
 def test_sync_keeps_every_entry_once_whatever_the_network_does(model_app: Flask) -> None:
     SyncModel.app = model_app
     run_state_machine_as_test(SyncModel, settings=SETTINGS)
+
+
+def test_a_correction_that_arrives_before_its_entry_leaves_one_value_in_the_cell(
+    model_app: Flask,
+) -> None:
+    """The phone grades offline; the laptop corrects that grade and syncs first. Both entries
+    are stored, and once the grade arrives the correction is the cell's only head."""
+    room, (phone, laptop, _colleague) = new_classroom(model_app)
+    fields = {"lesson": room.lessons[0], "student": room.students[0], "component": "FO"}
+    grade = sign_entry(phone, room.origin, "grade", {**fields, "value": {"score": 3}})
+    correction = sign_entry(
+        laptop,
+        room.origin,
+        "correction",
+        {
+            **fields,
+            "corrects": "grade",
+            "value": {"score": 8},
+            "supersedes": [grade["payload"]["entry_id"]],
+            "reason": "Қате жазылды",
+        },
+    )
+    laptop_client, laptop_csrf = signed_in(model_app, laptop)
+    phone_client, phone_csrf = signed_in(model_app, phone)
+    first = post_batch(laptop_client, laptop_csrf, [correction])
+    second = post_batch(phone_client, phone_csrf, [grade])
+    assert [r["status"] for r in first["results"] + second["results"]] == ["accepted"] * 2
+    assert second["conflicts"] == []  # one head: the correction
+    with model_app.app_context():
+        stored = db.session.scalars(
+            sa.select(Entry.entry_id).where(Entry.log_id == room.log_id).order_by(Entry.seq)
+        ).all()
+    assert stored == [correction["payload"]["entry_id"], grade["payload"]["entry_id"]]
+
+
+def post_batch(client: FlaskClient, csrf: str, batch: list[dict[str, Any]]) -> dict[str, Any]:
+    response = client.post(
+        "/api/sync/entries",
+        data=json.dumps({"entries": batch}, ensure_ascii=False),
+        content_type="application/json",
+        headers={"X-CSRFToken": csrf},
+    )
+    assert response.status_code == 200, response.get_data(as_text=True)
+    return response.get_json()
