@@ -17,8 +17,27 @@ export async function keepForOffline(pageUrl) {
   const response = await fetch(pageUrl, { credentials: "same-origin", cache: "no-store" });
   if (!response.ok || response.redirected) return false;
   await cache.put(pageUrl, response);
-  registration.active?.postMessage({ type: "keep-week" });
+  await keepWeek(registration);
   return true;
+}
+
+// Resolves when the service worker has kept the week's grids (or has given up: offline,
+// signed out), so that "ready to work offline" is true when it is shown. A worker that does
+// not answer (an older version) is not waited for longer than WEEK_TIMEOUT_MS.
+const WEEK_TIMEOUT_MS = 30000;
+
+function keepWeek(registration) {
+  const worker = registration.active;
+  if (!worker) return Promise.resolve();
+  return new Promise((resolve) => {
+    const channel = new MessageChannel();
+    const timer = setTimeout(resolve, WEEK_TIMEOUT_MS);
+    channel.port1.onmessage = () => {
+      clearTimeout(timer);
+      resolve();
+    };
+    worker.postMessage({ type: "keep-week" }, [channel.port2]);
+  });
 }
 
 export async function askPersistentStorage() {

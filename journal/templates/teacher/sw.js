@@ -32,8 +32,12 @@ self.addEventListener("activate", (event) => {
   );
 });
 
+// The page asks to keep the week and waits for the answer on the port it sends: only then does
+// it tell the teacher that the device is ready to work offline.
 self.addEventListener("message", (event) => {
-  if (event.data && event.data.type === "keep-week") event.waitUntil(keepWeek());
+  if (!event.data || event.data.type !== "keep-week") return;
+  const reply = event.ports[0];
+  event.waitUntil(keepWeek().finally(() => reply?.postMessage({ type: "week-kept" })));
 });
 
 // The grids with this week's lessons, so that tomorrow's classroom without network works.
