@@ -22,7 +22,7 @@ from typing import Any
 
 import pyotp
 import segno
-from sqlalchemy import delete, exists, func, or_, select, update
+from sqlalchemy import delete, exists, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 from webauthn import (
     generate_authentication_options,
@@ -1002,7 +1002,7 @@ def record_access(
     *,
     school_id: int | None = None,
     now: dt.datetime | None = None,
-) -> AccessLogEntry:
+) -> None:
     """Append who did what to which record, when and from where (append-only table).
 
     ``actor`` None is a command run on the server. The row belongs to ``school_id``, else to
@@ -1011,18 +1011,19 @@ def record_access(
         school_id = school_of(session, target_type, target_id)
     if school_id is None and actor is not None:
         school_id = actor.school_id
-    entry = AccessLogEntry(
-        at=now or utcnow(),
-        school_id=school_id,
-        actor_id=actor.id if actor is not None else None,
-        action=action[:80],
-        target_type=target_type[:40],
-        target_id=None if target_id is None else str(target_id)[:80],
-        ip=ip[:45] if ip else None,
+    # A plain INSERT, not an ORM object: every personal-data page writes one, and nothing
+    # reads it back in the same request.
+    session.execute(
+        insert(AccessLogEntry).values(
+            at=now or utcnow(),
+            school_id=school_id,
+            actor_id=actor.id if actor is not None else None,
+            action=action[:80],
+            target_type=target_type[:40],
+            target_id=None if target_id is None else str(target_id)[:80],
+            ip=ip[:45] if ip else None,
+        )
     )
-    session.add(entry)
-    session.flush()
-    return entry
 
 
 def access_log_page(

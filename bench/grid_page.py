@@ -10,8 +10,10 @@ with no database. Prints both medians and their ratio (target: ratio <= 3).
 from __future__ import annotations
 
 import argparse
+import cProfile
 import datetime as dt
-import os
+import gc
+import pstats
 import statistics
 import sys
 import tempfile
@@ -124,6 +126,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backend", choices=("postgresql", "sqlite"), default="postgresql")
     parser.add_argument("--runs", type=int, default=40)
     parser.add_argument("--quick", action="store_true", help="fewer runs")
+    parser.add_argument(
+        "--profile",
+        choices=("page", "cold", "floor", "body"),
+        help="first print a cProfile of 50 of these: the grid opened again, after a new entry, "
+        "the signed-in JSON request, the page body from memory",
+    )
     args = parser.parse_args(argv)
     runs = 10 if args.quick else args.runs
 
@@ -217,49 +225,19 @@ def main(argv: list[str] | None = None) -> int:
 
             page()
             html = client.get(url).get_data(as_text=True)
-            if os.environ.get("GRID_PROFILE"):
-                import cProfile
-                import pstats
-
-                profile = cProfile.Profile()
-                target = {
+            # As wsgi.py does once the app is loaded: long-lived objects leave the collector.
+            gc.collect()
+            gc.freeze()
+            if args.profile:
+                operation = {
                     "page": page,
                     "cold": lambda: (record_one(), page()),
                     "floor": signed_in_json,
-                    "template": template_only,
-                }[os.environ["GRID_PROFILE"]]
-                profile.runcall(lambda: [target() for _ in range(50)])
-                order = os.environ.get("GRID_SORT", "cumulative")
-                pstats.Stats(profile).sort_stats(order).print_stats(60)
-            if os.environ.get("GRID_SPLIT"):
-                from sqlalchemy import event
-
-                engine = app.extensions["journal_db"].engine
-                spent = {"sql": 0.0, "n": 0}
-
-                @event.listens_for(engine, "before_cursor_execute")
-                def before(*_args):  # type: ignore[no-untyped-def]
-                    spent["t"] = time.perf_counter()
-
-                @event.listens_for(engine, "after_cursor_execute")
-                def after(*_args):  # type: ignore[no-untyped-def]
-                    spent["sql"] += time.perf_counter() - spent["t"]
-                    spent["n"] += 1
-
-                for name, op in (("page", page), ("floor", signed_in_json)):
-                    spent.update(sql=0.0, n=0)
-                    started = time.perf_counter()
-                    for _ in range(50):
-                        op()
-                    total = (time.perf_counter() - started) / 50 * 1000
-                    print(name, f"{total:.2f} ms, sql {spent['sql'] / 50 * 1000:.2f} ms", spent["n"] / 50)
-            if os.environ.get("GRID_SQL"):
-                import logging
-
-                logging.basicConfig()
-                logging.getLogger("sqlalchemy.engine").setLevel(logging.INFO)
-                page()
-                logging.getLogger("sqlalchemy.engine").setLevel(logging.WARNING)
+                    "body": template_only,
+                }[args.profile]
+                profile = cProfile.Profile()
+                profile.runcall(lambda: [operation() for _ in range(50)])
+                pstats.Stats(profile).sort_stats("cumulative").print_stats(50)
             figures = interleaved_medians(
                 {
                     "unchanged": (nothing, page),

@@ -26,7 +26,7 @@ from journal.cells import (
     rule_for_subject,
     term_grade,
     term_grade_key,
-    term_work,
+    term_works,
 )
 from journal.db import utcnow
 from journal.grading import DEFAULT_RULES, compute_year, rule_for
@@ -192,13 +192,12 @@ def term_grades(
     students = _students(session, class_group, term.starts_on, term.ends_on)
     for subject, _teacher in _subjects(session, class_group):
         rule = rule_for_subject(subject, class_group, term.ends_on)
-        lesson_ids = by_subject.get(subject.id, [])
+        works = term_works(values, [s.id for s in students], by_subject.get(subject.id, []))
         for student in students:
             confirmed = confirmed_term_grade(
                 cells.get(term_grade_key(subject.id, term.id, student.id))
             )
-            work = term_work(values, student.id, lesson_ids)
-            result[(subject.id, student.id)] = term_grade(rule, work, confirmed)
+            result[(subject.id, student.id)] = term_grade(rule, works[student.id], confirmed)
     return result
 
 

@@ -145,26 +145,44 @@ def cell_values(cells: Mapping[str, Cell]) -> dict[str, Any]:
     return {key: cell.value for key, cell in cells.items()}
 
 
-def term_work(values: Mapping[str, Any], student_id: int, lesson_ids: Iterable[int]) -> TermWork:
-    """A student's graded work over some lessons, as the grading rules take it, from the cells'
-    values (``cell_values``; the grid passes the values of its heads)."""
+GRADED_COMPONENTS = ("FO", "SOR", "SOCh", "mark")
+
+
+def term_works(
+    values: Mapping[str, Any], student_ids: Iterable[int], lesson_ids: Iterable[int]
+) -> dict[int, TermWork]:
+    """Each student's graded work over some lessons, as the grading rules take it, from the
+    cells' values (``cell_values``; the grid passes the values of its heads). One pass over
+    the values, in lesson order, whatever the number of students."""
+    position = {lesson_id: index for index, lesson_id in enumerate(lesson_ids)}
+    found: dict[int, list[tuple[int, int, Any]]] = {student_id: [] for student_id in student_ids}
+    for key, value in values.items():
+        if not isinstance(value, dict):
+            continue  # empty, voided, in conflict, or not a grade
+        component, _, rest = key.partition(":")
+        if component not in GRADED_COMPONENTS:
+            continue
+        lesson, _, student = rest.partition(":")
+        work = found.get(int(student)) if student.isdigit() else None
+        if work is not None and lesson.isdigit() and int(lesson) in position:
+            work.append((position[int(lesson)], GRADED_COMPONENTS.index(component), value))
+    return {student_id: _term_work(sorted(work)) for student_id, work in found.items()}
+
+
+def _term_work(values: list[tuple[int, int, Any]]) -> TermWork:
     fo: list[int] = []
     sor: list[tuple[int, int]] = []
     soch: tuple[int, int] | None = None
     marks: list[int] = []
-    for lesson_id in lesson_ids:
-        for component in ("FO", "SOR", "SOCh", "mark"):
-            value = values.get(cell_key(component, lesson_id, student_id))
-            if not isinstance(value, dict):
-                continue
-            if component == "FO":
-                fo.append(value["score"])
-            elif component == "mark":
-                marks.append(value["mark"])
-            elif component == "SOR":
-                sor.append((value["points"], value["max"]))
-            else:
-                soch = (value["points"], value["max"])
+    for _lesson, component, value in values:
+        if component == 0:
+            fo.append(value["score"])
+        elif component == 1:
+            sor.append((value["points"], value["max"]))
+        elif component == 2:
+            soch = (value["points"], value["max"])  # the term's last SOCh counts
+        else:
+            marks.append(value["mark"])
     return TermWork(fo=tuple(fo), sor=tuple(sor), soch=soch, marks=tuple(marks))
 
 

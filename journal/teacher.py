@@ -48,7 +48,7 @@ from .cells import (
     rule_for_subject,
     term_grade,
     term_grade_key,
-    term_work,
+    term_works,
 )
 from .db import db, utcnow
 from .grading import GradingRule
@@ -418,11 +418,11 @@ def term_column(session: Session, grid: Grid, rule: GradingRule) -> list[TermGra
     lesson_ids = [lesson.id for lesson in grid.lessons]
     student_ids = [student.id for student in grid.students]
     confirmed = read_cells(session, grid.log.id, student_ids=student_ids, kinds=["term_grade"])
+    works = term_works(values, student_ids, lesson_ids)
     cells = []
     for student_id in student_ids:
         cell = confirmed.get(term_grade_key(grid.subject.id, grid.term.id, student_id))
-        work = term_work(values, student_id, lesson_ids)
-        percent, grade = term_grade(rule, work, confirmed_term_grade(cell))
+        percent, grade = term_grade(rule, works[student_id], confirmed_term_grade(cell))
         signed = cell is not None and bool(cell.heads)
         cells.append(TermGradeCell(student_id, percent, grade, signed))
     return cells

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from journal.cells import cell_key, cell_values, read_cells, term_work
+from journal.cells import cell_key, cell_values, read_cells, term_works
 from journal.services import record_entry
 
 from ..factories import NOW
@@ -84,6 +84,6 @@ def test_term_work_collects_current_values(world):
     fo(world, 6)
     other_lesson = world.lesson
     values = cell_values(read_cells(world.session, world.log.id))
-    work = term_work(values, world.student.id, [other_lesson.id])
+    work = term_works(values, [world.student.id], [other_lesson.id])[world.student.id]
     assert work.fo == (6,)
     assert work.soch is None
