@@ -11,6 +11,7 @@ from flask import Flask, Response, request, session
 from flask_babel import Babel
 from flask_migrate import Migrate
 from flask_wtf.csrf import CSRFProtect
+from sqlalchemy.exc import OperationalError
 
 from . import config as journal_config
 from .db import db
@@ -63,6 +64,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     from . import cli, views
 
     app.context_processor(views.layout_context)
+    app.register_error_handler(OperationalError, views.database_unavailable)
     cli.register(app)
     return app
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from flask import (
     Blueprint,
+    Response,
     abort,
     current_app,
     flash,
+    jsonify,
     redirect,
     render_template,
     request,
@@ -20,6 +23,7 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
 from wtforms import IntegerField, SelectChoice, SelectField, TextAreaField
 from wtforms.validators import DataRequired, Length, Optional
 
@@ -38,6 +42,28 @@ bp = Blueprint("journal", __name__)
 
 def layout_context() -> dict[str, Any]:
     return {"current_user": current_user(), "languages": LANGUAGES, "get_locale": get_locale}
+
+
+# In the three languages at once: choosing one would ask the database for the user's choice.
+DATABASE_UNAVAILABLE = (
+    "Журнал дерекқорына қазір қосылу мүмкін емес. Сәлден кейін қайталаңыз.\n"
+    "База данных журнала сейчас недоступна. Повторите попытку чуть позже.\n"
+    "The journal's database cannot be reached right now. Try again in a moment.\n"
+)
+
+
+def database_unavailable(_exc: OperationalError) -> Response:
+    """The database is restarting or unreachable: 503 with Retry-After, built without the
+    database (no template, no session user), so that clients and the grid's outbox retry."""
+    with contextlib.suppress(Exception):
+        db.session.rollback()
+    if request.path.startswith("/api/"):
+        response = jsonify({"error": "unavailable", "message": DATABASE_UNAVAILABLE})
+    else:
+        response = Response(DATABASE_UNAVAILABLE, mimetype="text/plain")
+    response.status_code = 503
+    response.headers["Retry-After"] = "5"
+    return response
 
 
 @bp.get("/")

@@ -12,6 +12,7 @@ import datetime as dt
 import http.client
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -62,6 +63,14 @@ class LiveJournal:
         app = make_app(url, work_dir / "keys", SECRET_KEY=secret)
         migrate(app)
         return cls(url, url.rsplit("/", 1)[1], work_dir, secret, app)
+
+    @classmethod
+    def on(cls, database_url: str, work_dir: Path) -> LiveJournal:
+        """A live journal on a database that exists already (a private cluster's)."""
+        secret = secrets.token_hex(24)
+        app = make_app(database_url, work_dir / "keys", SECRET_KEY=secret)
+        migrate(app)
+        return cls(database_url, database_url.rsplit("/", 1)[1], work_dir, secret, app)
 
     @property
     def keys_dir(self) -> Path:
@@ -162,6 +171,76 @@ class LiveJournal:
 
     def dispose(self) -> None:
         self.app.extensions["journal_db"].engine.dispose()
+
+
+def postgresql_bin_dir() -> Path | None:
+    """The server binaries of the newest PostgreSQL installed from Debian's packages."""
+    versions = sorted(
+        Path("/usr/lib/postgresql").glob("*/bin/initdb"),
+        key=lambda path: int(path.parent.parent.name) if path.parent.parent.name.isdigit() else 0,
+    )
+    return versions[-1].parent if versions else None
+
+
+class PrivatePostgres:
+    """A PostgreSQL cluster of its own (initdb in a temporary folder, loopback, a free port)
+    that a test may really stop and start: the shared cluster on 5432 serves other tests.
+    As root, the server runs as the ``postgres`` user, as Debian's own clusters do."""
+
+    def __init__(self, bin_dir: Path, data_dir: Path) -> None:
+        self.bin_dir = bin_dir
+        self.data_dir = data_dir
+        self.port = free_port()
+        self.restarts = 0
+
+    @property
+    def url(self) -> str:
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/journal"
+
+    def _run(self, *command: str, timeout: float = 120) -> None:
+        prefix = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        done = subprocess.run(
+            [*prefix, *command], capture_output=True, text=True, timeout=timeout, cwd="/"
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"{' '.join(command)} failed: {done.stderr or done.stdout}")
+
+    def create(self) -> None:
+        self.data_dir.mkdir()
+        if os.geteuid() == 0:
+            shutil.chown(self.data_dir.parent, "postgres", "postgres")
+            shutil.chown(self.data_dir, "postgres", "postgres")
+        self._run(
+            str(self.bin_dir / "initdb"), "-D", str(self.data_dir), "-U", "postgres",
+            "-A", "trust", "-E", "UTF8", "--no-sync",
+        )  # fmt: skip
+        self.start()
+        self._run(
+            str(self.bin_dir / "createdb"), "-h", "127.0.0.1", "-p", str(self.port),
+            "-U", "postgres", "journal",
+        )  # fmt: skip
+
+    def start(self) -> None:
+        options = f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.data_dir}"
+        self._run(
+            str(self.bin_dir / "pg_ctl"), "-D", str(self.data_dir), "-o", options,
+            "-l", str(self.data_dir / "server.log"), "-w", "start",
+        )  # fmt: skip
+
+    def stop(self, mode: str = "fast") -> None:
+        """``fast``: a service restart (clients are disconnected, work is flushed);
+        ``immediate``: the server dies as in a crash and replays its WAL when it starts."""
+        self._run(str(self.bin_dir / "pg_ctl"), "-D", str(self.data_dir), "-m", mode, "-w", "stop")
+
+    def restart(self, mode: str = "fast") -> None:
+        self.stop(mode)
+        self.start()
+        self.restarts += 1
+
+    def destroy(self) -> None:
+        with contextlib.suppress(subprocess.SubprocessError, OSError, RuntimeError):
+            self.stop("immediate")
+        shutil.rmtree(self.data_dir, ignore_errors=True)
 
 
 @dataclass

@@ -6,9 +6,11 @@ restarting it each time, or cuts every PostgreSQL connection of the database. Af
 entry a device made is in its journal exactly once, at the seq the device was told, the log is
 gap-free, and a checkpoint cut now verifies with the whole journal.
 
-A PostgreSQL restart is simulated by terminating every backend of the test database
-(``pg_terminate_backend``): the shared cluster stays up for the other tests, and for the app
-a cut connection is what a restart looks like. The pool's ``pool_pre_ping`` must recover.
+PostgreSQL is restarted for real on a cluster of the test's own (``PrivatePostgres``: initdb in
+a temporary folder, a free loopback port), alternately as a service restart (``fast``) and as a
+crash (``immediate``, with WAL replay), while the devices sync. Each connection cut is tested
+too, by terminating every backend of a database on the shared cluster. The pool's
+``pool_pre_ping`` must recover from both.
 
 ``JOURNAL_CRASH_SEED`` replays a sequence; the seed is in every failure message.
 """
@@ -24,10 +26,11 @@ from collections.abc import Callable
 
 from .conftest import scaled
 from .outbox import Device, Exchange
-from .servers import Gunicorn, LiveJournal, Teacher, seed_teachers
+from .servers import Gunicorn, LiveJournal, PrivatePostgres, Teacher, seed_teachers
 
 KILLS = scaled(10, 100)
 CUTS = scaled(5, 30)
+RESTARTS = scaled(3, 20)
 OUTBOX_HIGH_WATER = 200
 # How a request that was on its way when the server died fails (not "connection refused").
 INTERRUPTED = {"RemoteDisconnected", "ConnectionResetError", "BrokenPipeError", "IncompleteRead"}
@@ -182,3 +185,34 @@ def test_postgresql_connections_cut_mid_sync_lose_nothing(live_journal: LiveJour
     assert sum(cut) >= CUTS, f"seed {seed}: the app held no connections to cut {cut}"
     assert outcomes["200"] > 0
     assert_each_entry_once(live_journal, devices, seed)
+
+
+def test_postgresql_restarted_mid_sync_loses_and_doubles_nothing(
+    private_postgres: PrivatePostgres, restartable_journal: LiveJournal
+):
+    seed = crash_seed()
+    rng = random.Random(seed)
+    teachers = seed_teachers(restartable_journal, 2)
+    restartable_journal.dispose()  # the test's own connections must not hold the restart up
+    server = Gunicorn(restartable_journal, workers=2)
+    server.start()
+    modes = ["fast", "immediate"] * RESTARTS
+
+    def restart_postgresql_again_and_again() -> None:
+        for mode in modes[:RESTARTS]:
+            time.sleep(rng.uniform(0.2, 0.8))  # the devices are mid-batch most of the time
+            private_postgres.restart(mode)
+        time.sleep(0.5)  # the devices sync once more after the last start
+
+    try:
+        devices, exchanges = run_devices_through(
+            restartable_journal, server, teachers, rng, restart_postgresql_again_and_again
+        )
+    finally:
+        server.stop()
+    outcomes = Counter(str(e.status) for e in exchanges if e.kind == "sync")
+    print(f"seed {seed}: {private_postgres.restarts} restarts, sync outcomes {dict(outcomes)}")
+    assert private_postgres.restarts == RESTARTS
+    # The restarts cost some requests (answered 5xx or cut), and the devices retried them.
+    assert set(outcomes) - {"200"}, f"seed {seed}: no request met a restart {outcomes}"
+    assert_each_entry_once(restartable_journal, devices, seed)
