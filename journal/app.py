@@ -12,6 +12,7 @@ from flask_babel import Babel
 from flask_migrate import Migrate
 from flask_wtf.csrf import CSRFProtect
 from sqlalchemy.exc import OperationalError
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import config as journal_config
 from .db import db
@@ -42,6 +43,11 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     if test_config:
         app.config.from_mapping(test_config)
     journal_config.check_secrets(app.config)
+    hops = int(app.config["PROXY_HOPS"])
+    if hops > 0:  # the client's address in the access log, https in generated URLs
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops
+        )
 
     # Import every model module so that the metadata (and Alembic) see all tables.
     import archive.models  # noqa: F401

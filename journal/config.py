@@ -27,6 +27,9 @@ def defaults(instance_path: str) -> dict[str, Any]:
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
         "SESSION_COOKIE_SECURE": True,
+        # Reverse proxies in front of the app that set X-Forwarded-For/-Proto/-Host: with 0,
+        # those headers are ignored (a client could forge them); behind one proxy, set 1.
+        "PROXY_HOPS": 0,
         "TESTING": False,
     }
 

@@ -84,3 +84,19 @@ def test_the_log_is_append_only_in_the_database(world, people, session, statemen
     )
     with pytest.raises(sa.exc.DatabaseError, match="append-only"), session.begin_nested():
         session.execute(sa.text(statement))
+
+
+@pytest.mark.parametrize(("hops", "seen"), [(0, "127.0.0.1"), (1, "203.0.113.5")])
+def test_the_logged_address_comes_from_the_proxy_only_when_configured(tmp_path, hops, seen):
+    """Behind a proxy (JOURNAL_PROXY_HOPS=1) the access log records the client's address from
+    X-Forwarded-For; without one, a client forging the header does not change it."""
+    from auth.access import client_address
+
+    from ..conftest import make_app
+
+    app = make_app(f"sqlite:///{tmp_path / 'unused.db'}", tmp_path / "keys", PROXY_HOPS=hops)
+    app.add_url_rule("/test-address", "test_address", client_address)
+    response = app.test_client().get(
+        "/test-address", headers={"X-Forwarded-For": "203.0.113.5", "X-Forwarded-Proto": "https"}
+    )
+    assert response.get_data(as_text=True) == seen
