@@ -2,6 +2,8 @@
 
 The IIN is personal data: stored only encrypted with AES-256-GCM and found by HMAC-SHA256, both
 keyed from configuration (``JOURNAL_IIN_ENCRYPTION_KEY``, ``JOURNAL_IIN_HMAC_KEY``, base64).
+The same encryption key, through a key derived for the purpose, seals the other short secrets
+the database keeps for people (TOTP seeds: ``seal_secret``).
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import hmac
 import os
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.hashes import SHA256
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 _WEIGHTS_1 = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11)
 _WEIGHTS_2 = (3, 4, 5, 6, 7, 8, 9, 10, 11, 1, 2)
@@ -64,3 +68,29 @@ def encrypt_iin(iin: str, encryption_key: str | bytes) -> bytes:
 def decrypt_iin(blob: bytes, encryption_key: str | bytes) -> str:
     aead = AESGCM(_key(encryption_key, "IIN_ENCRYPTION_KEY"))
     return aead.decrypt(blob[:12], blob[12:], b"iin").decode()
+
+
+SEALED_PREFIX = "sealed:v1:"
+
+
+def _secret_key(encryption_key: str | bytes) -> bytes:
+    """A key for sealing secrets, derived from the IIN key: the two never share ciphertexts."""
+    master = _key(encryption_key, "IIN_ENCRYPTION_KEY")
+    return HKDF(algorithm=SHA256(), length=32, salt=None, info=b"class-journal/secret").derive(
+        master
+    )
+
+
+def seal_secret(secret: str, encryption_key: str | bytes) -> str:
+    """``sealed:v1:`` and base64 of nonce + AES-256-GCM ciphertext: fits a short text column."""
+    nonce = os.urandom(12)
+    sealed = AESGCM(_secret_key(encryption_key)).encrypt(nonce, secret.encode(), b"secret")
+    return SEALED_PREFIX + base64.b64encode(nonce + sealed).decode()
+
+
+def open_secret(value: str, encryption_key: str | bytes) -> str:
+    """The secret in a sealed value; a value written before sealing is returned as it is."""
+    if not value.startswith(SEALED_PREFIX):
+        return value
+    blob = base64.b64decode(value[len(SEALED_PREFIX) :])
+    return AESGCM(_secret_key(encryption_key)).decrypt(blob[:12], blob[12:], b"secret").decode()

@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import datetime as dt
 
+from flask import current_app
 from sqlalchemy import (
     BigInteger,
     CheckConstraint,
+    Dialect,
     ForeignKey,
     Index,
     LargeBinary,
     String,
+    TypeDecorator,
     UniqueConstraint,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from journal.db import Base, UTCDateTime, bigpk, intpk, str200, timestamp, utcnow
+
+from .iin import open_secret, seal_secret
 
 ROLES = (
     "teacher",
@@ -28,6 +33,25 @@ ROLES = (
     "operator",
 )
 STAFF_ROLES = frozenset(ROLES) - {"parent", "student"}
+
+
+class SealedSecret(TypeDecorator[str]):
+    """A short secret a person relies on (a TOTP seed), sealed with AES-256-GCM under a key
+    derived from JOURNAL_IIN_ENCRYPTION_KEY: a copy of the database alone gives no second
+    factor away. Code reads and writes the plain secret."""
+
+    impl = String(128)
+    cache_ok = True
+
+    def process_bind_param(self, value: str | None, dialect: Dialect) -> str | None:
+        if value is None:
+            return None
+        return seal_secret(value, current_app.config["IIN_ENCRYPTION_KEY"])
+
+    def process_result_value(self, value: str | None, dialect: Dialect) -> str | None:
+        if value is None:
+            return None
+        return open_secret(value, current_app.config["IIN_ENCRYPTION_KEY"])
 
 
 class User(Base):
@@ -44,7 +68,7 @@ class User(Base):
     created_at: Mapped[timestamp] = mapped_column(default=utcnow)
     # TOTP (RFC 6238): the base32 secret, when it was confirmed, and the last time step used
     # (a code is accepted only for a later step, so a seen code cannot be replayed).
-    totp_secret: Mapped[str | None] = mapped_column(String(64))
+    totp_secret: Mapped[str | None] = mapped_column(SealedSecret())
     totp_confirmed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     totp_last_step: Mapped[int | None] = mapped_column(BigInteger)
     # Wrong passwords and second-factor codes in a row; locked_until grows with each one past

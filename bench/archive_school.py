@@ -44,7 +44,7 @@ from archive.storage import S3ObjectLockStorage
 from archive.timestamps import HttpTimestampAuthority
 from auth.models import DeviceKey, RoleGrant, User
 from journal.db import db
-from journal.keys import create_log_key
+from journal.keys import create_demo_pdf_signer, create_log_key
 from journal.ledger import entry as ledger_entry
 from journal.ledger import merkle
 from journal.models import (
@@ -100,6 +100,8 @@ class SchoolBuilder:
         self.rng = random.Random(2025)  # noqa: S311 - synthetic data
         domain = f"bench-{secrets.token_hex(4)}.example.kz"
         self.log_key = create_log_key(keys_dir, domain)
+        # Bags carry signed printouts: the school needs its PDF key as a real one does.
+        create_demo_pdf_signer(keys_dir, domain, "Бенчмарк №1 мектебі")
         self.school = School(name="Бенчмарк №1 мектебі", domain=domain, log_vkey=self.log_key.vkey)
         session.add(self.school)
         session.flush()

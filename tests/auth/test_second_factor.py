@@ -7,6 +7,7 @@ import re
 
 import pyotp
 import pytest
+import sqlalchemy as sa
 
 from auth import services
 from auth.models import Passkey
@@ -280,3 +281,70 @@ def test_a_passkey_made_for_another_site_is_refused(app, people, clock):
     options = post_json(client, app, "/account/passkeys/options").json
     refused = post_json(client, app, "/account/passkeys", {"credential": phishing.create(options)})
     assert refused.status_code == 400 and refused.json["error"] == "bad_passkey"
+
+
+def test_the_database_holds_the_totp_secret_sealed(app, people, clock, session):
+    """A copy of the database alone gives no second factor away: the stored value is sealed
+    with a key derived from the IIN encryption key, and the app reads the secret back."""
+    teacher = people["teacher"]
+    secret = enrol_totp(session, teacher, clock)
+    stored = session.execute(
+        sa.text("SELECT totp_secret FROM users WHERE id = :id"), {"id": teacher.id}
+    ).scalar_one()
+    assert stored.startswith("sealed:v1:") and secret not in stored
+    session.expire(teacher)
+    assert teacher.totp_secret == secret
+    # Two users with the same seed would still store different values (a fresh nonce each).
+    other = people["school_admin"]
+    other.totp_secret = secret
+    session.flush()
+    again = session.execute(
+        sa.text("SELECT totp_secret FROM users WHERE id = :id"), {"id": other.id}
+    ).scalar_one()
+    assert again != stored
+
+
+def test_a_secret_stored_before_sealing_still_signs_in(app, people, clock, session):
+    """Rows written before the sealing migration (with no key at hand) keep working."""
+    teacher = people["teacher"]
+    secret = enrol_totp(session, teacher, clock)
+    session.execute(
+        sa.text("UPDATE users SET totp_secret = :secret WHERE id = :id"),
+        {"secret": secret, "id": teacher.id},
+    )
+    session.expire(teacher)
+    assert teacher.totp_secret == secret
+    code = services.current_totp_code(secret, clock.now)
+    assert services.verify_second_factor(session, teacher, code, address=None, now=clock.now) == (
+        "totp"
+    )
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_the_sealing_migration_seals_the_secrets_already_stored(databases, tmp_path, backend):
+    from flask_migrate import upgrade
+
+    from auth.models import User
+    from journal.db import db
+
+    from ..conftest import make_app
+
+    app = make_app(databases.create(backend), tmp_path / "keys")
+    secret = services.new_totp_secret()
+    with app.app_context():
+        upgrade(revision="0009merge")
+        db.session.execute(
+            sa.text(
+                "INSERT INTO users (username, full_name, created_at, totp_secret) "
+                "VALUES ('old', 'Ескі Мұғалім', CURRENT_TIMESTAMP, :secret)"
+            ),
+            {"secret": secret},
+        )
+        db.session.commit()
+        upgrade()
+        stored = db.session.execute(sa.text("SELECT totp_secret FROM users")).scalar_one()
+        assert stored.startswith("sealed:v1:") and secret not in stored
+        user = db.session.scalars(sa.select(User)).one()
+        assert user.totp_secret == secret
+        db.session.close()
+    app.extensions["journal_db"].engine.dispose()
