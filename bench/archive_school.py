@@ -59,6 +59,7 @@ from journal.models import (
     Subject,
     TeachingAssignment,
     Term,
+    TermClosure,
 )
 from journal.payloads import check_payload
 from journal.services import cut_checkpoint, ensure_journal_log, ensure_ledger_log
@@ -327,10 +328,21 @@ class SchoolBuilder:
         return len(rows)
 
     def checkpoint(self, term: Term, timestamper: Any) -> None:
+        """Seal the quarter as ``close_term`` does: a checkpoint and a closure per journal (the
+        printouts find the quarter's entries through the closure)."""
         for _group, journal, _students in self.classes:
-            cut_checkpoint(
+            checkpoint = cut_checkpoint(
                 self.session, journal, self.log_key, now=term.closed_at, timestamper=timestamper
             )
+            self.session.add(
+                TermClosure(
+                    term_id=term.id,
+                    log_id=journal.id,
+                    checkpoint_size=checkpoint.size,
+                    closed_at=term.closed_at,
+                )
+            )
+        self.session.flush()
 
 
 # --------------------------------------------------------------------------- the run
