@@ -10,6 +10,7 @@ import datetime as dt
 import functools
 from collections.abc import Callable
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 from flask import (
     abort,
@@ -21,19 +22,14 @@ from flask import (
     session,
     url_for,
 )
-from sqlalchemy.orm import joinedload
 
 from journal.db import db, utcnow
 
-from .models import STAFF_ROLES, User
-from .services import needs_second_factor
+from . import sessions
+from .models import STAFF_ROLES, User, UserSession
+from .signin import needs_second_factor
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-# A session ends this long after sign-in, whatever happens in between.
-STAFF_SESSION_LIFETIME = dt.timedelta(hours=12)
-OTHER_SESSION_LIFETIME = dt.timedelta(days=14)
 
 
 def clock() -> dt.datetime:
@@ -43,42 +39,32 @@ def clock() -> dt.datetime:
 
 
 def client_address() -> str | None:
-    """The address the request came from (deployments behind a proxy configure ProxyFix)."""
+    """The address the request came from (deployments behind a proxy set JOURNAL_PROXY_HOPS)."""
     return request.remote_addr
 
 
-# The signed-in user is cached per request (in the WSGI environ, not in ``g``: tests run many
-# requests inside one application context).
-_CURRENT_USER = "journal.current_user"
+# The signed-in session and its user are cached per request (in the WSGI environ, not in ``g``:
+# tests run many requests inside one application context).
+_CURRENT_SESSION = "journal.current_session"
+# The cookie (Flask's signed session) holds the server-side session's id under this key.
+SESSION_KEY = "sid"
+
+
+def current_session() -> UserSession | None:
+    """The server-side session this request carries, if it still stands."""
+    if not has_request_context():
+        return None
+    if _CURRENT_SESSION not in request.environ:
+        token = session.get(SESSION_KEY)
+        row = sessions.find_session(db.session, token, clock()) if isinstance(token, str) else None
+        request.environ[_CURRENT_SESSION] = row
+    row = request.environ[_CURRENT_SESSION]
+    return row if isinstance(row, UserSession) else None
 
 
 def current_user() -> User | None:
-    if not has_request_context():
-        return None
-    if _CURRENT_USER not in request.environ:
-        user_id = session.get("user_id")
-        # Roles come in the same query: every access rule asks for them.
-        user = (
-            db.session.get(User, user_id, options=[joinedload(User.roles)])
-            if isinstance(user_id, int)
-            else None
-        )
-        if user is not None and session.get("auth_version") != user.auth_version:
-            user = None  # password reset, lock or 2FA reset since this session signed in
-        if user is not None and _session_expired(user):
-            user = None
-        request.environ[_CURRENT_USER] = user
-    user = request.environ[_CURRENT_USER]
-    return user if isinstance(user, User) else None
-
-
-def _session_expired(user: User) -> bool:
-    signed_in_at = session.get("signed_in_at")
-    if not isinstance(signed_in_at, int):
-        return True
-    lifetime = STAFF_SESSION_LIFETIME if is_staff(user) else OTHER_SESSION_LIFETIME
-    age = clock() - dt.datetime.fromtimestamp(signed_in_at, dt.UTC)
-    return not dt.timedelta(seconds=-60) <= age <= lifetime
+    row = current_session()
+    return row.user if row is not None else None
 
 
 def is_staff(user: User) -> bool:
@@ -87,45 +73,88 @@ def is_staff(user: User) -> bool:
 
 def fully_authenticated() -> bool:
     """Signed in, and staff have passed their second factor in this session."""
-    user = current_user()
-    if user is None:
+    row = current_session()
+    if row is None:
         return False
-    return not needs_second_factor(user) or bool(session.get("second_factor_ok"))
+    return not needs_second_factor(row.user) or row.second_factor_at is not None
+
+
+def _keep_only_language() -> None:
+    language = session.get("language")
+    session.clear()
+    if language:
+        session["language"] = language
 
 
 def login_user(user: User, *, second_factor_ok: bool) -> None:
-    """Start a fresh session for the user: a new session id, nothing carried over."""
-    language = session.get("language")
-    session.clear()
+    """Start a fresh server-side session for the user (a new id; the cookie's earlier session,
+    if any, ends). The caller commits."""
+    previous = current_session()
+    if previous is not None:
+        sessions.end_session(db.session, previous, "replaced", clock())
+    row, token = sessions.start_session(
+        db.session,
+        user,
+        second_factor_passed=second_factor_ok,
+        ip=client_address(),
+        user_agent=request.headers.get("User-Agent"),
+        now=clock(),
+    )
+    _keep_only_language()
     session.permanent = True
-    session["user_id"] = user.id
-    session["auth_version"] = user.auth_version
-    session["signed_in_at"] = int(clock().timestamp())
-    session["second_factor_ok"] = second_factor_ok
-    if second_factor_ok:
-        session["second_factor_at"] = session["signed_in_at"]
-    if language:
-        session["language"] = language
-    request.environ[_CURRENT_USER] = user
+    session[SESSION_KEY] = token
+    request.environ[_CURRENT_SESSION] = row
 
 
 def mark_second_factor_passed() -> None:
-    """The second factor was checked just now (device-key enrolment asks for a fresh one)."""
-    session["second_factor_ok"] = True
-    session["second_factor_at"] = int(clock().timestamp())
+    """The second factor was checked just now (device-key enrolment asks for a fresh one).
+    The caller commits."""
+    row = current_session()
+    if row is not None:
+        row.second_factor_at = clock()
+        db.session.flush()
 
 
 def second_factor_checked_at() -> dt.datetime | None:
-    checked = session.get("second_factor_at")
-    return dt.datetime.fromtimestamp(checked, dt.UTC) if isinstance(checked, int) else None
+    row = current_session()
+    return row.second_factor_at if row is not None else None
 
 
-def logout_user() -> None:
-    language = session.get("language")
-    session.clear()
-    if language:
-        session["language"] = language
-    request.environ.pop(_CURRENT_USER, None)
+def logout_user(reason: str = "logout") -> None:
+    """End this browser's session on the server and forget it in the cookie. The caller
+    commits."""
+    row = current_session()
+    if row is not None:
+        sessions.end_session(db.session, row, reason, clock())
+    _keep_only_language()
+    request.environ[_CURRENT_SESSION] = None
+
+
+def public_url(endpoint: str, **values: Any) -> str:
+    """An absolute link to ``endpoint`` for a letter or a QR code: on JOURNAL_PUBLIC_URL when
+    set (never on the Host header a request came with), else on this development server."""
+    base = current_app.config.get("PUBLIC_URL")
+    if base:
+        return str(base).rstrip("/") + url_for(endpoint, **values)
+    return url_for(endpoint, _external=True, **values)
+
+
+def local_redirect_target(value: str | None, default: str) -> str:
+    """``value`` when it is a path on this site, else ``default``: never another site.
+
+    Browsers drop tabs and newlines inside URLs and read a backslash as a slash, so a tab
+    between two slashes would leave the site: control characters are removed and backslashes
+    read as slashes before the check. A CR or LF is refused outright (400), before anything is
+    written: it can only be an attempt to split headers."""
+    if not value:
+        return default
+    if "\r" in value or "\n" in value:
+        abort(400)
+    cleaned = "".join(ch for ch in value if ch >= " " and ch != "\x7f").replace("\\", "/")
+    parts = urlsplit(cleaned)
+    if parts.scheme or parts.netloc or not cleaned.startswith("/") or cleaned.startswith("//"):
+        return default
+    return cleaned
 
 
 # Which access check refused a request ("sign_in", "second_factor", "role"), kept in the WSGI

@@ -62,8 +62,6 @@ class User(Base):
     username: Mapped[str] = mapped_column(String(100), unique=True)
     full_name: Mapped[str200]
     password_hash: Mapped[str | None] = mapped_column(String(200))
-    # Bumped on password reset, lock and second-factor reset: signs out every session.
-    auth_version: Mapped[int] = mapped_column(default=1, server_default="1")
     language: Mapped[str | None] = mapped_column(String(5))
     created_at: Mapped[timestamp] = mapped_column(default=utcnow)
     # TOTP (RFC 6238): the base32 secret, when it was confirmed, and the last time step used
@@ -71,8 +69,10 @@ class User(Base):
     totp_secret: Mapped[str | None] = mapped_column(SealedSecret())
     totp_confirmed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     totp_last_step: Mapped[int | None] = mapped_column(BigInteger)
-    # Wrong passwords and second-factor codes in a row; locked_until grows with each one past
-    # the threshold. locked_at is an administrator's lock that only an unlock ends.
+    # Wrong second-factor codes in a row (only someone who knew the password makes them);
+    # locked_until grows with each one past the threshold. Wrong passwords are throttled
+    # separately (``LoginFailure``). locked_at is an administrator's lock that only an unlock
+    # ends.
     failed_logins: Mapped[int] = mapped_column(default=0, server_default="0")
     last_failed_login_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     locked_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
@@ -122,8 +122,12 @@ class DeviceKey(Base):
     label: Mapped[str | None] = mapped_column(String(100))
     created_at: Mapped[timestamp] = mapped_column(default=utcnow)
     revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    # The latest reset of the owner's account before this key was enrolled: shown beside the
+    # key, so that a key someone enrolled right after taking an account over stands out.
+    after_reset_id: Mapped[int | None] = mapped_column(ForeignKey("account_resets.id"))
 
     user: Mapped[User] = relationship()
+    after_reset: Mapped[AccountReset | None] = relationship()
 
     def revoked_by(self, moment: dt.datetime) -> bool:
         return self.revoked_at is not None and self.revoked_at <= moment
@@ -183,31 +187,111 @@ class Invitation(Base):
 
 
 class PasswordReset(Base):
-    """A one-time link to set a password (after an admin reset or for a new account)."""
+    """A one-time code, printed on a letter to the person, to set their password (a new
+    account's welcome letter, or an approved reset). Only hashes are stored: of the code, and of
+    the value the first browser that used it keeps in its session (``claim_hash``), so that the
+    code never needs to stay in a URL."""
 
     __tablename__ = "password_resets"
 
     id: Mapped[intpk]
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
     token_hash: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
+    claim_hash: Mapped[bytes | None] = mapped_column(LargeBinary(32), unique=True)
+    account_reset_id: Mapped[int | None] = mapped_column(ForeignKey("account_resets.id"))
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[timestamp] = mapped_column(default=utcnow)
     expires_at: Mapped[timestamp]
     used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
 
 
+class AccountReset(Base):
+    """An administrator's reset of someone's password or second factor: asked for by one
+    person with admin rights, approved by a second (or by the operator's command), applied at
+    approval (sessions end, device keys are revoked), shown to the person at their next
+    sign-in. Requested, approved and cancelled rows are all kept."""
+
+    __tablename__ = "account_resets"
+    __table_args__ = (
+        CheckConstraint("kind IN ('password', 'second_factor', 'both')", name="kind"),
+    )
+
+    id: Mapped[intpk]
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    school_id: Mapped[int | None] = mapped_column(ForeignKey("schools.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    reason: Mapped[str] = mapped_column(String(500))
+    # NULL: the operator's command on the server.
+    requested_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    requested_at: Mapped[timestamp]
+    expires_at: Mapped[timestamp]
+    approved_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    approved_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    cancelled_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    cancelled_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    letter_printed_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    letter_printed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    completed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    # When the person was shown, at sign-in, who reset the account and when.
+    acknowledged_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+
+    user: Mapped[User] = relationship(foreign_keys=[user_id])
+    requested_by: Mapped[User | None] = relationship(foreign_keys=[requested_by_id])
+    approved_by: Mapped[User | None] = relationship(foreign_keys=[approved_by_id])
+
+    @property
+    def resets_password(self) -> bool:
+        return self.kind in ("password", "both")
+
+    @property
+    def resets_second_factor(self) -> bool:
+        return self.kind in ("second_factor", "both")
+
+
+class UserSession(Base):
+    """A signed-in session, kept on the server: the cookie holds only a random id whose
+    SHA-256 is ``token_hash``. Logout, "sign out everywhere", a reset, a lock or a change of
+    roles end it at once by setting ``ended_at``."""
+
+    __tablename__ = "user_sessions"
+    __table_args__ = (Index("ix_user_sessions_user_id_ended_at", "user_id", "ended_at"),)
+
+    id: Mapped[bigpk]
+    token_hash: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[timestamp]
+    # When the second factor was last passed in this session (NULL: not yet).
+    second_factor_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    ended_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    end_reason: Mapped[str | None] = mapped_column(String(20))
+    ip: Mapped[str | None] = mapped_column(String(45))
+    user_agent: Mapped[str | None] = mapped_column(String(200))
+    # An authenticator secret shown for enrolment and not yet confirmed: kept here, sealed,
+    # never in the cookie.
+    totp_pending: Mapped[str | None] = mapped_column(SealedSecret())
+
+    user: Mapped[User] = relationship()
+
+
 # -- login protection and the access log ---------------------------------------------------------
 
 
 class LoginFailure(Base):
-    """A failed sign-in from an address: counted for the per-address rate limit, pruned after."""
+    """A failed sign-in (or a wrong one-time code): counted by the throttles in
+    ``auth.signin``, pruned once older than their window. ``username`` is what was typed (so an
+    unknown name is throttled like a real one) or the kind of code; ``device`` the id of a
+    known-device cookie that came with it."""
 
     __tablename__ = "login_failures"
-    __table_args__ = (Index("ix_login_failures_address_at", "address", "at"),)
+    __table_args__ = (
+        Index("ix_login_failures_address_at", "address", "at"),
+        Index("ix_login_failures_username_at", "username", "at"),
+    )
 
     id: Mapped[bigpk]
-    address: Mapped[str] = mapped_column(String(45))
+    address: Mapped[str | None] = mapped_column(String(45))
     username: Mapped[str] = mapped_column(String(100))
+    device: Mapped[str | None] = mapped_column(String(32))
     at: Mapped[timestamp]
 
 

@@ -1,14 +1,16 @@
-"""Accounts and trust on the web: sign-in, second factor, invitations, reset links, device keys,
-account administration, the access log, and a parent's read-only view of their own child.
+"""Accounts and trust on the web: sign-in, second factor, sessions, invitations, resets and
+letters, device keys, account administration, the access log, and a parent's read-only view of
+their own child.
 
 Views parse the request, call one service, commit, and render; decisions about data live in
-``auth.policy`` and ``auth.services``.
+``auth.policy`` and the service modules (``auth.signin``, ``auth.factors``, ``auth.resets``...).
 """
 
 from __future__ import annotations
 
 import base64
 import math
+import secrets
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -26,19 +28,24 @@ from flask import (
     url_for,
 )
 from flask_babel import gettext as _
+from itsdangerous import BadSignature, URLSafeSerializer
 from sqlalchemy import select
 
+from journal.config import is_development
 from journal.db import db
 from journal.keys import LogKey, load_log_key
 from journal.models import School, Student
 
-from . import policy, services
+from . import devices as device_keys
+from . import factors, invitations, policy, resets, services, sessions, signin
 from .access import (
     REFUSED_BY,
     client_address,
     clock,
+    current_session,
     current_user,
     fully_authenticated,
+    local_redirect_target,
     login_required,
     login_user,
     logout_user,
@@ -46,11 +53,12 @@ from .access import (
     needs_second_factor,
     personal_data,
     public,
+    public_url,
     roles_required,
     second_factor_checked_at,
     signed_in_required,
 )
-from .models import STAFF_ROLES, DeviceKey, User
+from .models import STAFF_ROLES, AccountReset, DeviceKey, User
 from .policy import Forbidden
 from .services import AuthError
 
@@ -86,13 +94,18 @@ def explain(error: AuthError) -> str:
     if error.code == "locked" and error.until is not None:
         minutes = max(1, math.ceil((error.until - clock()).total_seconds() / 60))
         return _(
-            "Too many failed attempts: the account is locked. Try again in %(minutes)d min.",
+            "Too many wrong codes: the account is locked. Try again in %(minutes)d min.",
             minutes=minutes,
         )
+    if isinstance(error, signin.Throttled):
+        return _(
+            "Too many failed attempts. Wait %(seconds)d seconds and try again.",
+            seconds=error.retry_after,
+        )
     messages = {
-        "bad_credentials": _("Wrong username or password."),
-        "address_limited": _(
-            "Too many failed attempts from your network. Wait 15 minutes and try again."
+        "bad_credentials": _(
+            "Wrong username or password, or the account is locked. If this goes on, ask the "
+            "school administrator."
         ),
         "disabled": _("This account is locked. Ask the school administrator."),
         "bad_code": _("Wrong code. Check the time on your phone and try again."),
@@ -112,6 +125,10 @@ def explain(error: AuthError) -> str:
         "expired_invitation": _("This invitation has expired. Ask the school for a new one."),
         "already_linked": _("Your account is linked to this child already."),
         "bad_reset_link": _("This link is unknown, used or expired. Ask for a new one."),
+        "bad_reset_code": _(
+            "This code is unknown, used, expired, or was opened in another browser already. "
+            "Ask the school for a new letter."
+        ),
         "bad_role": _("Choose a valid role."),
         "unknown_school": _("No such school."),
         "unknown_student": _("No such student."),
@@ -125,17 +142,28 @@ def explain(error: AuthError) -> str:
         "key_in_use": _("This key belongs to another account."),
         "revoked_key": _("This key was revoked. Make a new one."),
         "bad_label": _("A device name has at most 100 characters."),
+        "bad_reset_kind": _("Choose what to reset."),
+        "bad_reason": _("Write why the account is reset (up to 500 characters)."),
+        "reset_pending": _("A reset of this account is already waiting for approval."),
+        "same_person": _("Another administrator must approve a reset you asked for."),
+        "reset_closed": _("This reset was approved or cancelled already."),
+        "reset_expired": _("This reset has lapsed. Ask for a new one."),
+        "not_your_reset": _(
+            "Only the administrator who asked for or approved the reset prints it."
+        ),
+        "no_letter": _("This reset has no letter to print."),
+        "letter_printed": _(
+            "The letter was printed already; it is shown only once. Ask for a new reset if it "
+            "was lost."
+        ),
+        "has_password": _("This account has a password already: ask for a reset."),
     }
     return messages.get(error.code, error.message)
 
 
 def _next_url() -> str:
-    target = request.values.get("next", "")
-    return (
-        target
-        if target.startswith("/") and not target.startswith("//")
-        else url_for("journal.home")
-    )
+    """Where to go after this step: a path on this site only (a CR or LF in it answers 400)."""
+    return local_redirect_target(request.values.get("next"), url_for("journal.home"))
 
 
 def _user() -> User:
@@ -145,10 +173,15 @@ def _user() -> User:
 
 
 def _relying_party() -> tuple[str, str]:
-    """WebAuthn relying-party id and origin: configured, else this request's host."""
-    rp_id = current_app.config.get("WEBAUTHN_RP_ID") or (request.host.split(":")[0])
-    origin = current_app.config.get("WEBAUTHN_ORIGIN") or request.host_url.rstrip("/")
-    return rp_id, origin
+    """WebAuthn relying-party id and origin, from JOURNAL_PUBLIC_URL (required outside
+    development; a development server answers for the host it was asked on)."""
+    base = current_app.config.get("PUBLIC_URL")
+    if base:
+        parts = urlsplit(str(base))
+        return str(parts.hostname), f"{parts.scheme}://{parts.netloc}"
+    if not is_development(current_app.config):
+        abort(500)  # create_app refuses to start like this; never trust the Host header
+    return request.host.split(":")[0], request.host_url.rstrip("/")
 
 
 def _json_body() -> dict[str, Any]:
@@ -175,6 +208,67 @@ def _json_error(error: AuthError, status: int = 400) -> Any:
     return jsonify(error=error.code, message=explain(error)), status
 
 
+# -- known devices -------------------------------------------------------------------------------
+# A browser where someone signed in fully keeps a long-lived signed cookie naming them (with a
+# random id per person): its password attempts count only against that id, so strangers'
+# failures never slow the person down there (auth.signin).
+
+DEVICE_COOKIE = "journal_device"
+DEVICE_COOKIE_AGE = 400 * 24 * 3600  # the longest browsers keep a cookie
+DEVICE_COOKIE_PEOPLE = 5
+
+
+def _device_serializer() -> URLSafeSerializer:
+    return URLSafeSerializer(current_app.config["SECRET_KEY"], salt="journal-known-device")
+
+
+def _known_devices() -> dict[str, str]:
+    raw = request.cookies.get(DEVICE_COOKIE)
+    if not raw:
+        return {}
+    try:
+        value = _device_serializer().loads(raw)
+    except BadSignature:
+        return {}
+    if not isinstance(value, dict):
+        return {}
+    return {str(k): str(v) for k, v in value.items() if isinstance(v, str)}
+
+
+def _known_device(username: str) -> str | None:
+    return _known_devices().get(username.strip().lower()[:100])
+
+
+def _remember_device(response: Response, user: User) -> Response:
+    known = _known_devices()
+    known.pop(user.username, None)
+    known[user.username] = known.get(user.username) or secrets.token_hex(16)
+    kept = dict(list(known.items())[-DEVICE_COOKIE_PEOPLE:])
+    response.set_cookie(
+        DEVICE_COOKIE,
+        _device_serializer().dumps(kept),
+        max_age=DEVICE_COOKIE_AGE,
+        secure=current_app.config["SESSION_COOKIE_SECURE"],
+        httponly=True,
+        samesite="Lax",
+    )
+    return response
+
+
+def _signed_in(user: User, target: str) -> Response:
+    """The answer that ends a full sign-in: first the news of a reset, if there is some."""
+    if resets.unacknowledged_resets(db.session, user):
+        target = url_for(".reset_notice", next=target)
+    return _remember_device(redirect(target), user)
+
+
+def _throttled_page(error: signin.Throttled, template: str, **context: Any) -> Any:
+    flash(explain(error), "error")
+    response = current_app.make_response((render_template(template, **context), 429))
+    response.headers["Retry-After"] = str(error.retry_after)
+    return response
+
+
 # -- signing in ----------------------------------------------------------------------------------
 
 
@@ -182,26 +276,29 @@ def _json_error(error: AuthError, status: int = 400) -> Any:
 @public
 def login() -> Any:
     if request.method == "POST":
+        target = _next_url()  # before anything is written: a CR or LF answers 400
+        username = request.form.get("username", "")
         try:
-            user = services.authenticate(
+            user = signin.authenticate(
                 db.session,
-                request.form.get("username", ""),
+                username,
                 request.form.get("password", ""),
                 address=client_address(),
                 now=clock(),
+                device=_known_device(username),
             )
+        except signin.Throttled as error:
+            return _throttled_page(error, "auth/login.html", username=username)
         except AuthError as error:
             db.session.commit()  # the failure counts
             flash(explain(error), "error")
-            status = 429 if error.code in ("locked", "address_limited") else 200
-            return render_template(
-                "auth/login.html", username=request.form.get("username", "")
-            ), status
-        login_user(user, second_factor_ok=not needs_second_factor(user))
+            return render_template("auth/login.html", username=username), 200
+        two_step = needs_second_factor(user)
+        login_user(user, second_factor_ok=not two_step)
         db.session.commit()
-        if needs_second_factor(user):
-            return redirect(url_for("auth.second_factor", next=_next_url()))
-        return redirect(_next_url())
+        if two_step:
+            return redirect(url_for("auth.second_factor", next=target))
+        return _signed_in(user, target)
     return render_template("auth/login.html", username="")
 
 
@@ -209,7 +306,7 @@ def login() -> Any:
 @public
 def login_passkey_options() -> Any:
     rp_id, _origin = _relying_party()
-    options, challenge = services.passkey_authentication_options(db.session, rp_id=rp_id)
+    options, challenge = factors.passkey_authentication_options(db.session, rp_id=rp_id)
     return _start_passkey_ceremony("login", options, challenge)
 
 
@@ -217,9 +314,10 @@ def login_passkey_options() -> Any:
 @public
 def login_passkey() -> Any:
     """Password-free sign-in for parents and students; staff sign in with a password first."""
+    target = _next_url()
     rp_id, origin = _relying_party()
     try:
-        user = services.authenticate_passkey(
+        user = factors.authenticate_passkey(
             db.session,
             _json_body(),
             challenge=_take_challenge("login"),
@@ -234,13 +332,18 @@ def login_passkey() -> Any:
         return jsonify(error="staff_use_password", message=message), 403
     login_user(user, second_factor_ok=True)
     db.session.commit()
-    return jsonify(redirect=_next_url())
+    landing = _signed_in(user, target)
+    response = jsonify(redirect=landing.headers["Location"])
+    for cookie in landing.headers.getlist("Set-Cookie"):
+        response.headers.add("Set-Cookie", cookie)
+    return response
 
 
 @bp.post("/logout")
 @signed_in_required
 def logout() -> Any:
     logout_user()
+    db.session.commit()
     return redirect(url_for("auth.login"))
 
 
@@ -252,11 +355,12 @@ def logout() -> Any:
 def second_factor() -> Any:
     """The code after the password (also the fresh check before enrolling a device key)."""
     user = _user()
-    if not services.has_second_factor(db.session, user):
-        return redirect(url_for("auth.enrol_second_factor", next=_next_url()))
+    target = _next_url()
+    if not factors.has_second_factor(db.session, user):
+        return redirect(url_for("auth.enrol_second_factor", next=target))
     if request.method == "POST":
         try:
-            services.verify_second_factor(
+            factors.verify_second_factor(
                 db.session,
                 user,
                 request.form.get("code", ""),
@@ -264,23 +368,24 @@ def second_factor() -> Any:
                 now=clock(),
             )
         except AuthError as error:
-            db.session.commit()
             flash(explain(error), "error")
             if error.code in ("locked", "disabled"):
                 logout_user()
+                db.session.commit()
                 return redirect(url_for("auth.login"))
-            return render_template("auth/second_factor.html", next=_next_url()), 200
+            db.session.commit()
+            return render_template("auth/second_factor.html", next=target), 200
         mark_second_factor_passed()
         db.session.commit()
-        return redirect(_next_url())
-    return render_template("auth/second_factor.html", next=_next_url())
+        return _signed_in(user, target)
+    return render_template("auth/second_factor.html", next=target)
 
 
 @bp.post("/second-factor/passkey/options")
 @signed_in_required
 def second_factor_passkey_options() -> Any:
     rp_id, _origin = _relying_party()
-    options, challenge = services.passkey_authentication_options(
+    options, challenge = factors.passkey_authentication_options(
         db.session, rp_id=rp_id, user=_user()
     )
     return _start_passkey_ceremony("second_factor", options, challenge)
@@ -289,59 +394,77 @@ def second_factor_passkey_options() -> Any:
 @bp.post("/second-factor/passkey")
 @signed_in_required
 def second_factor_passkey() -> Any:
+    target = _next_url()
     rp_id, origin = _relying_party()
+    user = _user()
     try:
-        services.authenticate_passkey(
+        factors.authenticate_passkey(
             db.session,
             _json_body(),
             challenge=_take_challenge("second_factor"),
             rp_id=rp_id,
             origin=origin,
             now=clock(),
-            user=_user(),
+            user=user,
         )
     except AuthError as error:
         return _json_error(error)
     mark_second_factor_passed()
     db.session.commit()
-    return jsonify(redirect=_next_url())
+    landing = _signed_in(user, target)
+    response = jsonify(redirect=landing.headers["Location"])
+    for cookie in landing.headers.getlist("Set-Cookie"):
+        response.headers.add("Set-Cookie", cookie)
+    return response
 
 
 @bp.route("/second-factor/enrol", methods=["GET", "POST"])
 @signed_in_required
 def enrol_second_factor() -> Any:
-    """First second factor: an authenticator app (TOTP), or a passkey."""
+    """First second factor: an authenticator app (TOTP), or a passkey. The secret shown waits
+    in the server-side session until confirmed, never in the cookie."""
     user = _user()
-    if services.has_second_factor(db.session, user):
-        return redirect(url_for("auth.second_factor", next=_next_url()))
-    secret = session.get("totp_pending")
-    if not isinstance(secret, str):
-        secret = session["totp_pending"] = services.new_totp_secret()
+    target = _next_url()
+    if factors.has_second_factor(db.session, user):
+        return redirect(url_for("auth.second_factor", next=target))
+    row = current_session()
+    assert row is not None
+    secret = row.totp_pending
+    if not secret:
+        row.totp_pending = secret = factors.new_totp_secret()
+        db.session.commit()
     if request.method == "POST":
         try:
-            codes = services.confirm_totp(
+            codes = factors.confirm_totp(
                 db.session, user, secret, request.form.get("code", ""), now=clock()
             )
         except AuthError as error:
             flash(explain(error), "error")
         else:
-            session.pop("totp_pending", None)
+            row.totp_pending = None
             mark_second_factor_passed()
             db.session.commit()
-            return render_template("auth/recovery_codes.html", codes=codes, next=_next_url())
-    uri = services.totp_uri(user, secret)
+            after = _signed_in(user, target)
+            page = render_template(
+                "auth/recovery_codes.html", codes=codes, next=after.headers["Location"]
+            )
+            response = current_app.make_response(page)
+            for cookie in after.headers.getlist("Set-Cookie"):
+                response.headers.add("Set-Cookie", cookie)
+            return response
+    uri = factors.totp_uri(user, secret)
     return render_template(
         "auth/enrol.html",
         secret=secret,
         grouped_secret=" ".join(secret[i : i + 4] for i in range(0, len(secret), 4)),
-        qr=services.qr_data_uri(uri),
-        next=_next_url(),
+        qr=factors.qr_data_uri(uri),
+        next=target,
     )
 
 
 def _may_add_passkey(user: User) -> bool:
     """Fully signed in, or enrolling the very first second factor."""
-    return fully_authenticated() or not services.has_second_factor(db.session, user)
+    return fully_authenticated() or not factors.has_second_factor(db.session, user)
 
 
 @bp.post("/account/passkeys/options")
@@ -351,7 +474,7 @@ def passkey_registration_options() -> Any:
     if not _may_add_passkey(user):
         raise Forbidden("sign in with your second factor first")
     rp_id, _origin = _relying_party()
-    options, challenge = services.passkey_registration_options(
+    options, challenge = factors.passkey_registration_options(
         db.session, user, rp_id=rp_id, rp_name=_("Class journal")
     )
     db.session.commit()  # the new WebAuthn user handle
@@ -364,10 +487,11 @@ def add_passkey() -> Any:
     user = _user()
     if not _may_add_passkey(user):
         raise Forbidden("sign in with your second factor first")
+    target = _next_url() if request.args.get("next") else url_for(".security")
     body = _json_body()
     rp_id, origin = _relying_party()
     try:
-        services.add_passkey(
+        factors.add_passkey(
             db.session,
             user,
             body.get("credential") or {},
@@ -381,14 +505,14 @@ def add_passkey() -> Any:
         return _json_error(error)
     mark_second_factor_passed()
     db.session.commit()
-    return jsonify(redirect=_next_url() if request.args.get("next") else url_for(".security"))
+    return jsonify(redirect=target)
 
 
 @bp.post("/account/passkeys/<int:passkey_id>/remove")
 @login_required
 def remove_passkey(passkey_id: int) -> Any:
     try:
-        services.remove_passkey(db.session, _user(), passkey_id)
+        factors.remove_passkey(db.session, _user(), passkey_id)
     except AuthError as error:
         flash(explain(error), "error")
     else:
@@ -404,9 +528,26 @@ def security() -> Any:
     return render_template(
         "auth/security.html",
         user=user,
-        passkeys=services.passkeys_of(db.session, user),
-        recovery_left=services.unused_recovery_codes(db.session, user),
+        passkeys=factors.passkeys_of(db.session, user),
+        recovery_left=factors.unused_recovery_codes(db.session, user),
+        sessions=sessions.standing_sessions(db.session, user, clock()),
+        this_session=current_session(),
     )
+
+
+@bp.post("/account/sessions/end-all")
+@login_required
+def end_all_sessions() -> Any:
+    """Sign out everywhere: every session of this person ends, this one too."""
+    user = _user()
+    ended = sessions.end_sessions_of(db.session, user.id, "everywhere", clock())
+    services.record_access(
+        db.session, user, "user.sessions.end_all", "user", user.id, client_address(), now=clock()
+    )
+    logout_user("everywhere")
+    db.session.commit()
+    flash(_("You are signed out everywhere (%(count)d sessions).", count=ended), "ok")
+    return redirect(url_for(".login"))
 
 
 @bp.post("/account/recovery-codes")
@@ -415,15 +556,31 @@ def new_recovery_codes() -> Any:
     user = _user()
     if user.totp_confirmed_at is None:
         abort(400)
-    if not services.second_factor_is_fresh(second_factor_checked_at(), clock()):
+    if not factors.second_factor_is_fresh(second_factor_checked_at(), clock()):
         flash(_("Confirm it is you: enter a code from your app."), "error")
         return redirect(url_for(".second_factor", next=url_for(".security")))
-    codes = services.replace_recovery_codes(db.session, user, now=clock())
+    codes = factors.replace_recovery_codes(db.session, user, now=clock())
     db.session.commit()
     return render_template("auth/recovery_codes.html", codes=codes, next=url_for(".security"))
 
 
-# -- invitations and reset links -----------------------------------------------------------------
+@bp.route("/account/reset-notice", methods=["GET", "POST"])
+@login_required
+def reset_notice() -> Any:
+    """Told once, at the first sign-in after it: who reset this account, and when."""
+    user = _user()
+    target = _next_url()
+    if request.method == "POST":
+        resets.acknowledge_resets(db.session, user, clock())
+        db.session.commit()
+        return redirect(target)
+    shown = resets.unacknowledged_resets(db.session, user)
+    if not shown:
+        return redirect(target)
+    return render_template("auth/reset_notice.html", resets=shown, next=target)
+
+
+# -- invitations and letters ---------------------------------------------------------------------
 
 
 @bp.route("/join", methods=["GET", "POST"])
@@ -436,7 +593,7 @@ def join() -> Any:
         try:
             if user is None and form.get("password") != form.get("password_again"):
                 raise AuthError("password_mismatch", "the two passwords differ")
-            account = services.redeem_invitation(
+            account = invitations.redeem_invitation(
                 db.session,
                 form.get("code", ""),
                 address=client_address(),
@@ -446,6 +603,8 @@ def join() -> Any:
                 full_name=form.get("full_name", ""),
                 password=form.get("password", "") if user is None else "",
             )
+        except signin.Throttled as error:
+            return _throttled_page(error, "auth/join.html", user=user, form=form)
         except AuthError as error:
             db.session.commit()  # a wrong code counts against the address; nothing else is kept
             flash(explain(error), "error")
@@ -454,31 +613,74 @@ def join() -> Any:
             login_user(account, second_factor_ok=not needs_second_factor(account))
         db.session.commit()
         flash(_("Welcome! Your account is linked to your child."), "ok")
-        return redirect(url_for(".children"))
+        response = redirect(url_for(".children"))
+        return _remember_device(response, account) if user is None else response
     return render_template("auth/join.html", user=user, form={})
 
 
-@bp.route("/reset/<token>", methods=["GET", "POST"])
+# The value a browser keeps, in its session, for the letter it opened (never the code itself).
+_RESET_CLAIM = "reset_claim"
+
+
+@bp.get("/reset/<token>")
 @public
-def reset_password(token: str) -> Any:
-    if services.find_password_reset(db.session, token, clock()) is None:
-        return render_template("auth/reset.html", valid=False), 404
+def reset_link(token: str) -> Any:
+    """A letter's link (or QR code): the code in the path is exchanged at once for a value in
+    this browser's session, and the browser goes on to the plain ``/reset``, so the code stays
+    in no history or log beyond this first request."""
+    try:
+        claim = resets.claim_code(db.session, token, address=client_address(), now=clock())
+    except signin.Throttled as error:
+        return _throttled_page(error, "auth/reset.html", step="code")
+    except AuthError as error:
+        db.session.commit()  # a wrong code counts against the address
+        flash(explain(error), "error")
+        return render_template("auth/reset.html", step="code"), 404
+    db.session.commit()
+    session[_RESET_CLAIM] = claim
+    return redirect(url_for(".reset_password"))
+
+
+@bp.route("/reset", methods=["GET", "POST"])
+@public
+def reset_password() -> Any:
+    """Set one's password from a letter: first its code (unless the link brought it), then the
+    new password. Nobody is signed in by it."""
+    claim = session.get(_RESET_CLAIM)
+    letter = resets.claimed_letter(db.session, claim, clock()) if isinstance(claim, str) else None
+    if request.method == "POST" and letter is None:
+        try:
+            session[_RESET_CLAIM] = resets.claim_code(
+                db.session, request.form.get("code", ""), address=client_address(), now=clock()
+            )
+        except signin.Throttled as error:
+            return _throttled_page(error, "auth/reset.html", step="code")
+        except AuthError as error:
+            db.session.commit()
+            flash(explain(error), "error")
+            return render_template("auth/reset.html", step="code"), 200
+        db.session.commit()
+        return redirect(url_for(".reset_password"))
+    if letter is None:
+        session.pop(_RESET_CLAIM, None)
+        return render_template("auth/reset.html", step="code")
+    user = db.session.get_one(User, letter.user_id)
     if request.method == "POST":
         password = request.form.get("password", "")
         try:
             if password != request.form.get("password_again", ""):
                 raise AuthError("password_mismatch", "the two passwords differ")
-            services.complete_password_reset(
-                db.session, token, password, ip=client_address(), now=clock()
+            resets.complete_password_reset(
+                db.session, claim, password, ip=client_address(), now=clock()
             )
         except AuthError as error:
             flash(explain(error), "error")
-            return render_template("auth/reset.html", valid=True)
+            return render_template("auth/reset.html", step="password", person=user)
+        logout_user("password")
         db.session.commit()
-        logout_user()
         flash(_("Your password is set. Sign in with it."), "ok")
         return redirect(url_for(".login"))
-    return render_template("auth/reset.html", valid=True)
+    return render_template("auth/reset.html", step="password", person=user)
 
 
 # -- device keys ---------------------------------------------------------------------------------
@@ -503,6 +705,7 @@ def _device_json(key: DeviceKey) -> dict[str, Any]:
         "label": key.label,
         "created_at": key.created_at.isoformat().replace("+00:00", "Z"),
         "revoked_at": key.revoked_at.isoformat().replace("+00:00", "Z") if key.revoked_at else None,
+        "after_reset": key.after_reset_id is not None,
     }
 
 
@@ -512,8 +715,8 @@ def devices() -> Any:
     user = _user()
     return render_template(
         "auth/devices.html",
-        keys=services.device_keys_of(db.session, user),
-        fresh=services.second_factor_is_fresh(second_factor_checked_at(), clock()),
+        keys=device_keys.device_keys_of(db.session, user),
+        fresh=factors.second_factor_is_fresh(second_factor_checked_at(), clock()),
         can_enrol=policy.can_enrol_device(user),
     )
 
@@ -525,7 +728,7 @@ def revoke_device(kid: str) -> Any:
     if key is None:
         abort(404)
     user = _user()
-    services.revoke_device_key(
+    device_keys.revoke_device_key(
         db.session, key, actor=user, ip=client_address(), now=clock(), log_key=_log_key(user)
     )
     db.session.commit()
@@ -538,18 +741,18 @@ def revoke_device(kid: str) -> Any:
 def api_devices() -> Any:
     user = _user()
     return jsonify(
-        devices=[_device_json(key) for key in services.device_keys_of(db.session, user)],
-        second_factor_fresh=services.second_factor_is_fresh(second_factor_checked_at(), clock()),
+        devices=[_device_json(key) for key in device_keys.device_keys_of(db.session, user)],
+        second_factor_fresh=factors.second_factor_is_fresh(second_factor_checked_at(), clock()),
     )
 
 
 @bp.post("/api/devices")
 @roles_required("teacher", "class_teacher")
 def api_enrol_device() -> Any:
-    """Enrol this browser's WebCrypto public key. See docs in the report / README:
-    ``{alg, public_key, label}`` -> 201 ``{kid, ...}`` (200 when it was enrolled already)."""
+    """Enrol this browser's WebCrypto public key: ``{alg, public_key, label}`` -> 201
+    ``{kid, ...}`` (200 when it was enrolled already)."""
     user = _user()
-    if not services.second_factor_is_fresh(second_factor_checked_at(), clock()):
+    if not factors.second_factor_is_fresh(second_factor_checked_at(), clock()):
         return jsonify(
             error="second_factor_required",
             message=_("Confirm it is you with your second factor, then try again."),
@@ -559,7 +762,7 @@ def api_enrol_device() -> Any:
         ), 403
     body = _json_body()
     try:
-        key, created = services.enrol_device_key(
+        key, created = device_keys.enrol_device_key(
             db.session,
             user,
             alg=str(body.get("alg", "")),
@@ -596,7 +799,14 @@ def admin_users() -> Any:
         )
     )
     staff = [u for u in users if any(g.role in STAFF_ROLES for g in u.roles)]
-    return render_template("auth/admin_users.html", users=staff, now=clock())
+    others = [u for u in users if u not in staff and u.roles]
+    return render_template(
+        "auth/admin_users.html",
+        users=staff,
+        others=others,
+        now=clock(),
+        pending=len(resets.pending_resets(db.session, admin.school_id or 0, clock())),
+    )
 
 
 @bp.route("/admin/users/new", methods=["GET", "POST"])
@@ -610,7 +820,7 @@ def admin_new_user() -> Any:
         try:
             if not roles:
                 raise AuthError("bad_role", "choose at least one role")
-            user, token = services.create_account(
+            user = services.create_account(
                 db.session,
                 school_id=admin.school_id,
                 username=form.get("username", ""),
@@ -620,43 +830,135 @@ def admin_new_user() -> Any:
                 ip=client_address(),
                 now=clock(),
             )
+            letter = resets.welcome_letter(
+                db.session, user, actor=admin, ip=client_address(), now=clock()
+            )
         except AuthError as error:
             flash(explain(error), "error")
         else:
             db.session.commit()
-            return render_template(
-                "auth/one_time_link.html",
-                target=user,
-                link=url_for(".reset_password", token=token, _external=True),
-            )
+            return _render_letter(letter)
     return render_template("auth/admin_user_new.html", roles=ADMIN_GRANTABLE, form=form)
 
 
-@bp.post("/admin/users/<int:user_id>/reset-password")
-@roles_required("school_admin")
-def admin_reset_password(user_id: int) -> Any:
-    target = _managed_user(user_id)
-    token = services.issue_password_reset(
-        db.session, target, actor=_user(), ip=client_address(), now=clock()
-    )
-    db.session.commit()
+def _render_letter(letter: resets.Letter) -> Any:
+    school = db.session.get(School, letter.user.school_id) if letter.user.school_id else None
+    link = public_url(".reset_link", token=letter.path_code)
     return render_template(
-        "auth/one_time_link.html",
-        target=target,
-        link=url_for(".reset_password", token=token, _external=True),
+        "auth/letter.html",
+        letter=letter,
+        school=school,
+        address=public_url(".reset_password"),
+        qr=factors.qr_data_uri(link),
     )
 
 
-@bp.post("/admin/users/<int:user_id>/reset-second-factor")
+@bp.route("/admin/users/<int:user_id>/reset", methods=["GET", "POST"])
 @roles_required("school_admin")
-def admin_reset_second_factor(user_id: int) -> Any:
+def admin_request_reset(user_id: int) -> Any:
+    """Ask for a reset of someone's password or second factor; another administrator (or the
+    operator) approves it."""
     target = _managed_user(user_id)
-    services.reset_second_factor(
-        db.session, target, actor=_user(), ip=client_address(), now=clock()
+    form = request.form
+    if request.method == "POST":
+        try:
+            resets.request_reset(
+                db.session,
+                target,
+                form.get("kind", ""),
+                form.get("reason", ""),
+                actor=_user(),
+                ip=client_address(),
+                now=clock(),
+            )
+        except AuthError as error:
+            flash(explain(error), "error")
+        else:
+            db.session.commit()
+            flash(
+                _(
+                    "The reset of %(name)s waits for a second administrator's approval (or the "
+                    "operator's, in a school with one administrator).",
+                    name=target.full_name,
+                ),
+                "ok",
+            )
+            return redirect(url_for(".admin_resets"))
+    return render_template(
+        "auth/admin_reset_request.html", target=target, form=form, kinds=resets.RESET_KINDS
     )
+
+
+@bp.get("/admin/resets")
+@roles_required("school_admin")
+def admin_resets() -> Any:
+    admin = _user()
+    policy.require(policy.can_administer_school(admin, admin.school_id))
+    return render_template(
+        "auth/admin_resets.html",
+        pending=resets.pending_resets(db.session, admin.school_id or 0, clock()),
+        recent=resets.recent_resets(db.session, admin.school_id or 0),
+        now=clock(),
+    )
+
+
+def _school_reset(reset_id: int) -> AccountReset:
+    reset = db.session.get(AccountReset, reset_id)
+    if reset is None or reset.school_id != _user().school_id:
+        abort(404)
+    return reset
+
+
+@bp.post("/admin/resets/<int:reset_id>/approve")
+@roles_required("school_admin")
+def admin_approve_reset(reset_id: int) -> Any:
+    reset = _school_reset(reset_id)
+    admin = _user()
+    try:
+        resets.approve_reset(
+            db.session,
+            reset,
+            approver=admin,
+            ip=client_address(),
+            now=clock(),
+            log_key=_log_key(admin),
+        )
+    except AuthError as error:
+        flash(explain(error), "error")
+        return redirect(url_for(".admin_resets"))
     db.session.commit()
-    flash(_("%(name)s enrols a new second factor at the next sign-in.", name=target.full_name))
-    return redirect(url_for(".admin_users"))
+    flash(_("The reset is approved and applied."), "ok")
+    return redirect(url_for(".admin_resets"))
+
+
+@bp.post("/admin/resets/<int:reset_id>/cancel")
+@roles_required("school_admin")
+def admin_cancel_reset(reset_id: int) -> Any:
+    reset = _school_reset(reset_id)
+    try:
+        resets.cancel_reset(db.session, reset, actor=_user(), ip=client_address(), now=clock())
+    except AuthError as error:
+        flash(explain(error), "error")
+    else:
+        db.session.commit()
+        flash(_("The reset is cancelled."), "ok")
+    return redirect(url_for(".admin_resets"))
+
+
+@bp.post("/admin/resets/<int:reset_id>/letter")
+@roles_required("school_admin")
+def admin_print_letter(reset_id: int) -> Any:
+    """The letter with the code to set a new password: shown this once."""
+    reset = _school_reset(reset_id)
+    try:
+        letter = resets.print_letter(
+            db.session, reset, actor=_user(), ip=client_address(), now=clock()
+        )
+    except AuthError as error:
+        flash(explain(error), "error")
+        return redirect(url_for(".admin_resets"))
+    db.session.commit()
+    return _render_letter(letter)
 
 
 @bp.post("/admin/users/<int:user_id>/lock")
@@ -688,7 +990,7 @@ def admin_invitations() -> Any:
     policy.require(policy.can_administer_school(admin, admin.school_id))
     if request.method == "POST":
         try:
-            invitation, code = services.create_invitation(
+            invitation, code = invitations.create_invitation(
                 db.session,
                 student_id=request.form.get("student_id", type=int) or 0,
                 role=request.form.get("role", ""),
@@ -708,7 +1010,7 @@ def admin_invitations() -> Any:
                 code=code,
                 student=student,
                 school=school,
-                join_url=url_for(".join", _external=True),
+                join_url=public_url(".join"),
             )
     students = list(
         db.session.scalars(
@@ -723,7 +1025,7 @@ def admin_invitations() -> Any:
         students=students,
         pending=[
             (invitation, by_id.get(invitation.student_id))
-            for invitation in services.pending_invitations(db.session, admin.school_id, clock())
+            for invitation in invitations.pending_invitations(db.session, admin.school_id, clock())
         ],
     )
 

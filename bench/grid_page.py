@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     from journal.services import Recorder
     from journal.teacher import grid_state, grid_strings, layer_names, load_grid, term_column
     from tests.conftest import Databases, make_app, migrate
-    from tests.factories import NOW
+    from tests.factories import NOW, browser_state
 
     with tempfile.TemporaryDirectory() as tmp:
         databases = Databases(Path(tmp))
@@ -151,7 +151,8 @@ def main(argv: list[str] | None = None) -> int:
             migrate(app)
             with app.test_request_context():
                 world, entries = seed_term(db.session, app.config["KEYS_DIR"])
-                teacher_id, auth_version = world.teacher.id, world.teacher.auth_version
+                signed_in = browser_state(db.session, world.teacher, language="kk")
+                db.session.commit()
                 url = f"/teacher/grid/{world.class_group.id}/{world.subject.id}/{world.q2.id}"
                 grid_user = world.teacher
                 grid = load_grid(
@@ -180,15 +181,7 @@ def main(argv: list[str] | None = None) -> int:
 
             client = app.test_client()
             with client.session_transaction() as state:
-                now = int(time.time())
-                state.update(
-                    user_id=teacher_id,
-                    auth_version=auth_version,
-                    signed_in_at=now,
-                    second_factor_ok=True,
-                    second_factor_at=now,
-                    language="kk",
-                )
+                state.update(signed_in)
 
             def page() -> None:
                 response = client.get(url)

@@ -56,7 +56,7 @@ def seed(app, entries: int, clients: int):  # type: ignore[no-untyped-def]
     we measure). Two teachers of two classes sync at once, as in a school."""
     from journal.db import db
     from journal.models import Lesson
-    from tests.factories import build_world
+    from tests.factories import browser_state, build_world
 
     share = -(-entries // clients)
     teachers, per_client = [], []
@@ -94,21 +94,14 @@ def seed(app, entries: int, clients: int):  # type: ignore[no-untyped-def]
                     for lesson, student, kind in cells
                 ]
             )
-            teachers.append((world.teacher.id, world.teacher.auth_version))
+            teachers.append(browser_state(db.session, world.teacher))
         db.session.commit()
     return teachers, per_client
 
 
-def session_cookie(app, teacher: tuple[int, int]) -> str:  # type: ignore[no-untyped-def]
-    """The cookie a teacher past the second factor holds, signed with the server's key."""
-    now = int(time.time())
-    state = {
-        "user_id": teacher[0],
-        "auth_version": teacher[1],
-        "signed_in_at": now,
-        "second_factor_ok": True,
-        "second_factor_at": now,
-    }
+def session_cookie(app, state: dict) -> str:  # type: ignore[no-untyped-def]
+    """The cookie a teacher past the second factor holds (``state`` names their server-side
+    session, committed with the school), signed with the server's key."""
     return str(app.session_interface.get_signing_serializer(app).dumps(state))
 
 

@@ -13,6 +13,7 @@ from flask import Flask, current_app
 from flask.cli import AppGroup
 from sqlalchemy import select
 
+from .config import is_development
 from .db import db
 from .keys import create_demo_pdf_signer, create_log_key, load_log_key
 from .models import Checkpoint, Log, School
@@ -46,6 +47,10 @@ def demo_seed(students: int, classes: int) -> None:
     from .demo import DEMO_DOMAIN, seed_demo
 
     config = current_app.config
+    if not is_development(config):
+        raise click.ClickException(
+            "the demo school has well-known passwords: it is made only with JOURNAL_ENV=development"
+        )
     log_key = create_log_key(config["KEYS_DIR"], DEMO_DOMAIN)
     create_demo_pdf_signer(config["KEYS_DIR"], DEMO_DOMAIN, "Demo school")
     session = db.session
@@ -67,14 +72,19 @@ def demo_seed(students: int, classes: int) -> None:
 
 @demo_cli.command("logins")
 def demo_logins_command() -> None:
-    """Print one demo login per role."""
-    from auth.services import demo_second_factor_hint
+    """Print one demo login per role, with each staff account's TOTP key and current code."""
+    from auth.models import User
 
-    from .demo import demo_logins
+    from .demo import demo_logins, demo_second_factor_hint
 
+    if not is_development(current_app.config):
+        raise click.ClickException("demo logins exist only with JOURNAL_ENV=development")
     click.echo("Demo logins (password for all: shown below):")
     for login in demo_logins():
-        hint = demo_second_factor_hint(login.username, login.role)
+        user = db.session.scalar(select(User).where(User.username == login.username))
+        if user is None:
+            raise click.ClickException("no demo school yet: run `flask --app wsgi demo seed`")
+        hint = demo_second_factor_hint(user)
         click.echo(f"  {login.role:<14} {login.username:<14} {login.password}  {hint}".rstrip())
 
 

@@ -6,15 +6,25 @@ Secrets have no defaults: outside tests the app refuses to start without them.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 REQUIRED_SECRETS = ("SECRET_KEY", "IIN_ENCRYPTION_KEY", "IIN_HMAC_KEY")
+ENVIRONMENTS = ("production", "development")
 
 
 def defaults(instance_path: str) -> dict[str, Any]:
     instance = Path(instance_path)
     return {
+        # "development" only on a developer's machine (`make run` sets it): the demo school,
+        # and a server that answers for whatever host it is asked on.
+        "ENV": "production",
+        # The address people use, e.g. https://journal.school17.kz: links in letters, QR codes,
+        # and the WebAuthn relying party (id and origin) come from it, never from the request's
+        # Host header. Required outside development.
+        "PUBLIC_URL": None,
         "DATABASE_URL": f"sqlite:///{instance / 'journal.db'}",
         # Private keys (school log key, PDF signing key) live here, never in the database.
         "KEYS_DIR": str(instance / "keys"),
@@ -38,7 +48,19 @@ def instance_path() -> str:
     return os.environ.get("JOURNAL_INSTANCE") or str(Path.cwd() / "instance")
 
 
+def is_development(config: Mapping[str, Any]) -> bool:
+    """A developer's machine (or the test suite), where conveniences unsafe in production are
+    allowed."""
+    return bool(config.get("TESTING")) or config.get("ENV") == "development"
+
+
 def check_secrets(config: dict[str, Any]) -> None:
+    if config.get("ENV") not in ENVIRONMENTS:
+        raise RuntimeError(f"JOURNAL_ENV must be one of {', '.join(ENVIRONMENTS)}")
+    if config.get("PUBLIC_URL"):
+        parts = urlsplit(str(config["PUBLIC_URL"]))
+        if parts.scheme not in ("https", "http") or not parts.hostname:
+            raise RuntimeError("JOURNAL_PUBLIC_URL must look like https://journal.example.kz")
     if config.get("TESTING"):
         return
     missing = [name for name in REQUIRED_SECRETS if not config.get(name)]
@@ -47,4 +69,9 @@ def check_secrets(config: dict[str, Any]) -> None:
         raise RuntimeError(
             f"missing secrets: {names}. Set them in the environment "
             "(`make run` writes development values to instance/dev.env)."
+        )
+    if not is_development(config) and not config.get("PUBLIC_URL"):
+        raise RuntimeError(
+            "missing JOURNAL_PUBLIC_URL (the https address people use): letters, QR codes and "
+            "passkeys are bound to it. Set JOURNAL_ENV=development only on a developer's machine."
         )

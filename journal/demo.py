@@ -11,15 +11,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import pyotp
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from auth.iin import check_digit, encrypt_iin, iin_lookup_hash
-from auth.models import DeviceKey, RoleGrant, User
+from auth.models import STAFF_ROLES, DeviceKey, RoleGrant, User
 from auth.passwords import hash_password
-from auth.services import enrol_demo_totp
 
+from .db import utcnow
 from .keys import LogKey
 from .ledger import entry as ledger_entry
 from .models import (
@@ -137,6 +138,22 @@ def demo_logins() -> list[DemoLogin]:
     ]
 
 
+def enrol_demo_totp(user: User, now: dt.datetime | None = None) -> None:
+    """Give a demo staff account a random TOTP secret of its own (others are left alone);
+    `flask --app wsgi demo logins` reads it back to print it."""
+    if any(grant.role in STAFF_ROLES for grant in user.roles):
+        user.totp_secret = pyotp.random_base32()
+        user.totp_confirmed_at = now or utcnow()
+
+
+def demo_second_factor_hint(user: User, now: dt.datetime | None = None) -> str:
+    """What `flask demo logins` prints after a staff login: the TOTP key and the code now."""
+    if not user.totp_secret or not any(grant.role in STAFF_ROLES for grant in user.roles):
+        return ""
+    code = pyotp.TOTP(user.totp_secret).at(now or utcnow())
+    return f"TOTP key {user.totp_secret} (code now {code}; run `demo logins` again for a new one)"
+
+
 def _iin(birth: dt.date, female: bool, serial: int) -> str:
     century_gender = (4 if female else 3) if birth.year < 2000 else (6 if female else 5)
     while True:
@@ -182,13 +199,12 @@ def seed_demo(
     session.add_all(terms)
 
     users = {}
-    password_hash = hash_password(DEMO_PASSWORD)
     for login in demo_logins():
         user = User(
             school_id=school.id,
             username=login.username,
             full_name=login.full_name,
-            password_hash=password_hash,
+            password_hash=hash_password(DEMO_PASSWORD),  # a salt of its own per account
         )
         user.roles.append(RoleGrant(role=login.role, school_id=school.id))
         if login.role == "class_teacher":
@@ -204,7 +220,10 @@ def seed_demo(
     ]:
         username = "teacher" + str(len(extra_teachers) + 2)
         user = User(
-            school_id=school.id, username=username, full_name=name, password_hash=password_hash
+            school_id=school.id,
+            username=username,
+            full_name=name,
+            password_hash=hash_password(DEMO_PASSWORD),
         )
         user.roles.append(RoleGrant(role="teacher", school_id=school.id))
         enrol_demo_totp(user)

@@ -27,7 +27,13 @@ from sqlalchemy.exc import OperationalError
 from wtforms import IntegerField, SelectChoice, SelectField, TextAreaField
 from wtforms.validators import DataRequired, Length, Optional
 
-from auth.access import current_user, login_required, public, roles_required
+from auth.access import (
+    current_user,
+    local_redirect_target,
+    login_required,
+    public,
+    roles_required,
+)
 from auth.services import record_access
 
 from .app import LANGUAGES
@@ -78,15 +84,13 @@ def set_language() -> Any:
     language = request.form.get("language", "")
     if language not in LANGUAGES:
         abort(400)
+    # Checked before anything is written: a CR or LF answers 400.
+    target = local_redirect_target(request.form.get("next"), url_for("journal.home"))
     session["language"] = language
     user = current_user()
     if user is not None:
         user.language = language
         db.session.commit()
-    target = request.form.get("next", "")
-    # Only local paths: never redirect to another site.
-    if not target.startswith("/") or target.startswith("//"):
-        target = url_for("journal.home")
     return redirect(target)
 
 

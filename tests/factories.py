@@ -194,15 +194,39 @@ def build_world(session: Session, keys_dir: str) -> World:
     return world
 
 
+def browser_state(
+    session: Session,
+    user: User,
+    *,
+    second_factor: bool = True,
+    at: dt.datetime | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """What a signed-in browser's cookie holds: the id of a new server-side session of
+    ``user`` (flushed; commit it when another connection must see it), plus ``extra``."""
+    from auth.sessions import start_session
+
+    _row, token = start_session(
+        session,
+        user,
+        second_factor_passed=second_factor,
+        ip=None,
+        user_agent="test browser",
+        now=at or dt.datetime.now(dt.UTC),
+    )
+    return {"sid": token, **extra}
+
+
 def signed_in_client(app: Any, user: User) -> Any:
-    """A test client whose session is signed in as ``user``, second factor passed."""
-    import time
+    """A test client whose session is signed in as ``user``, second factor passed (the
+    session row committed, so that the app sees it on any connection)."""
+    from sqlalchemy.orm import object_session
 
     client = app.test_client()
+    session = object_session(user)
+    assert session is not None
+    state = browser_state(session, user)
+    session.commit()
     with client.session_transaction() as flask_session:
-        flask_session["user_id"] = user.id
-        flask_session["auth_version"] = user.auth_version
-        flask_session["second_factor_ok"] = True
-        flask_session["signed_in_at"] = int(time.time())
-        flask_session["second_factor_at"] = int(time.time())
+        flask_session.update(state)
     return client

@@ -242,13 +242,16 @@ def demo_ids(app) -> dict[str, object]:
             "journal_id": session.scalar(select(Log.id).where(Log.kind == "journal")),
             "log_id": session.scalar(select(Log.id).where(Log.kind == "journal")),
         }
-        ids["users"] = {u.username: (u.id, u.auth_version) for u in session.scalars(select(User))}
+        ids["users"] = {u.username: u.id for u in session.scalars(select(User))}
     return ids
 
 
 @pytest.mark.parametrize("language", ["kk", "ru"])
 def test_no_page_shows_an_untranslated_string(demo_app, language):
-    import time
+    from auth.models import User
+    from journal.db import db
+
+    from .factories import browser_state
 
     msgids = english_msgids()
     ids = demo_ids(demo_app)
@@ -257,17 +260,13 @@ def test_no_page_shows_an_untranslated_string(demo_app, language):
         client = demo_app.test_client()
         client.environ_base["HTTP_ACCEPT_LANGUAGE"] = language
         if username:
-            user_id, version = ids["users"][username]  # type: ignore[index]
+            user_id = ids["users"][username]  # type: ignore[index]
+            with demo_app.app_context():
+                user = db.session.get_one(User, user_id)
+                state = browser_state(db.session, user, language=language)
+                db.session.commit()
             with client.session_transaction() as browser_session:
-                now = int(time.time())
-                browser_session.update(
-                    user_id=user_id,
-                    auth_version=version,
-                    signed_in_at=now,
-                    second_factor_ok=True,
-                    second_factor_at=now,
-                    language=language,
-                )
+                browser_session.update(state)
         clients.append(client)
     shown: dict[str, list[str]] = {}
     crashed: dict[str, str] = {}

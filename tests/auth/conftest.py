@@ -11,11 +11,12 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from itsdangerous import URLSafeTimedSerializer
+from sqlalchemy.orm import object_session
 
 from auth.models import ROLES, RoleGrant, User
 from auth.passwords import hash_password
 
-from ..factories import add_user
+from ..factories import add_user, browser_state
 
 PASSWORD = "correct horse battery"
 _CSRF_RAW = "c" * 40
@@ -107,15 +108,15 @@ def sign_in(
     at: dt.datetime | None = None,
 ) -> None:
     """Put the user's signed-in session in the client, as login_user would."""
-    moment = int((at or dt.datetime.now(dt.UTC)).timestamp())
+    values = browser_state(
+        object_session(user),  # type: ignore[arg-type]
+        user,
+        second_factor=second_factor,
+        at=at or dt.datetime.now(dt.UTC).replace(microsecond=0),
+    )
     with client.session_transaction() as state:
         state.clear()
-        state["user_id"] = user.id
-        state["auth_version"] = user.auth_version
-        state["signed_in_at"] = moment
-        state["second_factor_ok"] = second_factor
-        if second_factor:
-            state["second_factor_at"] = moment
+        state.update(values)
 
 
 def post_form(client: FlaskClient, app: Flask, path: str, data: dict | None = None, **kwargs):  # type: ignore[no-untyped-def]
@@ -129,9 +130,16 @@ def post_json(client: FlaskClient, app: Flask, path: str, body: object = None): 
 
 
 def signed_in_user_id(client: FlaskClient) -> int | None:
+    """Whose standing server-side session the client's cookie names (None: nobody's)."""
+    from auth.sessions import find_session
+    from journal.db import db
+
     with client.session_transaction() as state:
-        value = state.get("user_id")
-    return value if isinstance(value, int) else None
+        token = state.get("sid")
+    if not isinstance(token, str):
+        return None
+    row = find_session(db.session, token, dt.datetime.now(dt.UTC))
+    return row.user_id if row is not None else None
 
 
 def flashed_text(html: str) -> str:

@@ -7,7 +7,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy import select
 
-from auth import services
+from auth import invitations, services
 from auth.models import AccessLogEntry
 
 from ..factories import build_world
@@ -67,7 +67,7 @@ def test_the_admin_reads_their_schools_log(app, world, people, clock, session):
 def test_admin_actions_are_logged(app, world, people, clock, session):
     admin = english_client(app)
     sign_in(admin, people["school_admin"], at=clock.now)
-    services.create_invitation(
+    invitations.create_invitation(
         session, student_id=world.student.id, role="parent", actor=people["school_admin"],
         ip="127.0.0.1", now=clock.now,
     )  # fmt: skip

@@ -33,9 +33,10 @@ from flask import Flask
 from sqlalchemy import select
 from werkzeug.routing import Rule
 
+from auth import resets
 from auth.access import public
 from auth.models import ROLES, AccessLogEntry, User
-from journal.db import db
+from journal.db import db, utcnow
 from journal.models import Enrollment, TeachingAssignment
 from journal.services import record_entry
 
@@ -159,7 +160,12 @@ def matrix(world, people, session) -> Matrix:  # type: ignore[no-untyped-def]
     enrollment = session.scalar(
         select(Enrollment.id).where(Enrollment.student_id == world.student.id)
     )
+    reset = resets.request_reset(
+        session, target, "second_factor", "matrix", actor=people["school_admin"], ip=None,
+        now=utcnow(),
+    )  # fmt: skip
     values: dict[str, object] = {
+        "reset_id": reset.id,
         "student_id": world.student.id,
         "class_id": world.class_group.id,
         "class_group_id": world.class_group.id,

@@ -1,14 +1,16 @@
-"""Signing in: lockout with growing backoff, per-address limit, session rotation, cookies,
-CSRF and security headers."""
+"""Signing in: throttles that slow guessing but lock nobody out, the same answer for every
+account state, redirect targets, session rotation, cookies, CSRF and security headers."""
 
 from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
+from sqlalchemy import func, select
 
-from auth import services
+from auth import services, signin
 from auth.models import LoginFailure
 
 from ..conftest import make_app
@@ -48,90 +50,247 @@ def test_wrong_password_is_refused_with_one_message_for_unknown_users_too(app, p
     wrong = login(client, app, people["parent"].username, "not the password")
     unknown = login(client, app, "nobody-here", PASSWORD)
     assert wrong.status_code == unknown.status_code == 200
-    assert flashed_text(wrong.text) == flashed_text(unknown.text) == "Wrong username or password."
+    assert flashed_text(wrong.text) == flashed_text(unknown.text)
+    assert flashed_text(wrong.text).startswith("Wrong username or password")
     assert signed_in_user_id(client) is None
 
 
-def test_twenty_wrong_passwords_lock_the_account_and_the_lock_ends(
+def fail(client, app, username: str, times: int):  # type: ignore[no-untyped-def]
+    for attempt in range(times):
+        response = login(client, app, username, f"wrong {attempt}")
+        assert response.status_code == 200, (attempt, flashed_text(response.text))
+
+
+def from_address(app, address: str):  # type: ignore[no-untyped-def]
+    client = english_client(app)
+    client.environ_base["REMOTE_ADDR"] = address
+    return client
+
+
+def test_guessing_one_account_from_one_address_is_slowed_to_one_try_a_minute(
+    app, people, clock, fast_hashing
+):
+    teacher = people["teacher"]
+    attacker = from_address(app, "203.0.113.7")
+    fail(attacker, app, teacher.username, signin.PAIR_LIMIT)
+    refused = login(attacker, app, teacher.username, PASSWORD)
+    assert refused.status_code == 429
+    assert 0 < int(refused.headers["Retry-After"]) <= 60
+    assert "Wait 60 seconds" in flashed_text(refused.text)
+    # Never longer than a minute: then one attempt goes through (here the right password).
+    clock.advance(seconds=61)
+    assert login(attacker, app, teacher.username, PASSWORD).status_code == 302
+
+
+def test_a_stranger_cannot_keep_a_person_out_from_elsewhere(app, people, clock, fast_hashing):
+    """Failures from other addresses do not slow the person's own address down until the
+    account's own limit; and then only for a minute at a time."""
+    parent = people["parent"]
+    for n in range(signin.ACCOUNT_LIMIT - 1):
+        fail(from_address(app, f"198.51.100.{n}"), app, parent.username, 1)
+    assert login(from_address(app, "10.0.0.5"), app, parent.username, PASSWORD).status_code == 302
+    fail(from_address(app, "198.51.100.200"), app, parent.username, 1)
+    held = login(from_address(app, "10.0.0.5"), app, parent.username, PASSWORD)
+    assert held.status_code == 429 and int(held.headers["Retry-After"]) <= 60
+    clock.advance(seconds=60)
+    assert login(from_address(app, "10.0.0.5"), app, parent.username, PASSWORD).status_code == 302
+
+
+def test_a_known_device_is_never_slowed_by_anybody_elses_failures(app, people, clock, fast_hashing):
+    """A school behind one NAT, an attacker in it: the person's own browser still signs in."""
+    parent = people["parent"]
+    own = from_address(app, "192.0.2.1")
+    assert login(own, app, parent.username, PASSWORD).status_code == 302
+    post_form(own, app, "/logout")
+    attacker = from_address(app, "192.0.2.1")  # the same address
+    fail(attacker, app, parent.username, signin.PAIR_LIMIT)
+    for n in range(signin.ACCOUNT_LIMIT - signin.PAIR_LIMIT):  # and helpers elsewhere
+        fail(from_address(app, f"198.51.100.{n}"), app, parent.username, 1)
+    for n in range(signin.ADDRESS_LIMIT - signin.PAIR_LIMIT):
+        fail(attacker, app, f"someone{n}", 1)
+    assert login(attacker, app, parent.username, PASSWORD).status_code == 429
+    assert login(attacker, app, "someone-new", PASSWORD).status_code == 429
+    assert login(own, app, parent.username, PASSWORD).status_code == 302
+
+
+def test_a_known_devices_own_failures_count_against_it(app, people, clock, fast_hashing):
+    parent = people["parent"]
+    own = from_address(app, "192.0.2.1")
+    assert login(own, app, parent.username, PASSWORD).status_code == 302
+    post_form(own, app, "/logout")
+    fail(own, app, parent.username, signin.DEVICE_LIMIT)
+    # Past its own limit the device counts as unknown: its address is slowed like anyone's.
+    assert login(own, app, parent.username, PASSWORD).status_code == 429
+
+
+def test_one_address_guessing_many_accounts_waits_a_minute_and_others_do_not(
+    app, people, clock, fast_hashing
+):
+    for n in range(signin.ADDRESS_LIMIT):
+        fail(from_address(app, "203.0.113.9"), app, f"someone{n}", 1)
+    held = login(from_address(app, "203.0.113.9"), app, people["parent"].username, PASSWORD)
+    assert held.status_code == 429 and int(held.headers["Retry-After"]) <= 60
+    assert signed_in_user_id(from_address(app, "203.0.113.9")) is None
+    elsewhere = from_address(app, "10.0.0.2")
+    assert login(elsewhere, app, people["parent"].username, PASSWORD).status_code == 302
+    clock.advance(seconds=60)
+    later = login(from_address(app, "203.0.113.9"), app, people["parent"].username, PASSWORD)
+    assert later.status_code == 302
+
+
+def test_the_throttle_says_the_same_for_an_unknown_name(app, people, clock, fast_hashing):
+    """Whether an account exists cannot be read from when the throttle starts."""
+    real, unknown = from_address(app, "203.0.113.20"), from_address(app, "203.0.113.21")
+    fail(real, app, people["parent"].username, signin.PAIR_LIMIT)
+    fail(unknown, app, "nobody-at-all", signin.PAIR_LIMIT)
+    first = login(real, app, people["parent"].username, "wrong")
+    second = login(unknown, app, "nobody-at-all", "wrong")
+    assert first.status_code == second.status_code == 429
+    assert flashed_text(first.text) == flashed_text(second.text)
+
+
+def test_failures_older_than_the_window_are_forgotten_and_pruned(
     app, people, clock, session, fast_hashing
 ):
-    client = english_client(app)
-    teacher = people["teacher"]
-    for attempt in range(1, 20):
-        response = login(client, app, teacher.username, f"wrong {attempt}")
-        assert response.status_code == 200, attempt
-    locking = login(client, app, teacher.username, "wrong 20")
-    assert locking.status_code == 429
-    assert "locked" in flashed_text(locking.text)
-
-    # The right password during the lockout is refused.
-    refused = login(client, app, teacher.username, PASSWORD)
-    assert refused.status_code == 429
-    assert "locked" in flashed_text(refused.text)
-    assert signed_in_user_id(client) is None
-
-    clock.advance(minutes=14)
-    assert login(client, app, teacher.username, PASSWORD).status_code == 429
-
-    # The backoff ends: after 15 minutes the right password works.
-    clock.advance(minutes=1, seconds=1)
-    response = login(client, app, teacher.username, PASSWORD)
-    assert response.status_code == 302
-    assert signed_in_user_id(client) == teacher.id
-
-
-def test_each_failure_after_a_lock_doubles_the_lock(app, people, clock, session):
-    parent = people["parent"]
-    parent.failed_logins = 19
-    parent.last_failed_login_at = clock.now
-    session.flush()
-    client = english_client(app)
-    login(client, app, parent.username, "wrong")
-    assert parent.locked_until == clock.now + dt.timedelta(minutes=15)
+    client = from_address(app, "203.0.113.30")
+    fail(client, app, people["parent"].username, signin.PAIR_LIMIT)
     clock.advance(minutes=16)
-    login(client, app, parent.username, "wrong again")
-    assert parent.locked_until == clock.now + dt.timedelta(minutes=30)
-    clock.advance(minutes=31)
-    login(client, app, parent.username, "and again")
-    assert parent.locked_until == clock.now + dt.timedelta(minutes=60)
-    # The right password after the lock starts afresh.
-    clock.advance(minutes=61)
-    assert login(client, app, parent.username, PASSWORD).status_code == 302
-    assert parent.failed_logins == 0
-
-
-def test_lock_times_grow_and_stop_at_a_day():
-    assert services.lock_time(19) is None
-    assert services.lock_time(20) == dt.timedelta(minutes=15)
-    assert services.lock_time(22) == dt.timedelta(hours=1)
-    assert services.lock_time(200) == dt.timedelta(hours=24)
-
-
-def test_one_address_is_limited_across_accounts(app, people, clock, session):
-    """Guessing one password against many accounts trips the per-address limit."""
-    for n in range(services.ADDRESS_LIMIT):
-        session.add(LoginFailure(address="127.0.0.1", username=f"someone{n}", at=clock.now))
-    session.flush()
-    client = english_client(app)
-    response = login(client, app, people["parent"].username, PASSWORD)
-    assert response.status_code == 429
-    assert "network" in flashed_text(response.text)
-    assert signed_in_user_id(client) is None
-    # Another address is not affected, and the window passes.
-    elsewhere = english_client(app)
-    elsewhere.environ_base["REMOTE_ADDR"] = "10.0.0.2"
-    assert login(elsewhere, app, people["parent"].username, PASSWORD).status_code == 302
-    clock.advance(minutes=16)
+    fail(client, app, "someone-else", 1)
+    assert session.scalar(select(func.count()).select_from(LoginFailure)) == 1
     assert login(client, app, people["parent"].username, PASSWORD).status_code == 302
 
 
-def test_an_administrators_lock_refuses_the_right_password(app, people, clock, session):
-    parent = people["parent"]
-    services.lock_account(session, parent, actor=None, ip=None, now=clock.now)
+def test_wrong_second_factor_codes_lock_with_growing_backoff():
+    assert signin.lock_time(signin.LOCK_AFTER - 1) is None
+    assert signin.lock_time(signin.LOCK_AFTER) == dt.timedelta(minutes=15)
+    assert signin.lock_time(signin.LOCK_AFTER + 2) == dt.timedelta(hours=1)
+    assert signin.lock_time(200) == dt.timedelta(hours=24)
+
+
+@pytest.fixture
+def count_argon2(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every argon2 verification the sign-in makes (its hashes), to compare the work done."""
+    from auth import passwords
+
+    calls: list[str] = []
+    real = passwords._hasher
+
+    class Counting:
+        def __getattr__(self, name: str) -> object:
+            return getattr(real, name)
+
+        def verify(self, stored: str, password: str) -> bool:
+            calls.append(stored)
+            return real.verify(stored, password)
+
+    monkeypatch.setattr(passwords, "_hasher", Counting())
+    return calls
+
+
+def test_every_account_state_gets_the_same_answer_and_the_same_work(
+    app, people, clock, session, count_argon2
+):
+    """Unknown, no password yet, locked by an administrator, or simply a wrong password: the
+    same page, status and words, and exactly one argon2 verification each (so the time is the
+    same too). A locked account's right password is refused the same way."""
+    locked, without = people["parent"], people["student"]
+    services.lock_account(session, locked, actor=None, ip=None, now=clock.now)
+    without.password_hash = None
+    session.flush()
+    answers = []
+    for username, password in [
+        ("nobody-at-all", PASSWORD),
+        (without.username, PASSWORD),
+        (locked.username, PASSWORD),
+        (people["teacher"].username, "not the password"),
+    ]:
+        client = english_client(app)
+        count_argon2.clear()
+        response = login(client, app, username, password)
+        answers.append((response.status_code, flashed_text(response.text)))
+        assert len(count_argon2) == 1, username
+        assert all(h.startswith("$argon2id$") for h in count_argon2)
+        assert signed_in_user_id(client) is None
+    assert len(set(answers)) == 1, answers
+    assert answers[0][0] == 200 and "Wrong username or password" in answers[0][1]
+
+
+# -- where people are sent after signing in ------------------------------------------------------
+
+
+def browser_reading(location: str) -> str:
+    """A Location header as a browser reads it: tabs and newlines dropped, backslash as slash."""
+    return "".join(ch for ch in location if ch not in "\t\r\n").replace("\\", "/")
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "/\t/evil.example/phish",  # what next=/%09/evil.example/phish arrives as
+        "//evil.example/phish",
+        "/\\evil.example/phish",
+        "\\\\evil.example/phish",
+        "https://evil.example/phish",
+        "javascript:alert(1)",
+        "/\x00/evil.example",
+        " //evil.example",
+        "evil.example",
+    ],
+)
+def test_only_paths_of_this_site_are_redirect_targets(app, people, clock, target):
     client = english_client(app)
-    response = login(client, app, parent.username, PASSWORD)
-    assert "locked" in flashed_text(response.text)
+    response = post_form(
+        client,
+        app,
+        "/login",
+        {"username": people["parent"].username, "password": PASSWORD, "next": target},
+    )
+    assert response.status_code == 302
+    read = browser_reading(response.headers["Location"])
+    assert read.startswith("/") and not read.startswith("//"), read
+    assert urlsplit(read).netloc == "" and urlsplit(read).scheme == ""
+    assert "evil.example" not in read
+
+
+def test_language_switch_never_sends_to_another_site(app, clock):
+    client = english_client(app)
+    response = post_form(client, app, "/language", {"language": "ru", "next": "/\t/evil.example"})
+    assert response.status_code == 302
+    read = browser_reading(response.headers["Location"])
+    assert read.startswith("/") and not read.startswith("//") and "evil.example" not in read
+
+
+@pytest.mark.parametrize("path", ["/login", "/language"])
+def test_a_cr_or_lf_in_next_is_a_bad_request_and_signs_nobody_in(app, people, clock, path):
+    client = english_client(app)
+    response = post_form(
+        client,
+        app,
+        path,
+        {
+            "username": people["parent"].username,
+            "password": PASSWORD,
+            "language": "ru",
+            "next": "/home\r\nSet-Cookie: planted=1",
+        },
+    )
+    assert response.status_code == 400
     assert signed_in_user_id(client) is None
+    assert "planted" not in response.headers.get("Set-Cookie", "")
+
+
+def test_a_local_next_is_kept(app, people, clock):
+    client = english_client(app)
+    response = post_form(
+        client,
+        app,
+        "/login",
+        {"username": people["parent"].username, "password": PASSWORD, "next": "/portal/?x=1"},
+    )
+    assert response.headers["Location"] == "/portal/?x=1"
+
+
+# -- sessions ------------------------------------------------------------------------------------
 
 
 def test_signing_in_starts_a_new_session(app, people, clock):
@@ -139,15 +298,25 @@ def test_signing_in_starts_a_new_session(app, people, clock):
     client = english_client(app)
     with client.session_transaction() as state:
         state["planted"] = "value"
-        state["second_factor_ok"] = True
+        state["sid"] = "a session id the attacker chose"
     login(client, app, people["teacher"].username, PASSWORD)
     with client.session_transaction() as state:
         assert "planted" not in state
-        assert state["second_factor_ok"] is False
-        assert state["user_id"] == people["teacher"].id
+        assert state["sid"] != "a session id the attacker chose"
+    assert signed_in_user_id(client) == people["teacher"].id
+    # Staff are signed in, but not past the second factor yet.
+    assert client.get("/").headers["Location"].startswith("/second-factor")
 
 
-def test_password_reset_and_lock_end_existing_sessions(app, people, clock, session):
+def test_the_cookie_holds_only_a_random_session_id(app, people, clock):
+    client = english_client(app)
+    login(client, app, people["parent"].username, PASSWORD)
+    with client.session_transaction() as state:
+        assert set(state) <= {"sid", "language", "csrf_token", "_permanent"}, dict(state)
+        assert len(state["sid"]) >= 40
+
+
+def test_a_lock_ends_existing_sessions(app, people, clock, session):
     client = english_client(app)
     login(client, app, people["parent"].username, PASSWORD)
     assert client.get("/account/children").status_code == 200

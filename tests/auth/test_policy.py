@@ -6,8 +6,9 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from auth import policy, services
-from auth.models import AccessLogEntry
+from auth import devices, policy, services
+from auth.models import AccessLogEntry, DeviceKey
+from journal.db import utcnow
 from journal.models import Enrollment, Subject, TeachingAssignment
 from journal.services import record_entry
 
@@ -111,9 +112,9 @@ def test_services_refuse_without_the_view(world, people, session):
     with pytest.raises(policy.Forbidden):
         services.student_record(session, people["parent"], people.other_student_id)
     with pytest.raises(policy.Forbidden):
-        services.revoke_device_key(
-            session, session.get(services.DeviceKey, world.device.kid),
-            actor=people["parent"], ip=None, now=services.utcnow(),
+        devices.revoke_device_key(
+            session, session.get(DeviceKey, world.device.kid),
+            actor=people["parent"], ip=None, now=utcnow(),
         )  # fmt: skip
 
 

@@ -3,14 +3,16 @@ everything but enrolment until they have one."""
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 
 import pyotp
 import pytest
 import sqlalchemy as sa
 
-from auth import services
-from auth.models import Passkey
+from auth import factors, resets
+from auth.models import Passkey, RecoveryCode, UserSession
+from auth.services import AuthError
 
 from .conftest import (
     PASSWORD,
@@ -24,6 +26,17 @@ from .conftest import (
 from .softkey import SoftAuthenticator, b64url
 
 
+def server_session(client, session) -> UserSession:  # type: ignore[no-untyped-def]
+    """The server-side session the client's cookie names."""
+    from auth.sessions import find_session
+
+    with client.session_transaction() as state:
+        token = state["sid"]
+    row = find_session(session, token, dt.datetime.now(dt.UTC))
+    assert row is not None
+    return row
+
+
 def password_step(client, app, user):  # type: ignore[no-untyped-def]
     response = post_form(client, app, "/login", {"username": user.username, "password": PASSWORD})
     assert response.status_code == 302, response.text
@@ -31,9 +44,9 @@ def password_step(client, app, user):  # type: ignore[no-untyped-def]
 
 
 def enrol_totp(session, user, clock) -> str:  # type: ignore[no-untyped-def]
-    secret = services.new_totp_secret()
-    code = services.current_totp_code(secret, clock.now)
-    services.confirm_totp(session, user, secret, code, now=clock.now)
+    secret = factors.new_totp_secret()
+    code = factors.current_totp_code(secret, clock.now)
+    factors.confirm_totp(session, user, secret, code, now=clock.now)
     clock.advance(seconds=30)  # the enrolment used this step's code
     return secret
 
@@ -46,8 +59,11 @@ def test_staff_enrol_totp_get_recovery_codes_and_get_in(app, people, clock, sess
     page = client.get("/second-factor/enrol")
     assert page.status_code == 200 and "data:image/svg+xml" in page.text
     with client.session_transaction() as state:
-        secret = state["totp_pending"]
+        assert "totp_pending" not in state  # the secret stays on the server
+    secret = server_session(client, session).totp_pending
     assert " ".join(secret[i : i + 4] for i in range(0, 32, 4)) in page.text
+    assert client.get("/second-factor/enrol").text.count(secret[:4]) >= 1  # the same secret
+    assert server_session(client, session).totp_pending == secret
 
     wrong = post_form(client, app, "/second-factor/enrol", {"code": "000000"})
     assert "Wrong code" in flashed_text(wrong.text)
@@ -61,8 +77,8 @@ def test_staff_enrol_totp_get_recovery_codes_and_get_in(app, people, clock, sess
     assert teacher.totp_secret == secret
     assert client.get("/").status_code == 200
     # Only hashes are stored.
-    assert services.unused_recovery_codes(session, teacher) == 10
-    stored = {row.code_hash for row in session.scalars(services.select(services.RecoveryCode))}
+    assert factors.unused_recovery_codes(session, teacher) == 10
+    stored = {row.code_hash for row in session.scalars(sa.select(RecoveryCode))}
     assert not any(code.encode() in value for value in stored for code in codes)
 
 
@@ -101,18 +117,18 @@ def test_totp_allows_one_step_of_clock_drift_but_not_two(session, people, clock)
     secret = enrol_totp(session, teacher, clock)
     clock.advance(seconds=30)
     behind = pyotp.TOTP(secret).at(clock.now.timestamp() - 30)  # a phone 30 s slow
-    assert services.verify_second_factor(session, teacher, behind, address=None, now=clock.now)
+    assert factors.verify_second_factor(session, teacher, behind, address=None, now=clock.now)
     clock.advance(seconds=90)
     too_old = pyotp.TOTP(secret).at(clock.now.timestamp() - 60)
-    with pytest.raises(services.AuthError) as refused:
-        services.verify_second_factor(session, teacher, too_old, address=None, now=clock.now)
+    with pytest.raises(AuthError) as refused:
+        factors.verify_second_factor(session, teacher, too_old, address=None, now=clock.now)
     assert refused.value.code == "bad_code"
 
 
 def test_a_recovery_code_works_once(app, people, clock, session):
     teacher = people["teacher"]
     enrol_totp(session, teacher, clock)
-    codes = services.replace_recovery_codes(session, teacher, now=clock.now)
+    codes = factors.replace_recovery_codes(session, teacher, now=clock.now)
     client = english_client(app)
     password_step(client, app, teacher)
     assert post_form(client, app, "/second-factor", {"code": codes[3].upper()}).status_code == 302
@@ -122,7 +138,7 @@ def test_a_recovery_code_works_once(app, people, clock, session):
     assert "Wrong code" in flashed_text(
         post_form(again, app, "/second-factor", {"code": codes[3]}).text
     )
-    assert services.unused_recovery_codes(session, teacher) == 9
+    assert factors.unused_recovery_codes(session, teacher) == 9
 
 
 def test_twenty_wrong_codes_lock_the_account(app, people, clock, session):
@@ -155,9 +171,8 @@ def test_a_stolen_password_cannot_replace_an_enrolled_factor(app, people, clock,
     attacker = english_client(app)
     password_step(attacker, app, teacher)
     assert attacker.get("/second-factor/enrol").headers["Location"].startswith("/second-factor")
-    other_secret = services.new_totp_secret()
-    with attacker.session_transaction() as state:
-        state["totp_pending"] = other_secret
+    other_secret = factors.new_totp_secret()
+    server_session(attacker, session).totp_pending = other_secret
     post_form(
         attacker, app, "/second-factor/enrol", {"code": pyotp.TOTP(other_secret).at(clock.now)}
     )
@@ -174,10 +189,9 @@ def test_admin_reset_of_the_second_factor_makes_the_person_enrol_again(app, peop
     sign_in(victim_session, teacher, at=clock.now)
     assert victim_session.get("/").status_code == 200
 
-    admin = english_client(app)
-    sign_in(admin, people["school_admin"], at=clock.now)
-    response = post_form(admin, app, f"/admin/users/{teacher.id}/reset-second-factor")
-    assert response.status_code == 302
+    resets.request_reset(
+        session, teacher, "second_factor", "lost phone", actor=None, ip=None, now=clock.now
+    )
     assert teacher.totp_secret is None and teacher.totp_confirmed_at is None
     assert victim_session.get("/").headers["Location"].startswith("/login")
     client = english_client(app)
@@ -206,8 +220,7 @@ def test_staff_enrol_a_passkey_as_their_second_factor_and_use_it(app, people, cl
     authenticator = register_passkey(client, app)
     assert client.get("/").status_code == 200
     assert (
-        session.scalar(services.select(Passkey.label).where(Passkey.user_id == teacher.id))
-        == "my phone"
+        session.scalar(sa.select(Passkey.label).where(Passkey.user_id == teacher.id)) == "my phone"
     )
 
     later = english_client(app)
@@ -314,8 +327,8 @@ def test_a_secret_stored_before_sealing_still_signs_in(app, people, clock, sessi
     )
     session.expire(teacher)
     assert teacher.totp_secret == secret
-    code = services.current_totp_code(secret, clock.now)
-    assert services.verify_second_factor(session, teacher, code, address=None, now=clock.now) == (
+    code = factors.current_totp_code(secret, clock.now)
+    assert factors.verify_second_factor(session, teacher, code, address=None, now=clock.now) == (
         "totp"
     )
 
@@ -330,7 +343,7 @@ def test_the_sealing_migration_seals_the_secrets_already_stored(databases, tmp_p
     from ..conftest import make_app
 
     app = make_app(databases.create(backend), tmp_path / "keys")
-    secret = services.new_totp_secret()
+    secret = factors.new_totp_secret()
     with app.app_context():
         upgrade(revision="0009merge")
         db.session.execute(

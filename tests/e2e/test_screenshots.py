@@ -64,7 +64,7 @@ PAGES = [
 @pytest.fixture(scope="module")
 def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[str, Any]]]:
     """The demo school served on 127.0.0.1 from a fresh SQLite database."""
-    from auth.models import RoleGrant
+    from auth.models import RoleGrant, User
     from journal.db import db
     from journal.demo import DEMO_DOMAIN, seed_demo
     from journal.keys import create_log_key
@@ -93,6 +93,8 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str,
                     RoleGrant.role == "parent", RoleGrant.student_id.is_not(None)
                 )
             ),
+            # Each demo staff account's own random authenticator secret.
+            "totp": {user.username: user.totp_secret for user in db.session.scalars(select(User))},
         }
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -118,9 +120,8 @@ def chromium() -> Iterator[Any]:
         browser.close()
 
 
-def sign_in(page: Any, base: str, username: str) -> None:
+def sign_in(page: Any, base: str, username: str, totp_secret: str | None) -> None:
     """The real sign-in: password, then the demo account's authenticator code for staff."""
-    from auth.services import demo_totp_secret
     from journal.demo import DEMO_PASSWORD
 
     page.goto(base + "/login")
@@ -129,7 +130,8 @@ def sign_in(page: Any, base: str, username: str) -> None:
     page.locator("#password").press("Enter")
     page.wait_for_load_state()
     if "/second-factor" in page.url:
-        page.fill("#code", pyotp.TOTP(demo_totp_secret(username)).now())
+        assert totp_secret, username
+        page.fill("#code", pyotp.TOTP(totp_secret).now())
         page.locator("#code").press("Enter")
         page.wait_for_load_state()
     assert "/login" not in page.url and "/second-factor" not in page.url, page.url
@@ -180,7 +182,7 @@ def test_screenshots_in_three_languages(live_server, chromium):
             ),
         )
         if login:
-            sign_in(page, base, login)
+            sign_in(page, base, login, ids["totp"].get(login))
         else:
             page.goto(base + "/login")
         for language in LANGUAGES:

@@ -42,6 +42,51 @@ def test_demo_seed_is_safe_to_run_twice(cli, demo, session):
     assert session.scalar(sa.select(sa.func.count()).select_from(Entry)) == entries > 0
 
 
+def test_demo_logins_print_each_staff_accounts_own_random_totp_key(cli, demo, session):
+    import pyotp
+
+    from auth.models import User
+
+    output = cli("demo", "logins").output
+    users = {u.username: u for u in session.scalars(sa.select(User))}
+    staff_secrets = set()
+    for line in output.splitlines()[1:]:
+        role, username = line.split()[:2]
+        user = users[username]
+        if role in ("parent", "student"):
+            assert "TOTP" not in line
+            continue
+        assert user.totp_secret in line
+        code = re.search(r"code now (\d{6})", line).group(1)
+        assert pyotp.TOTP(user.totp_secret).verify(code, valid_window=1)
+        # Random, not derived from the username as before.
+        derived = hashlib.sha256(b"class-journal demo totp\n" + username.encode()).digest()
+        assert user.totp_secret != base64.b32encode(derived[:20]).decode()
+        staff_secrets.add(user.totp_secret)
+    assert len(staff_secrets) >= 6
+    # One password, but each account hashes it with a salt of its own.
+    hashes = [u.password_hash for u in users.values() if u.password_hash]
+    assert len(set(hashes)) == len(hashes) > 8
+
+
+def test_the_demo_school_is_never_made_in_production(app, tmp_path):
+    from ..conftest import make_app
+
+    production = make_app(
+        app.config["DATABASE_URL"], tmp_path / "keys", TESTING=False,
+        ENV="production", PUBLIC_URL="https://journal.example.kz",
+    )  # fmt: skip
+    runner = production.test_cli_runner()
+    for command in (["demo", "seed", *SMALL], ["demo", "logins"]):
+        result = runner.invoke(args=command)
+        assert result.exit_code == 1 and "JOURNAL_ENV=development" in result.output
+    with production.app_context():
+        from journal.db import db
+
+        assert db.session.scalar(sa.select(School).where(School.domain.like("mektep17%"))) is None
+    production.extensions["journal_db"].engine.dispose()
+
+
 def test_demo_has_kazakh_names(demo, session):
     names = " ".join(s.full_name for s in session.scalars(sa.select(Student)))
     school = session.scalar(sa.select(School))

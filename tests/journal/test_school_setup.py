@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import time
 from html.parser import HTMLParser
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.orm import object_session
 
 from auth.iin import check_digit, encrypt_iin, iin_lookup_hash
 from auth.models import AccessLogEntry, RoleGrant
@@ -40,7 +40,7 @@ from journal.school_setup import (
 from journal.services import record_entry
 
 from ..conftest import TEST_IIN_ENCRYPTION_KEY, TEST_IIN_HMAC_KEY
-from ..factories import LESSON_DAY, NOW, add_user, build_world
+from ..factories import LESSON_DAY, NOW, add_user, browser_state, build_world
 
 # -- signing in and posting forms, as a browser does --------------------------------------------
 
@@ -48,15 +48,9 @@ from ..factories import LESSON_DAY, NOW, add_user, build_world
 def sign_in(client, user, language: str = "en") -> None:
     """Sign ``user`` in on this test client (past the second factor), reading ``language``."""
     client.environ_base["HTTP_ACCEPT_LANGUAGE"] = language
+    state = browser_state(object_session(user), user)
     with client.session_transaction() as browser_session:
-        now = int(time.time())
-        browser_session.update(
-            user_id=user.id,
-            auth_version=user.auth_version,
-            signed_in_at=now,
-            second_factor_ok=True,
-            second_factor_at=now,
-        )
+        browser_session.update(state)
 
 
 def csrf_token(client, page: str = "/") -> str:

@@ -21,6 +21,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from openapi_core import OpenAPI
 from openapi_core.contrib.werkzeug import WerkzeugOpenAPIRequest, WerkzeugOpenAPIResponse
+from sqlalchemy.orm import object_session
 from werkzeug.test import EnvironBuilder
 
 from auth.models import DeviceKey
@@ -31,7 +32,7 @@ from journal.models import Entry, Lesson, TeachingAssignment
 from journal.sync import QuarantinedSubmission, replay_quarantined
 from journal.teacher import EXPORT_FORMAT, IMPORT_MAX_BYTES
 
-from ..factories import NOW, Device, add_device, add_user, build_world
+from ..factories import NOW, Device, add_device, add_user, browser_state, build_world
 
 SPEC_PATH = Path(__file__).resolve().parents[2] / "docs" / "openapi.yaml"
 
@@ -51,17 +52,13 @@ class Browser:
         self.csrf = ""
 
     def sign_in(self, user, *, second_factor: bool = True) -> None:
-        now = int(time.time())
+        # The assertions read English messages.
+        values = browser_state(
+            object_session(user), user, second_factor=second_factor, language="en"
+        )
         with self.client.session_transaction() as state:
             state.clear()
-            state.update(
-                user_id=user.id,
-                auth_version=user.auth_version,
-                signed_in_at=now,
-                second_factor_ok=second_factor,
-                second_factor_at=now,
-                language="en",  # the assertions read English messages
-            )
+            state.update(values)
         self.csrf = self.get("/api/sync/session").json["csrf_token"]
 
     def sign_out(self) -> None:
@@ -272,8 +269,9 @@ def test_signed_out_gets_json_401_not_a_redirect(browser, world):
 
 
 def test_an_ended_session_gets_401(browser, world):
-    world.teacher.auth_version += 1  # a password reset signs every session out
-    world.session.flush()
+    from auth.sessions import end_sessions_of
+
+    end_sessions_of(world.session, world.teacher.id, "reset", NOW)  # as a reset does
     response = browser.post("/api/sync/entries", {"entries": [world.signed("grade")]})
     assert (response.status_code, response.json["error"]) == (401, "signed_out")
 
@@ -287,27 +285,18 @@ def test_a_post_without_csrf_token_is_refused(browser, world):
 
 def test_staff_before_the_second_factor_get_401(app, world, openapi):
     browser = Browser(app, openapi)
+    values = browser_state(world.session, world.teacher, second_factor=False)
     with browser.client.session_transaction() as state:
-        state.update(
-            user_id=world.teacher.id,
-            auth_version=world.teacher.auth_version,
-            signed_in_at=int(time.time()),
-            second_factor_ok=False,
-        )
+        state.update(values)
     assert browser.get("/api/sync/session").status_code == 401
 
 
 def test_a_parent_cannot_upload(app, world, openapi):
     parent = add_user(world.session, world.school, "parent")
     browser = Browser(app, openapi)
+    values = browser_state(world.session, parent)
     with browser.client.session_transaction() as state:
-        state.update(
-            user_id=parent.id,
-            auth_version=parent.auth_version,
-            signed_in_at=int(time.time()),
-            second_factor_ok=True,
-            second_factor_at=int(time.time()),
-        )
+        state.update(values)
     g.pop("current_user", None)
     response = browser.client.get("/api/sync/session")
     assert response.status_code == 403

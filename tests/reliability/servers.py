@@ -94,15 +94,15 @@ class LiveJournal:
 
     def session_cookie(self, teacher: Teacher) -> str:
         """The cookie of a teacher signed in past the second factor, signed with the app's key
-        (what /login and the second-factor form leave in the browser)."""
-        now = int(time.time())
-        state = {
-            "user_id": teacher.user_id,
-            "auth_version": teacher.auth_version,
-            "signed_in_at": now,
-            "second_factor_ok": True,
-            "second_factor_at": now,
-        }
+        (what /login and the second-factor form leave in the browser): a new server-side
+        session, committed to the journal's database."""
+        from auth.models import User
+        from journal.db import db
+        from tests.factories import browser_state
+
+        with self.app.app_context():
+            state = browser_state(db.session, db.session.get_one(User, teacher.user_id))
+            db.session.commit()
         serializer = self.app.session_interface.get_signing_serializer(self.app)  # type: ignore[attr-defined]
         return str(serializer.dumps(state))
 
@@ -363,7 +363,6 @@ class Teacher:
     """One teacher's account, device key and class × subject, with its lessons and students."""
 
     user_id: int
-    auth_version: int
     kid: str
     private_key: Ed25519PrivateKey
     origin: str
@@ -449,7 +448,6 @@ def seed_teachers(
             made.append(
                 Teacher(
                     user_id=user.id,
-                    auth_version=user.auth_version,
                     kid=device.kid,
                     private_key=device.private_key,
                     origin=ensure_journal_log(session, class_group).origin,

@@ -15,7 +15,6 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -44,7 +43,7 @@ from journal.services import EntryRefused, Recorder
 from journal.sync import upload_batch
 
 from ..conftest import Databases, make_app, migrate
-from ..factories import Device, build_world
+from ..factories import Device, browser_state, build_world
 from .conftest import scaled
 
 SPEC_PATH = Path(__file__).resolve().parents[2] / "docs" / "openapi.yaml"
@@ -95,18 +94,12 @@ def school(databases: Databases, tmp_path_factory: pytest.TempPathFactory) -> It
         for kind in ("grade", "attendance", "topic"):  # something to pull
             recorder.record(world.signed(kind))
         db.session.commit()
-        teacher = (world.teacher.id, world.teacher.auth_version)
+        signed_in = browser_state(db.session, world.teacher, language="en")
+        db.session.commit()
         ids = (world.log.origin, world.subject.id, world.lesson.id, world.student.id)
     client = app.test_client()
     with client.session_transaction() as state:
-        state.update(
-            user_id=teacher[0],
-            auth_version=teacher[1],
-            signed_in_at=int(time.time()),
-            second_factor_ok=True,
-            second_factor_at=int(time.time()),
-            language="en",
-        )
+        state.update(signed_in)
     csrf = client.get("/api/sync/session").get_json()["csrf_token"]
     cookie = client.get_cookie("session")
     assert cookie is not None

@@ -15,7 +15,6 @@ device's entries, each once.
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -34,7 +33,7 @@ from journal.db import db
 from journal.models import Entry, Lesson, Log, TeachingAssignment
 
 from ..conftest import Databases, make_app, migrate
-from ..factories import Device, add_device, add_user, build_world
+from ..factories import Device, add_device, add_user, browser_state, build_world
 from .conftest import scaled
 
 SETTINGS = settings(
@@ -313,13 +312,8 @@ def signed_in(app: Flask, signer: Device) -> tuple[FlaskClient, str]:
 
     with app.app_context():
         user = db.session.get_one(User, signer.user_id)
-        state = {
-            "user_id": user.id,
-            "auth_version": user.auth_version,
-            "signed_in_at": int(time.time()),
-            "second_factor_ok": True,
-            "second_factor_at": int(time.time()),
-        }
+        state = browser_state(db.session, user)
+        db.session.commit()
     client = app.test_client()
     with client.session_transaction() as session:
         session.update(state)
