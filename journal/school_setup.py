@@ -27,6 +27,7 @@ from auth.iin import InvalidIIN, iin_lookup_hash, validate_iin
 from auth.models import RoleGrant, User
 
 from .db import db
+from .ids import id_arg
 from .models import (
     ClassGroup,
     Enrollment,
@@ -900,10 +901,10 @@ def classes(year_id: int) -> Any:
 @roles_required("school_admin")
 def change_class_teacher(class_id: int) -> Any:
     class_group = own_class(class_id)
-    chosen = request.form.get("class_teacher", "")
+    chosen = id_arg(request.form, "class_teacher")  # empty: no class teacher
     target = url_for(".classes", year_id=class_group.school_year_id)
     try:
-        set_class_teacher(db.session, class_group, int(chosen) if chosen.isdigit() else None)
+        set_class_teacher(db.session, class_group, chosen)
     except SetupError as error:
         refused(error)
         return redirect(target)
@@ -993,11 +994,11 @@ def timetable(class_id: int) -> Any:
     school = admin_school()
     subject_list = school_subjects(school)
     if request.method == "POST":
-        cells: dict[tuple[int, int], int | None] = {}
-        for weekday in WEEKDAYS:
-            for period in PERIODS:
-                value = request.form.get(f"slot-{weekday}-{period}", "")
-                cells[(weekday, period)] = int(value) if value.isdigit() else None
+        cells = {
+            (weekday, period): id_arg(request.form, f"slot-{weekday}-{period}")
+            for weekday in WEEKDAYS
+            for period in PERIODS
+        }
         try:
             set_timetable(db.session, class_group, cells)
         except SetupError as error:

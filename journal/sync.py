@@ -30,6 +30,7 @@ from auth.access import current_user, log_access, roles_required
 from auth.models import DeviceKey, User
 
 from .db import Base, bigpk, db, timestamp, utcnow
+from .ids import BIG_ID_MAX, parse_id
 from .ledger import entry as ledger_entry
 from .models import Entry, Lesson, Log, Supersession
 from .services import EntryRefused, Recorder
@@ -465,10 +466,11 @@ def pull() -> Response:
     """Leaves of one journal from ``cursor`` on; ``next`` is the cursor for the next call."""
     origin = request.args.get("journal", "")
     try:
-        cursor = int(request.args.get("cursor", "0"))
-        limit = int(request.args.get("limit", str(PULL_PAGE_MAX)))
+        # Plain digits only (no sign, spaces or "1_0"); the ranges are checked below.
+        cursor = parse_id(request.args.get("cursor", "0"), maximum=BIG_ID_MAX)
+        limit = parse_id(request.args.get("limit", str(PULL_PAGE_MAX)), maximum=BIG_ID_MAX)
         subject = request.args.get("subject")
-        subject_id = int(subject) if subject else None
+        subject_id = parse_id(subject, maximum=BIG_ID_MAX) if subject else None
     except ValueError:
         return json_error(400, "bad_parameter", _("cursor, limit and subject must be numbers."))
     # Out-of-range numbers and NUL characters would reach the database as errors, not answers.

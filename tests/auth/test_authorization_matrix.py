@@ -32,6 +32,7 @@ import pytest
 from flask import Flask
 from sqlalchemy import select
 from werkzeug.routing import Rule
+from werkzeug.routing.converters import IntegerConverter
 
 from auth.access import public
 from auth.models import ROLES, AccessLogEntry, User
@@ -194,8 +195,8 @@ def build_url(rule: Rule, values: dict[str, object]) -> str:
         if name in values:
             arguments[name] = values[name]
         else:
-            converter = type(rule._converters[name]).__name__  # noqa: SLF001
-            arguments[name] = 999_999 if converter == "IntegerConverter" else "unknown"
+            converter = rule._converters[name]  # noqa: SLF001
+            arguments[name] = 999_999 if isinstance(converter, IntegerConverter) else "unknown"
     return rule.build(arguments, append_unknown=False)[1]  # type: ignore[index]
 
 
