@@ -47,7 +47,11 @@ class QuarantinedSubmission(Base):
     """
 
     __tablename__ = "quarantined_submissions"
-    __table_args__ = (Index("ix_quarantined_submissions_kid", "kid"),)
+    __table_args__ = (
+        Index("ix_quarantined_submissions_kid", "kid"),
+        # The daily quota counts one uploader's recent rows.
+        Index("ix_quarantined_submissions_uploader_at", "uploaded_by", "received_at"),
+    )
 
     id: Mapped[bigpk]
     received_at: Mapped[timestamp]
