@@ -288,8 +288,8 @@ def quarantine(
         raise EntryRefused(
             "rejected",
             "quarantine_full",
-            f"more than {quota} entries with an unknown or revoked key today: enrol this "
-            "device's key, then send them again",
+            f"{quota} of your entries with an unknown or revoked key are kept from the last "
+            "24 hours already: enrol this device's key, then send them again",
         )
     entry_id = parsed["payload"].get("entry_id")
     values = {
