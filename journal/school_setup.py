@@ -629,7 +629,7 @@ def admit_transferred_student(
             transfer is None
             or transfer.used_at is not None
             or source is None
-            or (source.iin_hmac != lookup)
+            or source.iin_hmac != lookup
         ):
             record_address_failure(session, address, "transfer-code", now)
             raise SetupError(
