@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from auth import policy
 from auth.models import User
 from exports.documents import LedgerDocument, LedgerRow, ProofBundle
 from exports.pdf import render_ledger_pdf
@@ -86,20 +87,27 @@ class Query:
         )
 
 
-def ledger_bag_keys(storage: ArchiveStorage) -> Iterator[str]:
-    for stored in storage.list():
-        name = stored.key.rsplit("/", 1)[-1]
-        if name.startswith("ledger-") and name.endswith(".tar"):
-            yield stored.key
+def ledger_bag_keys(storage: ArchiveStorage, prefixes: list[str] | None = None) -> Iterator[str]:
+    """The ledger bags under each prefix (``<school-domain>/``), or all of them (None)."""
+    for prefix in [""] if prefixes is None else prefixes:
+        for stored in storage.list(prefix):
+            name = stored.key.rsplit("/", 1)[-1]
+            if name.startswith("ledger-") and name.endswith(".tar"):
+                yield stored.key
 
 
 def find_records(
-    storage: ArchiveStorage, query: Query, *, trusted_vkeys: set[str]
+    storage: ArchiveStorage,
+    query: Query,
+    *,
+    trusted_vkeys: set[str],
+    prefixes: list[str] | None = None,
 ) -> list[FoundRecord]:
-    """Search every archived ledger bag. A bag counts only when it verifies against a school key
-    the registrar trusts (``trusted_vkeys``): a bag's own key file proves nothing."""
+    """Search the archived ledger bags under ``prefixes`` (None: every bag). A bag counts only
+    when it verifies against a school key the registrar trusts (``trusted_vkeys``): a bag's own
+    key file proves nothing."""
     found: list[FoundRecord] = []
-    for key in ledger_bag_keys(storage):
+    for key in ledger_bag_keys(storage, prefixes):
         with tempfile.TemporaryDirectory() as tmp:
             bag_dir = fetch_bag(storage, key, Path(tmp))  # BagIt-validated
             found.extend(_records_in_bag(key, bag_dir, query, trusted_vkeys))
@@ -219,6 +227,8 @@ def issue_extract(
         raise RegistrarError(
             f"the school {domain} is not registered on this server: restore it first"
         )
+    if not policy.can_issue_extract(registrar, school.id):
+        raise RegistrarError(f"you are not a registrar of {domain}")
     document = extract_document(records, generated_at=now)
     data = render_ledger_pdf(document, pdf_signer(config, school), pdf_timestamper(config))
     append_ledger_record(

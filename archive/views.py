@@ -24,8 +24,10 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from wtforms import DateField, StringField
 from wtforms.validators import DataRequired, Optional
 
+from auth import policy
 from auth.access import current_user, log_access, roles_required
 from auth.iin import InvalidIIN, iin_lookup_hash, validate_iin
+from auth.models import User
 from journal.app import csrf
 from journal.db import db
 from journal.ledger import note
@@ -196,12 +198,35 @@ def _registrar_query(form: RegistrarSearchForm) -> Query | None:
     return None
 
 
-def _trusted_vkeys() -> set[str]:
-    """The schools' published log keys: those on this server, and any configured for schools
-    whose live data is gone (ARCHIVE_TRUSTED_VKEYS)."""
-    keys = {vkey for vkey in db.session.scalars(select(School.log_vkey)) if vkey}
-    keys.update(current_app.config.get("ARCHIVE_TRUSTED_VKEYS") or ())
-    return keys
+def search_target(query: Query) -> tuple[str, str]:
+    """What a search looked for, as the access log keeps it: the keyed hash of the IIN (hex),
+    or the same keyed hash of the name and birth date; never the IIN or the name itself."""
+    if query.iin_hmac is not None:
+        return "iin", base64.b64decode(query.iin_hmac).hex()
+    assert query.last_name and query.first_name and query.birth_date
+    # A prefix no IIN has: a name's hash never equals an IIN's.
+    text = "\n".join(
+        (
+            "name",
+            query.last_name.strip().casefold(),
+            query.first_name.strip().casefold(),
+            query.birth_date.isoformat(),
+        )
+    )
+    return "name", iin_lookup_hash(text, current_app.config["IIN_HMAC_KEY"]).hex()
+
+
+def _registrar_scope(user: User) -> tuple[set[str], list[str] | None]:
+    """The school keys a registrar trusts and the archive prefixes they search: their own
+    schools' (``policy.registrar_schools``); every school's, and the keys configured for
+    schools whose live data is gone (ARCHIVE_TRUSTED_VKEYS), for a registrar of a region."""
+    school_ids = policy.registrar_schools(user)
+    if school_ids is None:
+        keys = {vkey for vkey in db.session.scalars(select(School.log_vkey)) if vkey}
+        keys.update(current_app.config.get("ARCHIVE_TRUSTED_VKEYS") or ())
+        return keys, None
+    schools = db.session.scalars(select(School).where(School.id.in_(school_ids))).all()
+    return {s.log_vkey for s in schools if s.log_vkey}, [f"{s.domain}/" for s in schools]
 
 
 @bp.route("/registrar", methods=["GET", "POST"])
@@ -213,22 +238,27 @@ def registrar() -> Any:
     if form.validate_on_submit():
         query = _registrar_query(form)
         if query is not None:
+            user = current_user()
+            assert user is not None
+            trusted, prefixes = _registrar_scope(user)
             try:
                 records = find_records(
-                    storage_from_config(current_app.config), query, trusted_vkeys=_trusted_vkeys()
+                    storage_from_config(current_app.config),
+                    query,
+                    trusted_vkeys=trusted,
+                    prefixes=prefixes,
                 )
             except RegistrarError as exc:
                 error = str(exc)
-            log_access("registrar_search", "archive_ledger", len(records or []))
+            target_type, target = search_target(query)
+            log_access("registrar_search", target_type, target)
             if request.form.get("issue") and records:
-                user = current_user()
-                assert user is not None
                 try:
                     data = issue_extract(db.session, current_app.config, records, registrar=user)
                 except (RegistrarError, LookupError) as exc:
                     error = str(exc)
                 else:
-                    log_access("issue_duplicate", "archive_ledger", len(records))
+                    log_access("issue_duplicate", target_type, target)
                     db.session.commit()
                     return Response(
                         data,

@@ -20,7 +20,9 @@ from journal.models import ClassGroup, Enrollment, Student, Subject, TeachingAss
 
 from .models import STAFF_ROLES, DeviceKey, User
 
-READ_WHOLE_SCHOOL = ("school_admin", "inspector", "registrar")
+# Live grades and attendance of every class. Inspectors verify journals and packages and
+# registrars work from the archive (DESIGN §2): neither reads the live journal.
+READ_WHOLE_SCHOOL = ("school_admin",)
 TEACHING_ROLES = ("teacher", "class_teacher")
 
 
@@ -117,8 +119,7 @@ def can_write_journal(
 
 
 def can_read_class(user: User | None, class_group: ClassGroup | int) -> bool:
-    """The whole class across subjects: its class teacher, and the school's admin, inspector
-    and registrar."""
+    """The whole class across subjects: its class teacher and the school's admin."""
     if user is None:
         return False
     group = _class(user, class_group)
@@ -139,8 +140,8 @@ def can_read_class_subject(
 
 
 def can_read_student(user: User | None, student_id: int) -> bool:
-    """A student's grades and attendance: the parent or the student, staff who read the whole
-    school, the class teacher of a class the student is or was in, and the student's teachers."""
+    """A student's grades and attendance: the parent or the student, the school's admin, the
+    class teacher of a class the student is or was in, and the student's teachers."""
     if user is None:
         return False
     if student_id in children_of(user):
@@ -190,6 +191,26 @@ def can_manage_user(actor: User | None, target: User) -> bool:
 
 def can_read_access_log(user: User | None, school_id: int | None) -> bool:
     return can_administer_school(user, school_id)
+
+
+# -- the archive ---------------------------------------------------------------------------------
+
+
+def registrar_schools(user: User | None) -> set[int] | None:
+    """The schools whose archived ledgers the user searches and issues extracts from, as a
+    registrar: the schools of their registrar grants. None means every school (a grant without
+    a school: a registrar who serves a region, and schools no longer on this server)."""
+    if user is None:
+        return set()
+    grants = [grant for grant in user.roles if grant.role == "registrar"]
+    if any(grant.school_id is None for grant in grants):
+        return None
+    return {grant.school_id for grant in grants if grant.school_id is not None}
+
+
+def can_issue_extract(user: User | None, school_id: int) -> bool:
+    """A duplicate-certificate extract from one school's archive: that school's registrar."""
+    return holds(user, "registrar", school_id)
 
 
 # -- device keys ---------------------------------------------------------------------------------

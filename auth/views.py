@@ -33,6 +33,7 @@ from sqlalchemy import select
 
 from journal.config import is_development
 from journal.db import db
+from journal.ids import BIG_ID_MAX, id_arg
 from journal.keys import LogKey, load_log_key
 from journal.models import School, Student
 
@@ -992,7 +993,7 @@ def admin_invitations() -> Any:
         try:
             invitation, code = invitations.create_invitation(
                 db.session,
-                student_id=request.form.get("student_id", type=int) or 0,
+                student_id=id_arg(request.form, "student_id") or 0,
                 role=request.form.get("role", ""),
                 actor=admin,
                 ip=client_address(),
@@ -1036,7 +1037,9 @@ def access_log() -> Any:
     admin = _user()
     policy.require(policy.can_read_access_log(admin, admin.school_id))
     rows = services.access_log_page(
-        db.session, admin.school_id or 0, before_id=request.args.get("before", type=int)
+        db.session,
+        admin.school_id or 0,
+        before_id=id_arg(request.args, "before", maximum=BIG_ID_MAX),
     )
     return render_template("auth/access_log.html", rows=rows)
 

@@ -16,6 +16,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import config as journal_config
 from .db import db
+from .ids import IdConverter
 
 migrate = Migrate()
 babel = Babel()
@@ -38,6 +39,8 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app = Flask(__name__, instance_path=journal_config.instance_path())
+    # Every <int:...> in a route is bounded: a number no row can carry is 404, not a 500.
+    app.url_map.converters["int"] = IdConverter
     app.config.from_mapping(journal_config.defaults(app.instance_path))
     app.config.from_prefixed_env("JOURNAL")
     if test_config:

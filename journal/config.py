@@ -34,6 +34,10 @@ def defaults(instance_path: str) -> dict[str, Any]:
         "TSA_URL": None,
         "MAX_CONTENT_LENGTH": 16 * 1024 * 1024,
         "SYNC_MAX_BATCH": 500,
+        # Entries signed by an unknown or revoked device key that one user may leave in
+        # quarantine per 24 hours; past it they are refused ("quarantine_full") and stay on
+        # the device until its key is enrolled.
+        "SYNC_QUARANTINE_DAILY_QUOTA": 500,
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
         "SESSION_COOKIE_SECURE": True,

@@ -310,3 +310,23 @@ class LateCorrectionApproval(Base):
     approved_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
     approved_at: Mapped[timestamp]
     expires_at: Mapped[timestamp]
+
+
+class TransferCode(Base):
+    """A one-time code the old school prints for a pupil who leaves: the new school enters it
+    with the pupil's IIN to admit them (a school sees its own pupils only). Only the code's
+    SHA-256 is stored; a newer code for the same pupil ends the older ones."""
+
+    __tablename__ = "transfer_codes"
+
+    id: Mapped[intpk]
+    school_id: Mapped[int] = mapped_column(ForeignKey("schools.id"), index=True)
+    student_id: Mapped[int] = mapped_column(ForeignKey("students.id"), index=True)
+    code_hash: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[timestamp]
+    expires_at: Mapped[timestamp]
+    used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    used_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    # The pupil's record in the school that admitted them.
+    admitted_student_id: Mapped[int | None] = mapped_column(ForeignKey("students.id"))

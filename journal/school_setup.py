@@ -17,7 +17,7 @@ from flask_babel import get_locale
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
-from sqlalchemy import delete, exists, func, select
+from sqlalchemy import delete, exists, func, select, update
 from sqlalchemy.orm import Session
 from wtforms import BooleanField, DateField, IntegerField, SelectChoice, SelectField, StringField
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional
@@ -25,8 +25,17 @@ from wtforms.validators import DataRequired, InputRequired, Length, NumberRange,
 from auth.access import current_user, personal_data, roles_required
 from auth.iin import InvalidIIN, iin_lookup_hash, validate_iin
 from auth.models import RoleGrant, User
+from auth.services import (
+    group_code,
+    normalize_paper_code,
+    paper_code,
+    record_access,
+    sha256_text,
+)
+from auth.signin import code_wait, record_failure
 
-from .db import db
+from .db import db, utcnow
+from .ids import id_arg
 from .models import (
     ClassGroup,
     Enrollment,
@@ -40,6 +49,7 @@ from .models import (
     TeachingAssignment,
     Term,
     TimetableSlot,
+    TransferCode,
 )
 from .services import ensure_journal_log
 
@@ -497,6 +507,74 @@ def record_leaving(session: Session, enrollment: Enrollment, last_day: dt.date) 
     session.flush()
 
 
+# A transfer code is typed from paper like an invitation (auth.services.paper_code): 12 of 31
+# signs (about 59 bits); wrong codes are throttled per address under their own key.
+TRANSFER_CODE_LENGTH = 12
+TRANSFER_CODE_LIFETIME = dt.timedelta(days=30)
+TRANSFER_CODE_KIND = "#transfer"
+
+
+def _transfer_code_hash(code: str) -> bytes:
+    """SHA-256 of the code as typed, without dashes and spaces, in capitals."""
+    return sha256_text(normalize_paper_code(code))
+
+
+def issue_transfer_code(
+    session: Session,
+    school: School,
+    student: Student,
+    *,
+    actor: User | None,
+    ip: str | None,
+    now: dt.datetime,
+    lifetime: dt.timedelta = TRANSFER_CODE_LIFETIME,
+) -> tuple[TransferCode, str]:
+    """A one-time code for a pupil who leaves, printed for the new school: with the pupil's
+    IIN it admits them there. Returns the row and the code, which is shown once."""
+    if student.school_id != school.id:
+        raise SetupError(N_("No such student in this school."))
+    staying = session.scalar(
+        select(Enrollment.id).where(
+            Enrollment.student_id == student.id, Enrollment.ends_on.is_(None)
+        )
+    )
+    if staying is not None:
+        raise SetupError(N_("Record that the student leaves first, then print the transfer code."))
+    # Only the newest letter admits the pupil: an earlier code, lost or not, stops working.
+    session.execute(
+        update(TransferCode)
+        .where(
+            TransferCode.student_id == student.id,
+            TransferCode.used_at.is_(None),
+            TransferCode.expires_at > now,
+        )
+        .values(expires_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    code = paper_code(TRANSFER_CODE_LENGTH)
+    transfer = TransferCode(
+        school_id=school.id,
+        student_id=student.id,
+        code_hash=_transfer_code_hash(code),
+        created_by_id=actor.id if actor else None,
+        created_at=now,
+        expires_at=now + lifetime,
+    )
+    session.add(transfer)
+    session.flush()
+    record_access(
+        session,
+        actor,
+        "transfer_code.issue",
+        "student",
+        student.id,
+        ip,
+        school_id=school.id,
+        now=now,
+    )
+    return transfer, group_code(code, 4)
+
+
 def admit_transferred_student(
     session: Session,
     school: School,
@@ -505,13 +583,24 @@ def admit_transferred_student(
     on_date: dt.date,
     *,
     hmac_key: str,
+    transfer_code: str = "",
+    actor: User | None = None,
+    address: str | None = None,
+    now: dt.datetime | None = None,
 ) -> Enrollment:
-    """Admit a student who arrives from another school: found by IIN, enrolled from ``on_date``.
+    """Admit a pupil found by IIN, enrolled from ``on_date``.
 
-    The student's record is copied into this school (a school sees its own students only), and
-    the parent and student accounts that followed the child in the old school follow it here.
-    The old school must have recorded the leaving first.
+    Without a transfer code the IIN is looked up in this school only (a pupil who comes back).
+    A pupil from another school needs the code their old school printed
+    (``issue_transfer_code``): the IIN and the code together find their record, which is
+    copied into this school, and the parent and student accounts follow the child. Nothing
+    about any other school is told or shown otherwise.
+
+    Every lookup leaves an access-log row with the keyed hash of the IIN searched; a wrong code
+    also counts against the address. On ``SetupError`` those are the only rows written (the
+    view commits them), so that a refused lookup stays on record.
     """
+    now = now or utcnow()
     try:
         iin = validate_iin(iin)
     except InvalidIIN:
@@ -521,24 +610,72 @@ def admit_transferred_student(
     year = session.get_one(SchoolYear, to_class.school_year_id)
     if not year.starts_on <= on_date <= year.ends_on:
         raise SetupError(N_("The date is not in the new class's school year."))
+    with_code = bool(transfer_code.strip())
+    if with_code and code_wait(session, TRANSFER_CODE_KIND, address, now):
+        raise SetupError(N_("Too many wrong codes from this address: try again later."))
     lookup = iin_lookup_hash(iin, hmac_key)
-    records = list(session.scalars(select(Student).where(Student.iin_hmac == lookup)))
-    here = next((s for s in records if s.school_id == school.id), None)
-    elsewhere = [s for s in records if s.school_id != school.id]
-    if here is None and not elsewhere:
-        raise SetupError(
-            N_("No student with this IIN in any school: add them with the roster import.")
+    action = "admit.lookup_iin_with_code" if with_code else "admit.lookup_iin"
+    record_access(
+        session, actor, action, "iin", lookup.hex(), address, school_id=school.id, now=now
+    )
+    here = session.scalar(
+        select(Student).where(Student.school_id == school.id, Student.iin_hmac == lookup)
+    )
+    transfer: TransferCode | None = None
+    source: Student | None = None
+    if with_code:
+        transfer = session.scalar(
+            select(TransferCode).where(TransferCode.code_hash == _transfer_code_hash(transfer_code))
         )
-    for other in [*elsewhere, *([here] if here else [])]:
-        still = open_enrollment(session, other, on_date)
-        if still is not None:
-            school_name = session.get_one(School, other.school_id).name
-            raise SetupError(
-                N_("The student is still enrolled at %(school)s on that date."),
-                school=school_name,
+        source = session.get(Student, transfer.student_id) if transfer is not None else None
+        if (
+            transfer is None
+            or transfer.used_at is not None
+            or source is None
+            or source.iin_hmac != lookup
+        ):
+            record_failure(
+                session, username=TRANSFER_CODE_KIND, address=address, device=None, now=now
             )
+            raise SetupError(
+                N_(
+                    "This transfer code does not match this IIN, or it has been used. Check "
+                    "both, or ask the old school for a new code."
+                )
+            )
+        if transfer.expires_at <= now:
+            raise SetupError(
+                N_("This transfer code has expired: ask the old school for a new one.")
+            )
+        if source.school_id == school.id:
+            here = source
+        elif open_enrollment(session, source, on_date) is not None:
+            raise SetupError(
+                N_("The old school has not recorded that the student leaves before that date.")
+            )
+    elif here is None:
+        raise SetupError(
+            N_(
+                "No student with this IIN in this school. A student from another school is "
+                "admitted with the transfer code their old school printed; a new student is "
+                "added with the roster import."
+            )
+        )
+    if here is not None and open_enrollment(session, here, on_date) is not None:
+        raise SetupError(N_("The student is still enrolled in this school on that date."))
+
+    if transfer is not None:
+        # Claim the code before writing anything else: of two admins racing, one wins.
+        claimed = session.execute(
+            update(TransferCode)
+            .where(TransferCode.id == transfer.id, TransferCode.used_at.is_(None))
+            .values(used_at=now, used_by_id=actor.id if actor else None)
+            .execution_options(synchronize_session=False)
+        )
+        if claimed.rowcount != 1:  # type: ignore[attr-defined]
+            raise SetupError(N_("This transfer code has just been used."))
     if here is None:
-        source = max(elsewhere, key=lambda s: s.id)
+        assert source is not None
         here = Student(
             school_id=school.id,
             last_name=source.last_name,
@@ -564,6 +701,27 @@ def admit_transferred_student(
     )
     session.add(enrollment)
     session.flush()
+    if transfer is not None and source is not None:
+        session.execute(
+            update(TransferCode)
+            .where(TransferCode.id == transfer.id)
+            .values(admitted_student_id=here.id)
+            .execution_options(synchronize_session=False)
+        )
+        # The old school sees in its own log that its pupil was admitted elsewhere.
+        record_access(
+            session,
+            actor,
+            "transfer_code.redeemed",
+            "student",
+            source.id,
+            address,
+            school_id=source.school_id,
+            now=now,
+        )
+    record_access(
+        session, actor, "admit.student", "student", here.id, address, school_id=school.id, now=now
+    )
     return enrollment
 
 
@@ -722,6 +880,9 @@ class LeavingForm(FlaskForm):
 
 class AdmitForm(FlaskForm):
     iin = StringField(_l("IIN"), validators=[DataRequired(), Length(min=12, max=12)])
+    transfer_code = StringField(
+        _l("Transfer code from the old school"), validators=[Optional(), Length(max=40)]
+    )
     class_group = SelectField(_l("Class"), coerce=int)
     on_date = DateField(_l("First day"), validators=[InputRequired()])
 
@@ -900,10 +1061,10 @@ def classes(year_id: int) -> Any:
 @roles_required("school_admin")
 def change_class_teacher(class_id: int) -> Any:
     class_group = own_class(class_id)
-    chosen = request.form.get("class_teacher", "")
+    chosen = id_arg(request.form, "class_teacher")  # empty: no class teacher
     target = url_for(".classes", year_id=class_group.school_year_id)
     try:
-        set_class_teacher(db.session, class_group, int(chosen) if chosen.isdigit() else None)
+        set_class_teacher(db.session, class_group, chosen)
     except SetupError as error:
         refused(error)
         return redirect(target)
@@ -993,11 +1154,11 @@ def timetable(class_id: int) -> Any:
     school = admin_school()
     subject_list = school_subjects(school)
     if request.method == "POST":
-        cells: dict[tuple[int, int], int | None] = {}
-        for weekday in WEEKDAYS:
-            for period in PERIODS:
-                value = request.form.get(f"slot-{weekday}-{period}", "")
-                cells[(weekday, period)] = int(value) if value.isdigit() else None
+        cells = {
+            (weekday, period): id_arg(request.form, f"slot-{weekday}-{period}")
+            for weekday in WEEKDAYS
+            for period in PERIODS
+        }
         try:
             set_timetable(db.session, class_group, cells)
         except SetupError as error:
@@ -1065,10 +1226,20 @@ def students(class_id: int) -> Any:
         for c in year_classes(class_group.school_year)
         if c.id != class_id
     ]
+    # Pupils who have left the school (no open enrollment in any of its classes) get a code.
+    staying = set(
+        db.session.scalars(
+            select(Enrollment.student_id).where(
+                Enrollment.student_id.in_([line.student.id for line in roster]),
+                Enrollment.ends_on.is_(None),
+            )
+        )
+    )
     return render_template(
         "setup/students.html",
         class_group=class_group,
         roster=roster,
+        staying=staying,
         transfer_form=transfer_form,
         leaving_form=LeavingForm(),
     )
@@ -1120,6 +1291,43 @@ def leave(enrollment_id: int) -> Any:
     return done(_("Leaving recorded."), target)
 
 
+@bp.post("/students/<int:student_id>/transfer-code")
+@roles_required("school_admin")
+def transfer_code(student_id: int) -> Any:
+    """Print the one-time transfer code of a pupil who leaves, for the new school."""
+    student = db.session.get(Student, student_id)
+    school = admin_school()
+    if student is None or student.school_id != school.id:
+        abort(404)
+    last_class = db.session.scalar(
+        select(Enrollment.class_group_id)
+        .where(Enrollment.student_id == student.id)
+        .order_by(Enrollment.starts_on.desc())
+    )
+    back = url_for(".students", class_id=last_class) if last_class else url_for(".overview")
+    try:
+        transfer, code = issue_transfer_code(
+            db.session,
+            school,
+            student,
+            actor=current_user(),
+            ip=request.remote_addr,
+            now=utcnow(),
+        )
+    except SetupError as error:
+        refused(error)
+        return redirect(back)
+    db.session.commit()
+    return render_template(
+        "setup/transfer_code.html",
+        school=school,
+        student=student,
+        code=code,
+        expires_at=transfer.expires_at,
+        back=back,
+    )
+
+
 @bp.route("/years/<int:year_id>/admit", methods=["GET", "POST"])
 @roles_required("school_admin")
 def admit(year_id: int) -> Any:
@@ -1137,8 +1345,15 @@ def admit(year_id: int) -> Any:
                     own_class(form.class_group.data),
                     form.on_date.data,
                     hmac_key=current_app.config["IIN_HMAC_KEY"],
+                    transfer_code=form.transfer_code.data or "",
+                    actor=current_user(),
+                    address=request.remote_addr,
+                    now=utcnow(),
                 )
             except SetupError as error:
+                # The lookup's access-log row, and a wrong code's count against the address,
+                # are the only rows written: keep them.
+                db.session.commit()
                 refused(error)
             else:
                 student = db.session.get_one(Student, enrollment.student_id)
@@ -1148,4 +1363,5 @@ def admit(year_id: int) -> Any:
                 )
         else:
             flash_form_errors(form)
+    form.transfer_code.data = ""  # a code is never shown back
     return render_template("setup/admit.html", year=school_year, form=form)

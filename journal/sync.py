@@ -9,6 +9,8 @@ reader that stops at the log's committed size never skips a row.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import datetime as dt
 import hashlib
 import re
@@ -16,6 +18,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.utils import (
+    decode_dss_signature,
+    encode_dss_signature,
+)
 from flask import Blueprint, Response, current_app, jsonify, request
 from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError, generate_csrf
@@ -30,12 +36,18 @@ from auth.access import current_user, log_access, roles_required
 from auth.models import DeviceKey, User
 
 from .db import Base, bigpk, db, timestamp, utcnow
+from .ids import BIG_ID_MAX, parse_id
 from .ledger import entry as ledger_entry
 from .models import Entry, Lesson, Log, Supersession
+from .payloads import PayloadRejected, check_payload
 from .services import EntryRefused, Recorder
 
 UPLOADER_ROLES = ("teacher", "class_teacher")
 PULL_PAGE_MAX = 1000
+# New quarantined rows per uploader in QUARANTINE_WINDOW (SYNC_QUARANTINE_DAILY_QUOTA).
+QUARANTINE_DAILY_QUOTA = 500
+QUARANTINE_WINDOW = dt.timedelta(days=1)
+P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 
 
 class QuarantinedSubmission(Base):
@@ -46,7 +58,11 @@ class QuarantinedSubmission(Base):
     """
 
     __tablename__ = "quarantined_submissions"
-    __table_args__ = (Index("ix_quarantined_submissions_kid", "kid"),)
+    __table_args__ = (
+        Index("ix_quarantined_submissions_kid", "kid"),
+        # The daily quota counts one uploader's recent rows.
+        Index("ix_quarantined_submissions_uploader_at", "uploaded_by", "received_at"),
+    )
 
     id: Mapped[bigpk]
     received_at: Mapped[timestamp]
@@ -133,10 +149,13 @@ def upload_batch(
     submissions: Sequence[Any],
     *,
     now: dt.datetime | None = None,
+    quarantine_quota: int = QUARANTINE_DAILY_QUOTA,
 ) -> BatchOutcome:
     """Record each submission once and say per entry what happened; flushes, never commits.
 
     Only the uploader's own entries are taken: the session user must be each entry's author.
+    An entry whose key is unknown or revoked is quarantined only if it passes ``quarantine``'s
+    checks, at most ``quarantine_quota`` of them per uploader a day.
     """
     # Deferred: one look-up of the batch's ids and one INSERT per log instead of one per entry.
     recorder = Recorder(session, now=now, deferred=True)
@@ -170,7 +189,16 @@ def upload_batch(
                 refused.message,
             )
             if refused.status == "quarantined":
-                quarantine(session, uploader, parsed, refused.code, now=now)
+                try:
+                    quarantine(
+                        session, uploader, parsed, refused.code, now=now, quota=quarantine_quota
+                    )
+                except EntryRefused as held_back:
+                    result.status, result.code, result.message = (
+                        held_back.status,
+                        held_back.code,
+                        held_back.message,
+                    )
             continue
         result.status, result.seq = recorded.status, recorded.seq
         result.journal = payload["journal"]
@@ -184,6 +212,47 @@ def upload_batch(
     )
 
 
+def well_formed_signature(alg: str, sig: bytes) -> bool:
+    """The signature has its algorithm's shape: 64 bytes for Ed25519, the one DER encoding of
+    an (r, s) pair in range for ECDSA P-256. Says nothing about whether it verifies."""
+    if alg == "ed25519":
+        return len(sig) == 64
+    if alg != "ecdsa-p256" or len(sig) > 72:
+        return False
+    try:
+        r, s = decode_dss_signature(sig)
+    except ValueError:
+        return False
+    return 0 < r < P256_ORDER and 0 < s < P256_ORDER and encode_dss_signature(r, s) == sig
+
+
+def _check_quarantinable(session: Session, uploader: User, parsed: Mapping[str, Any]) -> None:
+    """What can be checked without the key: a well-formed signature, an existing journal, and
+    an uploader who writes in it. Raises ``EntryRefused`` ("rejected") otherwise."""
+    try:
+        facts = check_payload(parsed["payload"])
+        sig = base64.b64decode(parsed["sig"], validate=True)
+    except (PayloadRejected, binascii.Error, ValueError):
+        raise EntryRefused("rejected", "bad_field", "the entry is not well-formed") from None
+    if not well_formed_signature(parsed["alg"], sig):
+        raise EntryRefused(
+            "rejected", "bad_signature", f"the signature is not a well-formed {parsed['alg']} one"
+        )
+    log = session.scalar(select(Log).where(Log.origin == facts.journal, Log.kind == "journal"))
+    if log is None or log.class_group_id is None:
+        raise EntryRefused("rejected", "unknown_journal", f"no journal {facts.journal}")
+    subject_id = facts.subject
+    if facts.lesson is not None:
+        lesson = session.get(Lesson, facts.lesson)
+        if lesson is None or lesson.class_group_id != log.class_group_id:
+            raise EntryRefused("rejected", "unknown_lesson", "no such lesson in this journal")
+        subject_id = lesson.subject_id
+    if subject_id is None or not policy.can_write_journal(uploader, log.class_group_id, subject_id):
+        raise EntryRefused(
+            "rejected", "not_assigned", "the author does not teach this subject in this class"
+        )
+
+
 def quarantine(
     session: Session,
     uploader: User,
@@ -191,18 +260,45 @@ def quarantine(
     reason: str,
     *,
     now: dt.datetime | None = None,
+    quota: int = QUARANTINE_DAILY_QUOTA,
 ) -> None:
-    """Keep a submission whose key we cannot trust (yet); the same bytes are kept once."""
+    """Keep a submission whose key we cannot trust (yet); the same bytes are kept once.
+
+    The quarantine is history (append-only), so it takes only what could become an entry
+    (``_check_quarantinable``) and at most ``quota`` new rows per uploader in a day. Raises
+    ``EntryRefused`` ("rejected") and writes nothing otherwise.
+    """
+    now = now or utcnow()
+    _check_quarantinable(session, uploader, parsed)
     document = {name: parsed[name] for name in ("payload", "alg", "kid", "sig")}
     data = ledger_entry.canonical_json(document)
+    digest = hashlib.sha256(data).digest()
+    kept = select(QuarantinedSubmission.id).where(QuarantinedSubmission.digest == digest)
+    if session.scalar(kept) is not None:
+        return  # sent again: kept already, nothing to count
+    recent = session.scalar(
+        select(func.count())
+        .select_from(QuarantinedSubmission)
+        .where(
+            QuarantinedSubmission.uploaded_by == uploader.id,
+            QuarantinedSubmission.received_at > now - QUARANTINE_WINDOW,
+        )
+    )
+    if (recent or 0) >= quota:
+        raise EntryRefused(
+            "rejected",
+            "quarantine_full",
+            f"{quota} of your entries with an unknown or revoked key are kept from the last "
+            "24 hours already: enrol this device's key, then send them again",
+        )
     entry_id = parsed["payload"].get("entry_id")
     values = {
-        "received_at": now or utcnow(),
+        "received_at": now,
         "uploaded_by": uploader.id,
         "kid": parsed["kid"][:64],
         "entry_id": entry_id if isinstance(entry_id, str) and len(entry_id) <= 36 else None,
         "reason": reason,
-        "digest": hashlib.sha256(data).digest(),
+        "digest": digest,
         "submission": data,
     }
     # The table is append-only, so a retried submission must not even try an update.
@@ -448,7 +544,12 @@ def upload() -> Response:
     user = current_user()
     assert user is not None
     try:
-        outcome = upload_batch(db.session, user, entries)
+        outcome = upload_batch(
+            db.session,
+            user,
+            entries,
+            quarantine_quota=current_app.config["SYNC_QUARANTINE_DAILY_QUOTA"],
+        )
         db.session.commit()
     except (IntegrityError, OperationalError):
         # Another request stored one of these entries a moment ago: the retry sees "duplicate".
@@ -465,10 +566,11 @@ def pull() -> Response:
     """Leaves of one journal from ``cursor`` on; ``next`` is the cursor for the next call."""
     origin = request.args.get("journal", "")
     try:
-        cursor = int(request.args.get("cursor", "0"))
-        limit = int(request.args.get("limit", str(PULL_PAGE_MAX)))
+        # Plain digits only (no sign, spaces or "1_0"); the ranges are checked below.
+        cursor = parse_id(request.args.get("cursor", "0"), maximum=BIG_ID_MAX)
+        limit = parse_id(request.args.get("limit", str(PULL_PAGE_MAX)), maximum=BIG_ID_MAX)
         subject = request.args.get("subject")
-        subject_id = int(subject) if subject else None
+        subject_id = parse_id(subject, maximum=BIG_ID_MAX) if subject else None
     except ValueError:
         return json_error(400, "bad_parameter", _("cursor, limit and subject must be numbers."))
     # Out-of-range numbers and NUL characters would reach the database as errors, not answers.

@@ -807,12 +807,27 @@ def import_file() -> Any:
             if len(data) > IMPORT_MAX_BYTES:
                 raise ImportRefused(file_too_large_message())
             entries = read_export(data)
+            limit = current_app.config["SYNC_MAX_BATCH"]
+            if len(entries) > limit:  # as many as one sync batch, no more
+                raise ImportRefused(
+                    _(
+                        "The file holds %(count)d entries; at most %(limit)d are imported at "
+                        "once. Export from the grid again: it saves them in smaller parts.",
+                        count=len(entries),
+                        limit=limit,
+                    )
+                )
         except ImportRefused as refused:
             error = str(refused)
         else:
             user = current_user()
             assert user is not None
-            outcome = upload_batch(db.session, user, entries)
+            outcome = upload_batch(
+                db.session,
+                user,
+                entries,
+                quarantine_quota=current_app.config["SYNC_QUARANTINE_DAILY_QUOTA"],
+            )
             db.session.commit()
     elif form.is_submitted():
         error = _("Choose the exported file first.")

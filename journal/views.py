@@ -24,7 +24,7 @@ from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
-from wtforms import IntegerField, SelectChoice, SelectField, TextAreaField
+from wtforms import SelectChoice, SelectField, TextAreaField
 from wtforms.validators import DataRequired, Length, Optional
 
 from auth.access import (
@@ -39,6 +39,7 @@ from auth.services import record_access
 from .app import LANGUAGES
 from .cells import cell_key
 from .db import db
+from .ids import IdField
 from .keys import load_log_key
 from .models import ClassGroup, LateCorrectionApproval, Lesson, Log, School, SchoolYear, Term
 from .services import TermError, approve_late_correction, close_term
@@ -154,8 +155,8 @@ def close_term_view(term_id: int) -> Any:
 
 class LateCorrectionForm(FlaskForm):
     journal = SelectField(_l("Class"), coerce=int, validators=[DataRequired()])
-    lesson = IntegerField(_l("Lesson number"), validators=[DataRequired()])
-    student = IntegerField(_l("Student number (empty for a lesson topic)"), validators=[Optional()])
+    lesson = IdField(_l("Lesson number"), validators=[DataRequired()])
+    student = IdField(_l("Student number (empty for a lesson topic)"), validators=[Optional()])
     what = SelectField(
         _l("What is corrected"),
         choices=[
@@ -224,4 +225,6 @@ def late_corrections() -> Any:
         .order_by(LateCorrectionApproval.approved_at.desc())
         .limit(50)
     ).all()
-    return render_template("admin/late_corrections.html", form=form, approvals=approvals)
+    # A form sent with errors (a number no lesson or student can have, say) is a bad request.
+    status = 400 if form.errors else 200
+    return render_template("admin/late_corrections.html", form=form, approvals=approvals), status

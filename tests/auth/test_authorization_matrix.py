@@ -32,6 +32,7 @@ import pytest
 from flask import Flask
 from sqlalchemy import select
 from werkzeug.routing import Rule
+from werkzeug.routing.converters import IntegerConverter
 
 from auth import resets
 from auth.access import public
@@ -200,8 +201,8 @@ def build_url(rule: Rule, values: dict[str, object]) -> str:
         if name in values:
             arguments[name] = values[name]
         else:
-            converter = type(rule._converters[name]).__name__  # noqa: SLF001
-            arguments[name] = 999_999 if converter == "IntegerConverter" else "unknown"
+            converter = rule._converters[name]  # noqa: SLF001
+            arguments[name] = 999_999 if isinstance(converter, IntegerConverter) else "unknown"
     return rule.build(arguments, append_unknown=False)[1]  # type: ignore[index]
 
 
@@ -314,6 +315,34 @@ def test_personal_data_views_escape_names_and_leave_an_access_log_row(app, matri
         and not rule.rule.startswith("/api/")
     }
     assert html_lists <= named, f"list pages that showed the name to nobody: {html_lists - named}"
+
+
+# Who reads a child's live grades and attendance (DESIGN §2): the family, the child's teachers,
+# the class teacher and the school's admin. Inspectors verify and registrars work from the
+# archive: neither reads the live journal, nor does the operator.
+LIVE_READERS = {"parent", "student", "teacher", "class_teacher", "school_admin"}
+
+
+def test_live_grades_only_for_the_family_the_teachers_and_the_admin(app, matrix):
+    """Personal-data pages show the world's child to the roles in LIVE_READERS only, and each
+    page about the child opens for every one of them."""
+    client = app.test_client()
+    problems = []
+    for rule in personal_data_endpoints(app):
+        url = build_url(rule, matrix.values)
+        about_the_child = app.view_functions[rule.endpoint].personal_data[1] == "student_id"
+        for role in ROLES:
+            sign_in(client, matrix.users[role])
+            response = client.get(url)
+            status = response.status_code
+            # A list of "my children" opens for everyone, empty for staff; the world's child's
+            # name ("alert(1)" in each of its escaped forms) must not be in it.
+            shown = about_the_child or "alert(1)" in response.get_data(as_text=True)
+            if role not in LIVE_READERS and status < 300 and shown:
+                problems.append(f"{role} GET {url}: {status}, live data for a role without it")
+            if role in LIVE_READERS and about_the_child and status != 200:
+                problems.append(f"{role} GET {url}: {status}, the child's reader refused")
+    assert not problems, "\n".join(problems)
 
 
 def test_matrix_values_cover_every_url_argument(app, matrix):

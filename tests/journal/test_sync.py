@@ -5,6 +5,7 @@ Every API answer checked here is also validated against docs/openapi.yaml.
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import json
 import re
@@ -14,7 +15,9 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from flask import g
 from flask_babel import refresh
 from hypothesis import given
@@ -29,7 +32,7 @@ from exports.queries import term_grades
 from journal.db import db
 from journal.ledger import entry as ledger_entry
 from journal.models import Entry, Lesson, TeachingAssignment
-from journal.sync import QuarantinedSubmission, replay_quarantined
+from journal.sync import QuarantinedSubmission, replay_quarantined, upload_batch
 from journal.teacher import EXPORT_FORMAT, IMPORT_MAX_BYTES
 
 from ..factories import NOW, Device, add_device, add_user, browser_state, build_world
@@ -232,6 +235,108 @@ def test_quarantine_is_append_only(browser, world):
     browser.upload(world.signed("grade", device=stranger))
     with pytest.raises(sa.exc.DatabaseError), world.session.begin_nested():
         world.session.execute(sa.delete(QuarantinedSubmission))
+
+
+def stranger_device(world, alg: str = "ed25519") -> Device:  # type: ignore[no-untyped-def]
+    """A device of the world's teacher whose key the server has never seen."""
+    private_key = (
+        Ed25519PrivateKey.generate()
+        if alg == "ed25519"
+        else ec.generate_private_key(ec.SECP256R1())
+    )
+    alg_name, raw = ledger_entry.public_key_bytes(private_key.public_key())
+    return Device(ledger_entry.key_id(alg_name, raw), alg_name, private_key, world.teacher.id)
+
+
+def quarantined_rows(world) -> int:  # type: ignore[no-untyped-def]
+    return world.session.scalar(sa.select(sa.func.count()).select_from(QuarantinedSubmission))
+
+
+def _other_class_journal(world, app):  # type: ignore[no-untyped-def]
+    return build_world(world.session, app.config["KEYS_DIR"])
+
+
+@pytest.mark.parametrize(
+    ("case", "code"),
+    [
+        ("a 3-byte signature", "bad_signature"),
+        ("raw r||s for ECDSA", "bad_signature"),
+        ("no such journal", "unknown_journal"),
+        ("a journal the uploader does not teach", "not_assigned"),
+        ("a lesson of another class", "unknown_lesson"),
+    ],
+)
+def test_quarantine_takes_only_what_could_become_an_entry(browser, world, app, case, code):
+    """An unknown key is no reason to keep anything: the signature must have its algorithm's
+    shape and the journal must exist and be the uploader's; otherwise nothing is stored."""
+    device = stranger_device(world, "ecdsa-p256" if "ECDSA" in case else "ed25519")
+    submission = world.signed("grade", device=device)
+    if case == "a 3-byte signature":
+        submission["sig"] = "AAAA"
+    elif case == "raw r||s for ECDSA":
+        der = base64.b64decode(submission["sig"])
+        r, s_ = decode_dss_signature(der)
+        submission["sig"] = base64.b64encode(
+            r.to_bytes(32, "big") + s_.to_bytes(32, "big")
+        ).decode()
+    elif case == "no such journal":
+        submission = device.sign(world.payload("grade", device, journal="nowhere.kz/journal/x/1"))
+    elif case == "a journal the uploader does not teach":
+        other = _other_class_journal(world, app)
+        payload = world.payload(
+            "grade",
+            device,
+            journal=other.log.origin,
+            lesson=other.lesson.id,
+            student=other.student.id,
+        )
+        submission = device.sign(payload)
+    else:
+        other = _other_class_journal(world, app)
+        submission = device.sign(world.payload("grade", device, lesson=other.lesson.id))
+    body = browser.upload(submission)
+    assert statuses(body) == [("rejected", code)]
+    assert body["results"][0]["message"]
+    assert quarantined_rows(world) == 0
+
+
+def test_a_well_formed_ecdsa_entry_with_an_unknown_key_is_quarantined(browser, world):
+    submission = world.signed("grade", device=stranger_device(world, "ecdsa-p256"))
+    assert statuses(browser.upload(submission)) == [("quarantined", "unknown_key")]
+    assert quarantined_rows(world) == 1
+
+
+def test_quarantine_has_a_daily_quota_per_uploader(browser, world, app, monkeypatch):
+    monkeypatch.setitem(app.config, "SYNC_QUARANTINE_DAILY_QUOTA", 3)
+    device = stranger_device(world)
+    sent = [world.signed("grade", device=device) for _ in range(5)]
+    body = browser.upload(*sent)
+    assert (
+        statuses(body)
+        == [("quarantined", "unknown_key")] * 3 + [("rejected", "quarantine_full")] * 2
+    )
+    assert "enrol" in body["results"][3]["message"]
+    assert quarantined_rows(world) == 3
+    # A submission kept already is still quarantined when sent again; it counts once.
+    assert statuses(browser.upload(sent[0])) == [("quarantined", "unknown_key")]
+    assert quarantined_rows(world) == 3
+    # The quota is one uploader's: a colleague's entries are quarantined as before.
+    colleague = add_user(world.session, world.school)
+    world.session.add(
+        TeachingAssignment(
+            user_id=colleague.id, class_group_id=world.class_group.id, subject_id=world.subject.id
+        )
+    )
+    world.session.flush()
+    theirs = Device("2" * 32, "ed25519", Ed25519PrivateKey.generate(), colleague.id)
+    outcome = upload_batch(
+        world.session, colleague, [world.signed("grade", device=theirs)], quarantine_quota=3
+    )
+    assert [r.status for r in outcome.results] == ["quarantined"]
+    # A day later the teacher's quota is free again.
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(hours=25)
+    outcome = upload_batch(world.session, world.teacher, sent[3:], now=later, quarantine_quota=3)
+    assert [r.status for r in outcome.results] == ["quarantined", "quarantined"]
 
 
 @pytest.mark.parametrize(
@@ -744,6 +849,20 @@ def test_import_refuses_a_file_over_the_limit_and_writes_nothing(browser, world)
     assert response.status_code == 400
     assert "larger than 8 MB" in response.get_data(as_text=True)
     assert stored(world, good["payload"]["entry_id"]) == 0
+
+
+def test_import_takes_no_more_entries_than_a_sync_batch_and_writes_nothing(browser, world, app):
+    limit = app.config["SYNC_MAX_BATCH"]
+    unknown = stranger_device(world)
+    entries = [world.signed("attendance")] + [
+        world.signed("grade", device=unknown) for _ in range(limit)
+    ]
+    response = import_(browser, export_file(*entries))
+    assert response.status_code == 400
+    html = response.get_data(as_text=True)
+    assert f"holds {limit + 1} entries; at most {limit} are imported at once" in html
+    assert stored(world, entries[0]["payload"]["entry_id"]) == 0
+    assert quarantined_rows(world) == 0
 
 
 def test_import_needs_the_form_token(browser, world):

@@ -7,11 +7,12 @@ import { Cells, GRADE_LAYERS, displayText, layerOf, sameValue, valueOf } from ".
 import { deviceKey } from "./keys.js";
 import { askPersistentStorage, keepForOffline, registerServiceWorker } from "./offline.js";
 import { EntryTooLarge, discard, outboxRecords, queueEntry } from "./outbox.js";
-import { Syncer } from "./sync.js";
+import { BATCH_SIZE, Syncer } from "./sync.js";
 
 const ATTENDANCE_KEYS = { 1: "absent", 2: "late", 3: "sick", 4: "excused" };
 const EXPORT_FORMAT = "class-journal/unsynced-entries";
-const EXPORT_PART = 5000;
+// One file per sync batch: the import takes no more entries at once than a sync does.
+const EXPORT_PART = BATCH_SIZE;
 const HEAD_STATES = new Set(["pending", "quarantined"]);
 
 function format(template, values = {}) {
