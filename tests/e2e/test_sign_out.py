@@ -300,3 +300,36 @@ def test_signing_out_without_network_forgets_the_pages_on_this_device(
     wait_unsynced(page, 0)
     assert len(stored_entries(journal_server, entry["entry_id"])) == 1
     context.close()
+
+
+def wait_until(check: Any, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.2)
+
+
+def test_entries_left_unsent_go_at_the_next_sign_in_wherever_it_lands(
+    chromium, journal_server: Server, grid_world: GridWorld, teacher: Teacher
+):
+    context = new_device(chromium, journal_server)
+    page = open_grid(context, journal_server, teacher, grid_world)
+    context.set_offline(True)
+    type_mark(page, 10, 4, "2")
+    wait_unsynced(page, 1)
+    [entry] = outbox(page)
+    page.route("**/api/sync/entries", lambda route: route.abort("connectionrefused"))
+    context.set_offline(False)
+    sign_out(page)
+    page.unroute("**/api/sync/entries")
+    assert stored_entries(journal_server, entry["entry_id"]) == []
+
+    page = sign_in(context, journal_server, teacher, "/")  # the home page, no grid
+    wait_until(lambda: len(stored_entries(journal_server, entry["entry_id"])) == 1)
+    page.wait_for_function(
+        """async () => {
+            const { outboxRecords } = await import('/static/grid/outbox.js');
+            return (await outboxRecords()).length === 0;
+        }"""
+    )
+    context.close()

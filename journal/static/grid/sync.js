@@ -60,7 +60,8 @@ export class Syncer extends EventTarget {
       this.setState("syncing");
       if (await this.drain(everything)) {
         this.retryDelay = 1000;
-        if (await this.pull()) this.setState("idle");
+        // No journal (a page that only sends what waits): nothing to pull.
+        if (this.journal === null || (await this.pull())) this.setState("idle");
       }
     });
   }
