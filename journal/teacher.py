@@ -100,6 +100,7 @@ SHELL_FILES = (
     "grid/outbox.js",
     "grid/sync.js",
     "grid/offline.js",
+    "grid/send-waiting.js",  # on "My classes", which is kept for work offline too
 )
 
 
