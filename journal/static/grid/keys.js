@@ -1,6 +1,7 @@
-// The device's signing key: made once per person and browser profile with WebCrypto, non-extractable,
-// kept in IndexedDB. Ed25519 where the browser has it, ECDSA P-256 otherwise. The key id is
-// the server's journal.ledger.entry.key_id: hex of SHA-256(alg "\n" public key)[:16].
+// The device's signing key: made once per person and browser profile with WebCrypto,
+// non-extractable, kept in IndexedDB. Ed25519 where the browser has it, ECDSA P-256 otherwise.
+// The key id is the server's journal.ledger.entry.key_id: hex of SHA-256(alg "\n" public
+// key)[:16].
 
 import { read, write } from "./store.js";
 

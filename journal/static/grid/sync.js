@@ -67,6 +67,7 @@ export class Syncer extends EventTarget {
   }
 
   async drain(everything) {
+    if (this.author === null || this.author === undefined) return true; // nobody's to send
     const records = (await outboxRecords(this.author)).filter(
       (record) => everything || record.state === "pending",
     );
