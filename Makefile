@@ -5,16 +5,33 @@ BIN := $(VENV)/bin
 FLASK := $(BIN)/flask --app wsgi
 export JOURNAL_INSTANCE ?= $(CURDIR)/instance
 
-.PHONY: run test lint typecheck dbcheck security pytest bench system-deps clean translations translations-update
+.PHONY: run test lint typecheck dbcheck security pytest bench system-deps clean translations translations-update constraints
+
+# The exact versions tested (scripts/constraints.py): installs take them, `make constraints`
+# resolves setup.cfg afresh and writes them.
+CONSTRAINTS := constraints.txt
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
 
-# Reinstall when the dependency list changes.
-$(VENV)/.installed: setup.cfg pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e '.[test]'
+# Reinstall when the dependency list or the pinned versions change; fail when the environment
+# does not hold exactly the pinned versions.
+$(VENV)/.installed: setup.cfg pyproject.toml $(CONSTRAINTS) | $(BIN)/python
+	$(BIN)/pip install -q -c $(CONSTRAINTS) --upgrade pip setuptools
+	$(BIN)/pip install -q -c $(CONSTRAINTS) -e '.[test]'
+	$(BIN)/python scripts/constraints.py check
 	touch $@
+
+# Resolve setup.cfg afresh (the newest versions it allows) in a new environment and pin them in
+# constraints.txt. Run it after changing setup.cfg, or to take newer versions; commit the result.
+CONSTRAINTS_VENV := build/constraints-venv
+constraints:
+	rm -rf $(CONSTRAINTS_VENV)
+	$(PYTHON) -m venv $(CONSTRAINTS_VENV)
+	$(CONSTRAINTS_VENV)/bin/pip install -q --upgrade pip setuptools
+	$(CONSTRAINTS_VENV)/bin/pip install -q -e '.[test]'
+	$(CONSTRAINTS_VENV)/bin/python scripts/constraints.py freeze
+	rm -rf $(CONSTRAINTS_VENV)
 
 system-deps:
 	sh scripts/install-debian-packages.sh
@@ -39,8 +56,9 @@ dbcheck: $(VENV)/.installed
 	JOURNAL_TESTING=1 JOURNAL_DATABASE_URL=sqlite:///$(CURDIR)/build/dbcheck/check.db \
 	  sh -c '$(FLASK) db upgrade && $(FLASK) db check'
 
-# Known vulnerabilities in the installed dependencies (pip-audit, PyPI's data). When PyPI's
-# vulnerability service cannot be reached: fails under CI=true, else skips saying why.
+# Known vulnerabilities in the pinned dependencies (pip-audit on constraints.txt, PyPI's data).
+# When PyPI's vulnerability service cannot be reached it says SKIPPED, never passed (and fails
+# where JOURNAL_REQUIRE_AUDIT=1).
 security: $(VENV)/.installed
 	$(BIN)/python scripts/audit_dependencies.py
 

@@ -345,7 +345,12 @@ def login_passkey() -> Any:
 def logout() -> Any:
     logout_user()
     db.session.commit()
-    return redirect(url_for("auth.login"))
+    response = redirect(url_for("auth.login"))
+    # Personal pages out of the HTTP and back/forward caches. Not "storage": that would also
+    # wipe the outbox of unsent signed entries; the sign-in page drops the service worker's
+    # copies of pages instead (journal/static/grid/signed-out.js).
+    response.headers["Clear-Site-Data"] = '"cache"'
+    return response
 
 
 # -- second factor -------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import hmac
 import json
 import threading
 from collections import OrderedDict
@@ -35,11 +36,19 @@ from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileRequired
 from markupsafe import Markup
 from sqlalchemy import bindparam, select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from auth import policy
-from auth.access import current_user, personal_data, public, roles_required, target_school
+from auth.access import (
+    current_user,
+    fully_authenticated,
+    personal_data,
+    public,
+    roles_required,
+    target_school,
+)
 from auth.models import User
 
 from .cells import (
@@ -91,6 +100,7 @@ SHELL_FILES = (
     "grid/outbox.js",
     "grid/sync.js",
     "grid/offline.js",
+    "grid/send-waiting.js",  # on "My classes", which is kept for work offline too
 )
 
 
@@ -655,6 +665,52 @@ def app_version() -> str:
     return static_version(str(current_app.config.get("OFFLINE_APP_VERSION", "")))
 
 
+# -- whose pages the service worker may keep ----------------------------------------------------
+
+# The service worker keeps the teacher's pages (children's names and grades) for work without
+# network. It may keep and show them only for the person signed in, and must drop them when the
+# session ends, however it ends (signing out, expiry, "sign out everywhere", a reset), or when
+# someone else signs in. The session cookie is HttpOnly, so this companion cookie tells the
+# worker who that is: an opaque value per user, present exactly while someone is fully signed in
+# (password and second factor), kept in step with the session on every answer.
+PAGES_OWNER_COOKIE = "journal_pages_owner"
+
+
+def pages_owner(user: User) -> str:
+    """The opaque name of ``user``'s kept pages (not their id, so the cookie says nothing)."""
+    key = current_app.secret_key
+    key_bytes = key.encode() if isinstance(key, str) else bytes(key or b"")
+    message = f"class-journal/pages-owner\n{user.id}".encode()
+    return hmac.new(key_bytes, message, hashlib.sha256).hexdigest()[:32]
+
+
+@bp.after_app_request
+def keep_pages_owner_in_step(response: Response) -> Response:
+    if request.endpoint == "static":
+        return response
+    try:
+        user = current_user() if fully_authenticated() else None
+    except SQLAlchemyError:  # a request whose database session failed: leave it as it is
+        return response
+    owner = pages_owner(user) if user is not None else None
+    if request.cookies.get(PAGES_OWNER_COOKIE) == owner:
+        return response
+    secure = bool(current_app.config.get("SESSION_COOKIE_SECURE"))
+    if owner is None:
+        response.delete_cookie(PAGES_OWNER_COOKIE, path="/", secure=secure, samesite="Lax")
+    else:
+        response.set_cookie(
+            PAGES_OWNER_COOKIE,
+            owner,
+            max_age=current_app.permanent_session_lifetime,
+            path="/",
+            secure=secure,
+            httponly=False,  # read by the service worker (Cookie Store API)
+            samesite="Lax",
+        )
+    return response
+
+
 # -- import ------------------------------------------------------------------------------------
 
 
@@ -782,7 +838,11 @@ def service_worker() -> Response:
         version=app_version(),
         shell=shell,
         manifest=url_for("teacher.offline_manifest"),
+        login=url_for("auth.login"),
+        logout=url_for("auth.logout"),
+        owner_cookie=PAGES_OWNER_COOKIE,
         offline_page=render_template("teacher/offline.html"),
+        signed_out_offline_page=render_template("teacher/signed_out_offline.html"),
     )
     response = Response(body, mimetype="text/javascript")
     response.headers["Service-Worker-Allowed"] = "/"

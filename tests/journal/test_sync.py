@@ -33,7 +33,7 @@ from journal.db import db
 from journal.ledger import entry as ledger_entry
 from journal.models import Entry, Lesson, TeachingAssignment
 from journal.sync import QuarantinedSubmission, replay_quarantined, upload_batch
-from journal.teacher import EXPORT_FORMAT, IMPORT_MAX_BYTES
+from journal.teacher import EXPORT_FORMAT, IMPORT_MAX_BYTES, PAGES_OWNER_COOKIE
 
 from ..factories import NOW, Device, add_device, add_user, browser_state, build_world
 
@@ -790,6 +790,41 @@ def test_a_new_app_version_changes_the_service_worker(app, world, openapi):
         assert client.get("/sw.js").get_data() != before
     finally:
         app.config.pop("OFFLINE_APP_VERSION")
+
+
+def test_the_pages_owner_cookie_follows_the_session(app, world, openapi):
+    """The service worker keeps and shows a teacher's pages only while this cookie names the
+    person it kept them for (journal/templates/teacher/sw.js): the cookie names whoever is fully
+    signed in, opaquely, and goes when the session ends, however it ends."""
+    browser = Browser(app, openapi)
+
+    def owner() -> str | None:
+        cookie = browser.client.get_cookie(PAGES_OWNER_COOKIE)
+        assert cookie is None or not cookie.http_only  # the service worker reads it
+        return None if cookie is None else cookie.value
+
+    password_only = browser_state(world.session, world.teacher, second_factor=False)
+    with browser.client.session_transaction() as state:  # password, no second factor yet
+        state.update(password_only)
+    browser.get("/")
+    assert owner() is None
+    browser.sign_in(world.teacher)
+    teacher = owner()
+    assert teacher is not None and len(teacher) == 32 and teacher != str(world.teacher.id)
+    colleague = add_user(world.session, world.school)
+    browser.sign_in(colleague)
+    assert owner() not in (None, teacher)
+    browser.sign_out()
+    browser.get("/login")
+    assert owner() is None
+
+    browser.sign_in(world.teacher)
+    assert owner() == teacher
+    from auth.sessions import end_sessions_of
+
+    end_sessions_of(world.session, world.teacher.id, "everywhere", NOW)  # on the server
+    assert browser.get("/api/sync/session").status_code == 401
+    assert owner() is None
 
 
 def test_the_offline_manifest_lists_the_weeks_grids(browser, world):

@@ -5,7 +5,13 @@
 
 import { Cells, GRADE_LAYERS, displayText, layerOf, sameValue, valueOf } from "./cells.js";
 import { deviceKey } from "./keys.js";
-import { askPersistentStorage, keepForOffline, registerServiceWorker } from "./offline.js";
+import {
+  askPersistentStorage,
+  forgetPages,
+  keepForOffline,
+  onSignedOutElsewhere,
+  registerServiceWorker,
+} from "./offline.js";
 import { EntryTooLarge, discard, outboxRecords, queueEntry } from "./outbox.js";
 import { BATCH_SIZE, Syncer } from "./sync.js";
 
@@ -50,6 +56,7 @@ class GridApp {
     this.syncer = new Syncer({
       urls: state.urls,
       csrfToken: csrf,
+      author: state.author,
       journal: state.journal,
       subject: state.subject,
       cursor: state.cursor,
@@ -534,6 +541,8 @@ class GridApp {
     line.textContent = format(this.t.net[state] ?? state, { seconds: Math.round((delay ?? 0) / 1000) });
     document.getElementById("signed-out").hidden = state !== "signed-out";
     document.body.dataset.sync = state;
+    // The server ended the session: its kept pages go (the outbox stays for the next sign-in).
+    if (state === "signed-out") forgetPages().catch(() => {});
   }
 
   refreshOfflineCopy() {
@@ -598,7 +607,7 @@ class GridApp {
   }
 
   exportUnsynced() {
-    outboxRecords().then((records) => {
+    outboxRecords(this.state.author).then((records) => {
       if (!records.length) {
         this.say(this.t.nothingToExport);
         return;
@@ -660,6 +669,8 @@ class GridApp {
     this.syncer.addEventListener("pulled", (event) => this.onPulled(event.detail));
     this.syncer.addEventListener("state", (event) => this.onState(event.detail));
     this.syncer.addEventListener("session", (event) => this.onSession(event.detail));
+    // Signed out in another tab: reload, so that the server decides what this tab shows.
+    onSignedOutElsewhere(() => location.reload());
     document.addEventListener("visibilitychange", () => {
       if (document.visibilityState === "visible" && this.syncer.state === "signed-out") {
         this.syncer.refreshSession().then((info) => info && this.syncer.run());
@@ -672,7 +683,7 @@ class GridApp {
     this.setLayer(this.layer);
     this.onState({ state: navigator.onLine ? "idle" : "offline" });
     try {
-      this.key = await deviceKey();
+      this.key = await deviceKey(this.state.author);
       const badge = document.getElementById("device-key");
       badge.textContent = this.key.kid;
       badge.dataset.kid = this.key.kid;
@@ -681,7 +692,7 @@ class GridApp {
     } catch (error) {
       this.setDevice(format(this.t.noKeyReason, { reason: String(error) }), "bad");
     }
-    const records = await outboxRecords();
+    const records = await outboxRecords(this.state.author);
     this.unsynced = records.length;
     this.records = records.filter((record) => record.journal === this.state.journal);
     this.rebuild();

@@ -1,6 +1,7 @@
-// The device's signing key: made once per browser profile with WebCrypto, non-extractable,
-// kept in IndexedDB. Ed25519 where the browser has it, ECDSA P-256 otherwise. The key id is
-// the server's journal.ledger.entry.key_id: hex of SHA-256(alg "\n" public key)[:16].
+// The device's signing key: made once per person and browser profile with WebCrypto,
+// non-extractable, kept in IndexedDB. Ed25519 where the browser has it, ECDSA P-256 otherwise.
+// The key id is the server's journal.ledger.entry.key_id: hex of SHA-256(alg "\n" public
+// key)[:16].
 
 import { read, write } from "./store.js";
 
@@ -59,15 +60,19 @@ async function generate() {
   return describe("ecdsa-p256", pair, spki);
 }
 
-export async function deviceKey() {
-  const stored = await read("keys", "device");
+// One key per person on this browser (the server registers each key to one account): a
+// colleague signing in on the same computer gets their own. Versions before kept one key per
+// browser under "device"; it is left alone: the server still verifies what it signed.
+export async function deviceKey(author) {
+  const name = `device:${author}`;
+  const stored = await read("keys", name);
   if (stored) return stored;
   // Two tabs opening at once must not make two keys.
   return navigator.locks.request("class-journal-key", async () => {
-    const again = await read("keys", "device");
+    const again = await read("keys", name);
     if (again) return again;
     const key = await generate();
-    await write("keys", key, "device");
+    await write("keys", key, name);
     return key;
   });
 }

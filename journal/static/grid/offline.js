@@ -1,6 +1,8 @@
-// The service worker and the offline copy of this page.
+// The service worker and the offline copies of the teacher's pages. The worker keeps them, for
+// the person signed in only (see sw.js); pages ask it and never write the cache themselves.
 
-export const PAGES_CACHE = "class-journal-pages";
+const PAGES_CACHE = "class-journal-pages";
+const CHANNEL = "class-journal";
 
 export async function registerServiceWorker(url) {
   if (!("serviceWorker" in navigator)) return null;
@@ -9,35 +11,54 @@ export async function registerServiceWorker(url) {
   return registration;
 }
 
-// Keep this page (and the week's other grids) for a day without network.
+// Resolves when the service worker has kept this page and the week's grids (or has given up:
+// offline, signed out), with whether this page was kept, so that "ready to work offline" is
+// true when it is shown. A worker that does not answer (an older version) is not waited for
+// longer than WEEK_TIMEOUT_MS.
+const WEEK_TIMEOUT_MS = 30000;
+
 export async function keepForOffline(pageUrl) {
   if (!("serviceWorker" in navigator)) return false;
   const registration = await navigator.serviceWorker.ready;
-  const cache = await caches.open(PAGES_CACHE);
-  const response = await fetch(pageUrl, { credentials: "same-origin", cache: "no-store" });
-  if (!response.ok || response.redirected) return false;
-  await cache.put(pageUrl, response);
-  await keepWeek(registration);
-  return true;
-}
-
-// Resolves when the service worker has kept the week's grids (or has given up: offline,
-// signed out), so that "ready to work offline" is true when it is shown. A worker that does
-// not answer (an older version) is not waited for longer than WEEK_TIMEOUT_MS.
-const WEEK_TIMEOUT_MS = 30000;
-
-function keepWeek(registration) {
   const worker = registration.active;
-  if (!worker) return Promise.resolve();
+  if (!worker) return false;
   return new Promise((resolve) => {
     const channel = new MessageChannel();
-    const timer = setTimeout(resolve, WEEK_TIMEOUT_MS);
-    channel.port1.onmessage = () => {
+    const timer = setTimeout(() => resolve(false), WEEK_TIMEOUT_MS);
+    channel.port1.onmessage = (event) => {
       clearTimeout(timer);
-      resolve();
+      resolve(event.data?.kept === true);
     };
-    worker.postMessage({ type: "keep-week" }, [channel.port2]);
+    worker.postMessage({ type: "keep-week", page: pageUrl }, [channel.port2]);
   });
+}
+
+// Drop every kept page (children's names and grades) from this browser: on the sign-in page,
+// and when the server says the session has ended. The outbox in IndexedDB stays: its entries
+// wait for their author's next sign-in. ``otherTabs``: also tell the journal's other open tabs.
+export async function forgetPages({ otherTabs = false } = {}) {
+  if ("caches" in self) {
+    for (const name of await caches.keys()) {
+      if (name === PAGES_CACHE || name.startsWith(`${PAGES_CACHE}-`)) await caches.delete(name);
+    }
+  }
+  // The worker too: it must not store a copy it is fetching right now.
+  const registration = await navigator.serviceWorker?.getRegistration("/");
+  registration?.active?.postMessage({ type: "forget" });
+  if (otherTabs && "BroadcastChannel" in self) {
+    const channel = new BroadcastChannel(CHANNEL);
+    channel.postMessage({ type: "signed-out" });
+    channel.close();
+  }
+}
+
+// Another tab went to the sign-in page: the session here is over too.
+export function onSignedOutElsewhere(callback) {
+  if (!("BroadcastChannel" in self)) return;
+  const channel = new BroadcastChannel(CHANNEL);
+  channel.onmessage = (event) => {
+    if (event.data?.type === "signed-out") callback();
+  };
 }
 
 export async function askPersistentStorage() {

@@ -49,8 +49,12 @@ export function queueEntry(key, fields) {
   });
 }
 
-export async function outboxRecords() {
-  const records = await readAll("outbox");
+// The entries waiting on this device, of ``author`` only when given: the outbox outlives
+// sign-outs, and nobody sees, sends or exports someone else's entries.
+export async function outboxRecords(author = undefined) {
+  const records = (await readAll("outbox")).filter(
+    (record) => author === undefined || record.submission.payload.author === author,
+  );
   return records.sort((a, b) => a.kid.localeCompare(b.kid) || a.device_seq - b.device_seq);
 }
 

@@ -1,6 +1,7 @@
 // Sends the outbox to the server and pulls what others wrote (DESIGN §6).
 // Deletes an entry only on accepted or duplicate; retries on network errors, 5xx and 429;
 // shows every other answer to the person. A 401 keeps the outbox and asks to sign in again.
+// Only the signed-in person's entries are sent: another's wait for their own next sign-in.
 
 import { outboxRecords, settle } from "./outbox.js";
 
@@ -8,9 +9,10 @@ export const BATCH_SIZE = 200;
 const MAX_RETRY_MS = 60000;
 
 export class Syncer extends EventTarget {
-  constructor({ urls, csrfToken, journal, subject, cursor }) {
+  constructor({ urls, csrfToken, author, journal, subject, cursor }) {
     super();
     this.urls = urls;
+    this.author = author;
     this.csrfToken = csrfToken;
     this.journal = journal;
     this.subject = subject;
@@ -58,13 +60,15 @@ export class Syncer extends EventTarget {
       this.setState("syncing");
       if (await this.drain(everything)) {
         this.retryDelay = 1000;
-        if (await this.pull()) this.setState("idle");
+        // No journal (a page that only sends what waits): nothing to pull.
+        if (this.journal === null || (await this.pull())) this.setState("idle");
       }
     });
   }
 
   async drain(everything) {
-    const records = (await outboxRecords()).filter(
+    if (this.author === null || this.author === undefined) return true; // nobody's to send
+    const records = (await outboxRecords(this.author)).filter(
       (record) => everything || record.state === "pending",
     );
     for (let start = 0; start < records.length; start += BATCH_SIZE) {
