@@ -183,6 +183,7 @@ def main(argv: list[str] | None = None) -> int:
                 "JOURNAL_IIN_HMAC_KEY": TEST_IIN_HMAC_KEY,
                 "JOURNAL_KEYS_DIR": str(keys_dir),
                 "JOURNAL_SESSION_COOKIE_SECURE": "false",
+                "JOURNAL_PUBLIC_URL": "http://127.0.0.1",
             }
             server = subprocess.Popen(
                 [

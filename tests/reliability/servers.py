@@ -90,6 +90,7 @@ class LiveJournal:
             "JOURNAL_ARCHIVE_LOCAL_ROOT": str(self.work_dir / "archive"),
             "JOURNAL_BACKUP_DIR": str(self.work_dir / "backups"),
             "JOURNAL_SESSION_COOKIE_SECURE": "false",
+            "JOURNAL_PUBLIC_URL": "http://127.0.0.1",
         }
 
     def session_cookie(self, teacher: Teacher) -> str:
