@@ -19,6 +19,7 @@ from flask import g
 from flask_babel import refresh
 from hypothesis import given
 from hypothesis import strategies as st
+from journal.grid.importing import EXPORT_FORMAT, IMPORT_MAX_BYTES
 from openapi_core import OpenAPI
 from openapi_core.contrib.werkzeug import WerkzeugOpenAPIRequest, WerkzeugOpenAPIResponse
 from werkzeug.test import EnvironBuilder
@@ -29,7 +30,6 @@ from journal.db import db
 from journal.ledger import entry as ledger_entry
 from journal.models import Entry, Lesson, TeachingAssignment
 from journal.sync import QuarantinedSubmission, replay_quarantined
-from journal.teacher import EXPORT_FORMAT, IMPORT_MAX_BYTES
 
 from ..factories import NOW, Device, add_device, add_user, build_world
 

@@ -9,14 +9,8 @@ import pytest
 import sqlalchemy as sa
 
 from journal.models import Entry, Log, TermClosure
-from journal.services import (
-    EntryRefused,
-    TermError,
-    approve_late_correction,
-    close_term,
-    record_entry,
-    verify_journal,
-)
+from journal.services import EntryRefused, record_entry, verify_journal
+from journal.year.closing import TermError, approve_late_correction, close_term
 
 from ..factories import NOW, add_user
 
@@ -25,7 +19,8 @@ from ..factories import NOW, add_user
 def closed(world):
     first = record_entry(world.session, world.signed("grade"), now=NOW)
     admin = add_user(world.session, world.school, "school_admin")
-    close_term(world.session, world.q2, world.log_key, closed_by=admin, now=NOW)
+    # In November, before quarter 2 ends and with quarter 1 open: only with a reason.
+    close_term(world.session, world.q2, world.log_key, closed_by=admin, now=NOW, reason="test")
     world.first = first
     world.admin = admin
     return world
@@ -46,7 +41,9 @@ def test_close_term_seals_every_journal_and_records_the_event(closed):
 
 def test_a_closed_term_cannot_be_closed_again(closed):
     with pytest.raises(TermError):
-        close_term(closed.session, closed.q2, closed.log_key, closed_by=closed.admin, now=NOW)
+        close_term(
+            closed.session, closed.q2, closed.log_key, closed_by=closed.admin, now=NOW, reason="x"
+        )
 
 
 def correction(world):
