@@ -129,6 +129,8 @@ def _summary_fields(payload: dict[str, Any], kind: str) -> dict[str, Any]:
     if "supersedes" in payload:
         supersedes = _supersedes(payload, payload["entry_id"])
     if status is not None or supersedes:
+        if not isinstance(payload.get("reason"), str) or not payload["reason"].strip():
+            raise PayloadRejected("reason_required", "a status or a re-confirmation needs a reason")
         reason = _text(payload, "reason", MAX_TEXT)
         if not reason.strip():
             raise PayloadRejected("reason_required", "a status or a re-confirmation needs a reason")

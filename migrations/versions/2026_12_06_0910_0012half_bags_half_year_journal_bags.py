@@ -31,8 +31,8 @@ def _replace(condition):
         bind.exec_driver_sql(f"PRAGMA schema_version = {int(version) + 1}")
         bind.exec_driver_sql("PRAGMA writable_schema = OFF")
         return
-    op.drop_constraint("ck_archived_bags_kind", "archived_bags", type_="check")
-    op.create_check_constraint("ck_archived_bags_kind", "archived_bags", condition)
+    op.drop_constraint(op.f("ck_archived_bags_kind"), "archived_bags", type_="check")
+    op.create_check_constraint(op.f("ck_archived_bags_kind"), "archived_bags", condition)
 
 
 def upgrade():
