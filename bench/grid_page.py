@@ -137,11 +137,11 @@ def main(argv: list[str] | None = None) -> int:
 
     from flask import render_template
 
-    from journal.year.rules import rule_for_subject
     from journal.db import db
-    from journal.services import Recorder
     from journal.grid.build import grid_state, load_grid, term_column
     from journal.grid.strings import grid_strings, layer_names
+    from journal.services import Recorder
+    from journal.year.rules import rule_for_subject
     from tests.conftest import Databases, make_app, migrate
     from tests.factories import NOW
 

@@ -19,7 +19,6 @@ from flask import g
 from flask_babel import refresh
 from hypothesis import given
 from hypothesis import strategies as st
-from journal.grid.importing import EXPORT_FORMAT, IMPORT_MAX_BYTES
 from openapi_core import OpenAPI
 from openapi_core.contrib.werkzeug import WerkzeugOpenAPIRequest, WerkzeugOpenAPIResponse
 from werkzeug.test import EnvironBuilder
@@ -27,6 +26,7 @@ from werkzeug.test import EnvironBuilder
 from auth.models import DeviceKey
 from exports.queries import term_grades
 from journal.db import db
+from journal.grid.importing import EXPORT_FORMAT, IMPORT_MAX_BYTES
 from journal.ledger import entry as ledger_entry
 from journal.models import Entry, Lesson, TeachingAssignment
 from journal.sync import QuarantinedSubmission, replay_quarantined
