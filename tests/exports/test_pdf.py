@@ -585,8 +585,7 @@ def assert_pdfa_clean(report) -> None:  # type: ignore[no-untyped-def]
     cover the file specs; pdfsig covers the signature)."""
     not_covered = ("embedded files", "interactive forms")
     errors = [
-        f
-        for f in report.findings
+        f for f in report.findings
         if not (f.kind == "unsupported" and any(part in f.message for part in not_covered))
     ]
     assert not errors, report

@@ -71,7 +71,7 @@ def test_jcs_sorts_keys_by_utf16_code_units() -> None:
 def test_jcs_string_escapes() -> None:
     """The string example of RFC 8785 §3.2.2.2."""
     parsed = parse_json(r'''"\u20ac$\u000F\u000aA'\u0042\u0022\u005c\\\"\/"''')
-    assert parsed == '€$\x0f\nA\'B"\\\\"/'
+    assert parsed == "€$\x0f\nA'B\"\\\\\"/"
     assert canonical_json(parsed) == r'''"€$\u000f\nA'B\"\\\\\"/"'''.encode()
 
 
