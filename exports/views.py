@@ -67,10 +67,11 @@ def _pdf(data: bytes, filename: str) -> Response:
 
 
 @bp.get("/exports/journal/<int:class_id>/<int:quarter>.pdf")
-@bp.get("/exports/journal/<int:class_id>/half/<int:quarter>.pdf", defaults={"kind": "half"})
 @roles_required(*STAFF_WHO_PRINT)
-def journal_pdf(class_id: int, quarter: int, kind: str = "quarter") -> Any:
-    """The journal of a quarter, or of a half-year (the subjects graded by half-years)."""
+def journal_pdf(class_id: int, quarter: int) -> Any:
+    """The journal of a quarter, or with ``?kind=half`` of a half-year (the subjects graded by
+    half-years)."""
+    kind = "half" if request.args.get("kind") == "half" else "quarter"
     class_group = _readable_class(class_id)
     if not 1 <= quarter <= (2 if kind == "half" else 4):
         abort(404)
