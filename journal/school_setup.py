@@ -26,6 +26,7 @@ from auth.access import current_user, personal_data, roles_required
 from auth.iin import InvalidIIN, iin_lookup_hash, validate_iin
 from auth.models import RoleGrant, User
 
+from .collation import class_key, in_pupil_order
 from .db import db
 from .models import (
     ClassGroup,
@@ -578,13 +579,19 @@ class RosterLine:
 
 
 def class_roster(session: Session, class_group: ClassGroup) -> list[RosterLine]:
+    """Every enrollment of the class, pupils in the class's alphabetical order (journal.pupils)."""
     rows = session.execute(
         select(Enrollment, Student)
         .join(Student, Student.id == Enrollment.student_id)
         .where(Enrollment.class_group_id == class_group.id)
-        .order_by(Student.last_name, Student.first_name, Enrollment.starts_on)
+        .order_by(Enrollment.starts_on)
     ).all()
-    return [RosterLine(enrollment, student) for enrollment, student in rows]
+    ordered = in_pupil_order(
+        class_group.language,
+        rows,
+        lambda row: (row[1].last_name, row[1].first_name, row[1].patronymic, row[1].id),
+    )
+    return [RosterLine(enrollment, student) for enrollment, student in ordered]
 
 
 # -- views -------------------------------------------------------------------------------------
@@ -619,13 +626,8 @@ def own_class(class_id: int) -> ClassGroup:
 
 
 def year_classes(year: SchoolYear) -> list[ClassGroup]:
-    return list(
-        db.session.scalars(
-            select(ClassGroup)
-            .where(ClassGroup.school_year_id == year.id)
-            .order_by(ClassGroup.grade_level, ClassGroup.name)
-        )
-    )
+    classes = db.session.scalars(select(ClassGroup).where(ClassGroup.school_year_id == year.id))
+    return sorted(classes, key=lambda c: class_key(c.name, c.grade_level))  # 7А, 7Ә, 7Б
 
 
 def school_subjects(school: School) -> list[Subject]:

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from auth.models import User
 
+from ..collation import class_key
 from ..models import ClassGroup, Lesson, Subject, TeachingAssignment, Term
 
 
@@ -40,8 +41,9 @@ def grid_links(session: Session, user: User, today: dt.date) -> list[GridLink]:
         .join(TeachingAssignment, TeachingAssignment.class_group_id == ClassGroup.id)
         .join(Subject, Subject.id == TeachingAssignment.subject_id)
         .where(TeachingAssignment.user_id == user.id)
-        .order_by(ClassGroup.name, Subject.name)
+        .order_by(Subject.name)
     ).all()
+    rows = sorted(rows, key=lambda row: class_key(row[0].name, row[0].grade_level))
     for class_group, subject in rows:
         kind = "half" if subject.by_half_year else "quarter"
         terms = session.scalars(

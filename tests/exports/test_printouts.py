@@ -349,3 +349,21 @@ def test_a_half_year_subject_is_printed_and_archived_by_half_year(app, session, 
     payload, info = bag_content(session, bag, settings)
     assert f"printouts/journal-class{demo.id}-h1.pdf" in payload
     assert info["Half-Year"] == "1" and "Quarter" not in info
+
+
+def test_the_demo_calendar_has_kazakhstans_public_holidays(session, demo):
+    import datetime as dt
+
+    from journal.models import Holiday, Lesson
+
+    holidays = {h.name: (h.starts_on, h.ends_on) for h in session.scalars(sa.select(Holiday))}
+    assert holidays["Тәуелсіздік күні"] == (dt.date(2026, 12, 16), dt.date(2026, 12, 17))
+    assert holidays["Наурыз мейрамы"][0] == dt.date(2027, 3, 21)
+    assert {"Халықаралық әйелдер күні", "Жеңіс күні", "Жаңа жыл"} <= holidays.keys()
+    days = set(session.scalars(sa.select(Lesson.date).where(Lesson.class_group_id == demo.id)))
+    for first, last in holidays.values():
+        day = first
+        while day <= last:
+            assert day not in days, day
+            day += dt.timedelta(days=1)
+    assert dt.date(2026, 12, 15) in days and dt.date(2027, 3, 5) in days  # ordinary weekdays
