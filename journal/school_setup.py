@@ -238,7 +238,13 @@ def set_class_teacher(session: Session, class_group: ClassGroup, teacher_id: int
 
 
 def add_subject(
-    session: Session, school: School, name: str, *, graded: bool = True, by_half_year: bool = False
+    session: Session,
+    school: School,
+    name: str,
+    *,
+    graded: bool = True,
+    by_half_year: bool = False,
+    pass_fail: bool = False,
 ) -> Subject:
     name = name.strip()
     if not name or len(name) > 200:
@@ -248,7 +254,13 @@ def add_subject(
     )
     if taken is not None:
         raise SetupError(N_("The subject %(name)s exists already."), name=name)
-    subject = Subject(school_id=school.id, name=name, graded=graded, by_half_year=by_half_year)
+    subject = Subject(
+        school_id=school.id,
+        name=name,
+        graded=graded,
+        by_half_year=by_half_year,
+        pass_fail=pass_fail and graded,
+    )
     session.add(subject)
     session.flush()
     return subject
@@ -701,6 +713,7 @@ class SubjectForm(FlaskForm):
     name = StringField(_l("Subject"), validators=[DataRequired(), Length(max=200)])
     graded = BooleanField(_l("Graded"), default=True)
     by_half_year = BooleanField(_l("Graded by half-years"))
+    pass_fail = BooleanField(_l("Graded pass/fail"))
 
 
 class AssignmentForm(FlaskForm):
@@ -926,6 +939,7 @@ def subjects() -> Any:
                     form.name.data or "",
                     graded=bool(form.graded.data),
                     by_half_year=bool(form.by_half_year.data),
+                    pass_fail=bool(form.pass_fail.data),
                 )
             except SetupError as error:
                 refused(error)

@@ -255,3 +255,15 @@ def test_a_term_grade_of_the_wrong_kind_of_term_is_refused(world):
     assert refused(world, confirmation(world)).code == "wrong_term_kind"
     accepted = Recorder(world.session, now=NOW).record(confirmation(world, term=half.id))
     assert accepted.status == "accepted"
+
+
+def test_the_admin_sets_a_subject_up_as_pass_fail(world):
+    from journal.school_setup import add_subject
+    from journal.year.rules import rule_id_for
+
+    subject = add_subject(world.session, world.school, "Өзін-өзі тану", pass_fail=True)
+    assert rule_id_for(subject, world.class_group) == "kz-pass-fail"
+    ungraded = add_subject(
+        world.session, world.school, "Сынып сағаты", graded=False, pass_fail=True
+    )
+    assert not ungraded.pass_fail and rule_id_for(ungraded, world.class_group) == "kz-no-grades"
