@@ -387,6 +387,38 @@ def term_column(session: Session, grid: Grid, rule: GradingRule) -> list[TermGra
     return column
 
 
+@dataclass(frozen=True)
+class YearColumn:
+    """The year results offered on the grid of a year's last term, once every term of the
+    subject's kind is closed and until the year is: what the teacher confirms."""
+
+    rule: GradingRule
+    cells: list[tuple[int, str, bool]]  # (student id, result code, confirmed)
+
+
+def year_column(session: Session, grid: Grid) -> YearColumn | None:
+    from ..models import SchoolYear
+    from ..year.results import YearBook, year_terms
+
+    year = session.get_one(SchoolYear, grid.class_group.school_year_id)
+    terms = year_terms(session, year, grid.term.kind)
+    if (
+        year.closed_at is not None
+        or not grid.subject.graded
+        or not terms
+        or terms[-1].id != grid.term.id
+        or any(t.closed_at is None for t in terms)
+    ):
+        return None
+    book = YearBook(session, grid.class_group, grid.log, student_ids=[s.id for s in grid.students])
+    cells = []
+    for student in grid.students:
+        outcome = book.outcome(grid.subject, student.id)
+        if outcome is not None:
+            cells.append((student.id, outcome.code, outcome.how == "confirmed"))
+    return YearColumn(book.rule(grid.subject), cells)
+
+
 def grid_cells(grid: Grid) -> tuple[list[list[tuple[CellPart, ...] | None]], list[str]]:
     """The table's cells from the heads: per student and lesson, and each lesson's topic."""
     attendance = attendance_labels()

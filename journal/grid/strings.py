@@ -106,6 +106,7 @@ def grid_strings() -> dict[str, Any]:
         "termConfirmed": _("confirmed"),
         "termNothing": _("Every computed term grade is already confirmed."),
         "termQueued": _("{n} term grades signed and queued for sending."),
+        "yearQueued": _("{n} year grades signed and queued for sending."),
         "offlineReady": _("Ready to work offline"),
         "persisted": _("Storage: kept by the browser"),
         "notPersisted": _("Storage: the browser may clear it when space runs low"),

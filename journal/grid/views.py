@@ -29,7 +29,15 @@ from ..db import db
 from ..models import ClassGroup
 from ..sync import UPLOADER_ROLES, BatchOutcome, upload_batch
 from ..year.rules import rule_for_subject
-from .build import GRADE_LAYERS, GridUnavailable, fill_grid, grid_state, open_grid, term_column
+from .build import (
+    GRADE_LAYERS,
+    GridUnavailable,
+    fill_grid,
+    grid_state,
+    open_grid,
+    term_column,
+    year_column,
+)
 from .importing import (
     IMPORT_MAX_BYTES,
     ImportForm,
@@ -118,6 +126,7 @@ def grid(class_id: int, subject_id: int, term_id: int) -> Any:
                 grid=loaded,
                 rule=rule,
                 term_cells=term_column(db.session, loaded, rule),
+                year=None if loaded.viewing else year_column(db.session, loaded),
                 state=grid_state(loaded, user),
                 strings=grid_strings(),
                 layers=("att", *GRADE_LAYERS) if loaded.subject.graded else ("att",),

@@ -267,3 +267,26 @@ def test_the_admin_sets_a_subject_up_as_pass_fail(world):
         world.session, world.school, "Сынып сағаты", graded=False, pass_fail=True
     )
     assert not ungraded.pass_fail and rule_id_for(ungraded, world.class_group) == "kz-no-grades"
+
+
+def test_the_last_terms_grid_offers_the_year_results_once_every_term_is_closed(app, world):
+    import re
+
+    from ..factories import signed_in_client
+
+    record_entry(world.session, world.signed("grade", value={"score": 8}), now=NOW)
+    client = signed_in_client(app, world.teacher)
+    url = f"/teacher/grid/{world.class_group.id}/{world.subject.id}/{world.q2.id}"
+    assert 'id="year-grades"' not in client.get(url).get_data(as_text=True)
+    admin = add_user(world.session, world.school, "school_admin")
+    after = dt.datetime(2026, 12, 29, 6, 0, tzinfo=dt.UTC)
+    close_all(world, admin, after)
+    html = client.get(url).get_data(as_text=True)
+    cell = re.search(
+        rf'<td class="year-grade" data-student="{world.student.id}" data-code="([^"]*)" '
+        r'data-confirmed="0"',
+        html,
+    )
+    # Quarter 1 has no marks (sealed without a result): the year waits for it.
+    assert cell is not None and cell.group(1) == "incomplete"
+    assert 'id="confirm-year"' in html

@@ -240,6 +240,42 @@ class GridApp {
     if (queued) this.say(format(this.t.termQueued, { n: queued }));
   }
 
+  // Once every term is closed: sign the year results the server computed from the sealed term
+  // results (grades or pass/fail; statuses are signed one by one with a reason elsewhere).
+  async confirmYearGrades() {
+    const button = document.getElementById("confirm-year");
+    if (!button || this.confirming) return;
+    if (!this.key) {
+      this.say(this.t.noKey);
+      return;
+    }
+    const waiting = [...document.querySelectorAll("#year-grades td.year-grade")].filter(
+      (td) => td.dataset.confirmed === "0" && /^(\d+|pass|fail)$/.test(td.dataset.code),
+    );
+    this.confirming = true;
+    let queued = 0;
+    try {
+      for (const td of waiting) {
+        const fields = {
+          journal: this.state.journal,
+          author: this.state.author,
+          kind: "year_grade",
+          student: Number(td.dataset.student),
+          subject: Number(button.dataset.subject),
+          rule: { id: button.dataset.ruleId, version: Number(button.dataset.ruleVersion) },
+        };
+        if (/^\d+$/.test(td.dataset.code)) fields.grade = Number(td.dataset.code);
+        else fields.result = td.dataset.code;
+        if (!(await this.queue(fields))) break;
+        td.dataset.confirmed = "pending";
+        queued += 1;
+      }
+    } finally {
+      this.confirming = false;
+    }
+    this.say(queued ? format(this.t.yearQueued, { n: queued }) : this.t.termNothing);
+  }
+
   renderCounter() {
     document.getElementById("unsynced").textContent = String(this.unsynced);
   }
@@ -687,6 +723,9 @@ class GridApp {
     });
     document.getElementById("export").addEventListener("click", () => this.exportUnsynced());
     this.confirmButton?.addEventListener("click", () => this.confirmTermGrades());
+    document
+      .getElementById("confirm-year")
+      ?.addEventListener("click", () => this.confirmYearGrades());
     this.info.addEventListener("click", async (event) => {
       const button = event.target.closest("button.discard");
       if (!button) return;
