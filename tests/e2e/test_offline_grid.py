@@ -406,6 +406,8 @@ def test_confirming_term_grades_signs_one_entry_per_unconfirmed_grade(
     kid = kid_of(page)
     page.locator("#layers [data-layer=FO]").click()
     type_marks(page, 20, 9, ["9", "6", "3"])  # column 9: no other test writes FO there
+    for row in (20, 21, 22):  # stored: the counter alone may read 0 before they are queued
+        cell(page, row, 9).locator(".v-FO[data-state='synced']").wait_for()
     wait_unsynced(page, 0)
     page.reload()  # the server computes the term grades from the synced marks
     page.wait_for_selector("body[data-grid-ready='1']")

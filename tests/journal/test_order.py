@@ -8,6 +8,7 @@ import re
 
 import pytest
 import sqlalchemy as sa
+from flask_babel import refresh
 
 from exports import queries
 from journal.collation import class_key, in_pupil_order
@@ -64,8 +65,10 @@ def test_one_order_on_the_grid_the_printout_the_portal_and_the_summary(app, worl
     students = {s.last_name: s for s in world.session.scalars(sa.select(Student))}
     for number, surname in ((2, "Әбенов"), (4, "Ғалымов"), (9, "Ілиясов")):
         parent = parent_of(world.session, world.school, students[surname])
+        parent.language = "en"
         browser = app.test_client()
-        sign_in(browser, parent)
+        sign_in(browser, parent, "en")
+        refresh()  # the tests' requests share one app context, where Flask-Babel keeps the locale
         html = browser.get(f"/portal/students/{students[surname].id}").get_data(as_text=True)
         assert f"№ {number} in the list of class 7Ә" in html
 
@@ -116,6 +119,7 @@ def test_the_class_teacher_reads_every_grid_of_their_class_read_only(app, world)
     from ..factories import add_user
 
     colleague = add_user(world.session, world.school, "teacher")
+    colleague.language = "en"
     world.class_group.class_teacher_id = colleague.id
     world.session.flush()
     client = signed_in_client(app, colleague)
@@ -160,6 +164,7 @@ def test_the_class_summary_counts_absences_in_lessons_and_days(app, world):
         )
     record_entry(world.session, world.signed("grade", value={"score": 8}), now=NOW)
     world.class_group.class_teacher_id = world.teacher.id
+    world.teacher.language = "en"
     world.session.flush()
     html = (
         signed_in_client(app, world.teacher)

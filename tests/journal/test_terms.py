@@ -325,6 +325,7 @@ def test_the_admin_sees_the_report_and_must_confirm(app, world):
     from ..factories import signed_in_client
 
     admin = add_user(world.session, world.school, "school_admin")
+    admin.language = "en"
     client = signed_in_client(app, admin)
     page = client.get(f"/admin/terms/{world.q2.id}/close")
     assert page.status_code == 200

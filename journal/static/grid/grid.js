@@ -70,7 +70,8 @@ class GridApp {
 
   // The school's date on this device's clock (the server refuses later lessons anyway).
   today() {
-    return new Intl.DateTimeFormat("en-CA", { timeZone: this.state.timeZone }).format(new Date());
+    this.dayFormat ??= new Intl.DateTimeFormat("en-CA", { timeZone: this.state.timeZone });
+    return this.dayFormat.format(new Date());
   }
 
   future(col) {
