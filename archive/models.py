@@ -17,7 +17,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from journal.db import Base, BigId, UTCDateTime, intpk, timestamp, utcnow
 from journal.models import ClassGroup, School, SchoolYear, Term
 
-BAG_KINDS = ("journal_quarter", "journal_year", "ledger_year")
+BAG_KINDS = ("journal_quarter", "journal_half", "journal_year", "ledger_year")
 BAG_STATES = ("planned", "built", "sealed", "destroyed")
 JOURNAL_TIER = "journal-5y"
 LEDGER_TIER = "ledger-25y"

@@ -3,6 +3,8 @@
 **Bags** (DESIGN §5). Per school, as quarters close and years end:
 
 - ``journal_quarter``: one per class per closed quarter (``Term.closed_at`` set);
+- ``journal_half``: one per class per closed half-year, with the half-year printout of the
+  subjects graded by half-years;
 - ``journal_year``: one per class per finished year (year end passed, every quarter closed);
 - ``ledger_year``: one per finished school year, once all that year's journal bags are sealed.
 
@@ -238,8 +240,8 @@ def school_lock(session: Session, school_id: int) -> Iterator[bool]:
 
 
 def printouts_for(session: Session, class_group: ClassGroup, term: Term | None) -> dict[str, bytes]:
-    """Signed PDF printouts for a class's bag: the quarterly journal when ``term`` is a quarter,
-    the year's summary ledger when ``term`` is None. ``{file name: PDF bytes}``.
+    """Signed PDF printouts for a class's bag: the journal of a quarter or a half-year when
+    ``term`` is one, the year's summary ledger when ``term`` is None. ``{file name: PDF bytes}``.
 
     A school without a PDF signing key cannot seal: printouts are part of what a bag promises.
     """
@@ -271,7 +273,9 @@ def bag_name(
     if kind == "ledger_year":
         return f"ledger-{year.name}"
     assert class_group is not None
-    period = f"q{term.number}" if kind == "journal_quarter" and term is not None else "year"
+    period = "year"
+    if kind in ("journal_quarter", "journal_half") and term is not None:
+        period = f"{'h' if kind == 'journal_half' else 'q'}{term.number}"
     return f"journal-{year.name}-class{class_group.id}-{period}"
 
 
@@ -304,8 +308,8 @@ def due_journal_bags(session: Session, school: School, today: dt.date) -> list[D
     )
     for year in years:
         closed = sorted(
-            (t for t in year.terms if t.kind == "quarter" and t.closed_at is not None),
-            key=lambda t: t.number,
+            (t for t in year.terms if t.closed_at is not None),
+            key=lambda t: (t.kind != "quarter", t.number),
         )
         finished = _year_finished(year, today)
         rows = session.execute(
@@ -315,7 +319,16 @@ def due_journal_bags(session: Session, school: School, today: dt.date) -> list[D
             .order_by(ClassGroup.id)
         ).all()
         for class_group, journal in rows:
-            wanted = [DueBag("journal_quarter", year, journal, class_group, t) for t in closed]
+            wanted = [
+                DueBag(
+                    "journal_quarter" if t.kind == "quarter" else "journal_half",
+                    year,
+                    journal,
+                    class_group,
+                    t,
+                )
+                for t in closed
+            ]
             if finished:
                 wanted.append(DueBag("journal_year", year, journal, class_group))
             due += [item for item in wanted if object_key(school, _due_name(item)) not in have]
@@ -356,7 +369,11 @@ def plan_bag(
 ) -> ArchivedBag:
     """Choose the checkpoint the bag will cover and record the bag as ``planned``. Flushes."""
     checkpoint = None
-    if due.kind == "journal_quarter" and due.term is not None and due.term.closed_at is not None:
+    if (
+        due.kind in ("journal_quarter", "journal_half")
+        and due.term is not None
+        and due.term.closed_at is not None
+    ):
         checkpoint = session.scalar(
             select(Checkpoint)
             .where(Checkpoint.log_id == due.log.id, Checkpoint.created_at >= due.term.closed_at)
@@ -498,7 +515,7 @@ def bag_content(
     if class_group is not None:
         info["Class-Name"] = class_group.name
     if term is not None:
-        info["Quarter"] = str(term.number)
+        info["Half-Year" if term.kind == "half" else "Quarter"] = str(term.number)
     return files, info
 
 
@@ -685,7 +702,8 @@ def seal_bag(session: Session, bag: ArchivedBag, settings: ArchiveSettings, log_
             "school_year": year.name,
             "class_group": class_group.id if class_group else None,
             "class_name": class_group.name if class_group else None,
-            "quarter": term.number if term else None,
+            "quarter": term.number if term and term.kind == "quarter" else None,
+            "half_year": term.number if term and term.kind == "half" else None,
             "checkpoint": checkpoint.note,
         },
         now=now,

@@ -229,3 +229,16 @@ def can_revoke_device(user: User | None, key: DeviceKey) -> bool:
         return True
     owner = _session(user).get(User, key.user_id)
     return owner is not None and can_administer_school(user, owner.school_id)
+
+
+def can_read_class_grids(user: User | None, class_group: ClassGroup | int) -> bool:
+    """Every subject's grid of a class, read-only, and its class summary: the class teacher
+    (who prepares the summary ledger) and the school's admin."""
+    if user is None:
+        return False
+    group = _class(user, class_group)
+    if group is None:
+        return False
+    if holds(user, "school_admin", group.school_id):
+        return True
+    return group.class_teacher_id == user.id and holds_any(user, TEACHING_ROLES, group.school_id)

@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 STUDENTS = 35
 LESSONS = 45
+QUARTER_END = dt.datetime(2026, 12, 28, 12, 0, tzinfo=dt.UTC)
 TARGET = 3.0
 
 # The same table markup as the grid page's, from the same cells, with nothing around it.
@@ -47,7 +48,7 @@ def seed_term(session, keys_dir: str):  # type: ignore[no-untyped-def]
     in ten, FO for about two in five, four SORs and a SOCh for everybody, a few corrections."""
     from journal.models import Lesson
     from journal.services import Recorder
-    from tests.factories import NOW, build_world
+    from tests.factories import build_world
 
     world = build_world(session, keys_dir)
     students = [world.student] + [world.add_student() for _ in range(STUDENTS - 1)]
@@ -97,7 +98,8 @@ def seed_term(session, keys_dir: str):  # type: ignore[no-untyped-def]
                 points = {"points": (index * 7) % 21, "max": 20}
                 submissions.append(world.signed("grade", component="SOCh", value=points, **fields))
     for start in range(0, len(submissions), 500):
-        recorder = Recorder(session, now=NOW, deferred=True)
+        # Recorded as on the quarter's last day: marks for later lessons are refused.
+        recorder = Recorder(session, now=QUARTER_END, deferred=True)
         for submission in submissions[start : start + 500]:
             recorder.record(submission)
         recorder.flush()
@@ -137,12 +139,13 @@ def main(argv: list[str] | None = None) -> int:
 
     from flask import render_template
 
-    from journal.cells import rule_for_subject
     from journal.db import db
+    from journal.grid.build import grid_state, load_grid, term_column
+    from journal.grid.strings import grid_strings, layer_names
     from journal.services import Recorder
-    from journal.teacher import grid_state, grid_strings, layer_names, load_grid, term_column
+    from journal.year.rules import rule_for_subject
     from tests.conftest import Databases, make_app, migrate
-    from tests.factories import NOW, browser_state
+    from tests.factories import browser_state
 
     with tempfile.TemporaryDirectory() as tmp:
         databases = Databases(Path(tmp))
@@ -196,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
 
             def record_one() -> None:
                 with app.app_context():
-                    Recorder(db.session, now=NOW).record(next(fresh))
+                    Recorder(db.session, now=QUARTER_END).record(next(fresh))
                     db.session.commit()
 
             def nothing() -> None:

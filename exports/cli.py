@@ -27,14 +27,24 @@ def _class_group(class_id: int) -> ClassGroup:
 
 @export_cli.command("journal")
 @click.option("--class", "class_id", type=int, required=True, help="Class id.")
-@click.option("--quarter", type=click.IntRange(1, 4), required=True)
+@click.option("--quarter", type=click.IntRange(1, 4), help="A quarter's journal.")
+@click.option("--half", type=click.IntRange(1, 2), help="A half-year's (half-year subjects).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
 @click.option("--language", type=click.Choice(["ru", "kk"]), default="ru", show_default=True)
-def export_journal(class_id: int, quarter: int, output: Path, language: str) -> None:
-    """The quarterly class journal as a signed PDF/A-3b with its proof embedded."""
+def export_journal(
+    class_id: int, quarter: int | None, half: int | None, output: Path, language: str
+) -> None:
+    """The class journal of a quarter or a half-year as a signed PDF/A-3b with its proof."""
+    if (quarter is None) == (half is None):
+        raise click.UsageError("give --quarter or --half")
     try:
         data = printouts.journal_pdf(
-            db.session, current_app.config, _class_group(class_id), quarter, language=language
+            db.session,
+            current_app.config,
+            _class_group(class_id),
+            quarter or half or 0,
+            language=language,
+            kind="quarter" if quarter else "half",
         )
     except (ExportError, LookupError) as exc:
         raise click.ClickException(str(exc)) from exc

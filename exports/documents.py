@@ -86,7 +86,8 @@ class SubjectSheet:
 
 @dataclass(frozen=True)
 class JournalDocument:
-    """The quarterly class journal: every subject's grid and topics, with the log's proof."""
+    """The class journal of a quarter (or, for half-year subjects, of a half-year): every
+    subject's grid and topics, with the log's proof. ``quarter`` is the term's number."""
 
     school_name: str
     class_name: str
@@ -95,14 +96,20 @@ class JournalDocument:
     generated_at: datetime
     subjects: tuple[SubjectSheet, ...]
     proof: ProofBundle | None = None
+    term_kind: str = "quarter"  # or "half"
+    #: The school's time zone: the creation time is printed on its clock.
+    time_zone: str = "Asia/Almaty"
 
     def __post_init__(self) -> None:
-        if not 1 <= self.quarter <= 4:
-            raise ValueError(f"quarter must be 1..4, got {self.quarter}")
+        last = 2 if self.term_kind == "half" else 4
+        if self.term_kind not in ("quarter", "half") or not 1 <= self.quarter <= last:
+            raise ValueError(f"{self.term_kind} must be 1..{last}, got {self.quarter}")
 
 
-#: Quarter 1..4 and year grades of one student in one subject, as printed ("" when none).
-TermGrades = tuple[str, str, str, str, str]
+#: One student's results in one subject, as printed ("" when none): quarters 1..4 and the year,
+#: or half-years 1..2 and the year. A result is a grade or a code: "pass", "fail", "exempt",
+#: "not_attested", "incomplete" (each printed in the document's language).
+TermGrades = tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -129,6 +136,7 @@ class LedgerDocument:
     #: Another title for the same layout (a registrar's duplicate-certificate extract).
     title: str = ""
     charts: bool = True
+    time_zone: str = "Asia/Almaty"
 
 
 def cell_text(marks: Iterable[str]) -> str:

@@ -61,6 +61,7 @@ from exports.documents import (
     ProofBundle,
     SubjectSheet,
 )
+from journal.school_time import format_local
 
 __all__ = [
     "PdfSigner",
@@ -139,6 +140,13 @@ LABELS: Final[dict[str, dict[str, str]]] = {
         "column_quarter": "{n} четв.",
         "no_grades": "нет оценок",
         "students": "учеников",
+        "half": "{n} полугодие",
+        "column_half": "{n} полуг.",
+        "result_pass": "зач.",
+        "result_fail": "незач.",
+        "result_exempt": "осв.",
+        "result_not_attested": "н/а",
+        "result_incomplete": "—",
     },
     "kk": {
         "journal": "Сынып журналы",
@@ -174,6 +182,14 @@ LABELS: Final[dict[str, dict[str, str]]] = {
         "column_quarter": "{n}-тоқсан",
         "no_grades": "бағалар жоқ",
         "students": "оқушы",
+        "half": "{n}-жартыжылдық",
+        "column_half": "{n}-жартыж.",
+        # short: a ledger cell is 15 points wide
+        "result_pass": "өтті",
+        "result_fail": "өтпеді",
+        "result_exempt": "бос.",
+        "result_not_attested": "н/а",
+        "result_incomplete": "—",
     },
 }
 
@@ -210,9 +226,9 @@ def render_journal_pdf(
     pages = _journal_pages(doc, labels)
     title = (
         f"{labels['journal']} {doc.class_name}, {labels['year'].format(year=doc.school_year)}, "
-        f"{labels['quarter'].format(n=doc.quarter)}"
+        f"{_term_label(doc, labels)}"
     )
-    raw = _draw_document(pages, doc.proof, doc.generated_at, labels, language)
+    raw = _draw_document(pages, doc.proof, doc.generated_at, labels, language, doc.time_zone)
     producer = _producer(signer, timestamper)
     pdf = _to_pdfa(raw, title, doc.school_name, doc.generated_at, doc.proof, language, producer)
     return _sign(pdf, signer, timestamper)
@@ -234,10 +250,19 @@ def render_ledger_pdf(
         f"{doc.title or labels['ledger']} {doc.class_name}, "
         f"{labels['year'].format(year=doc.school_year)}"
     )
-    raw = _draw_document(pages, doc.proof, generated_at, labels, language)
+    raw = _draw_document(pages, doc.proof, generated_at, labels, language, doc.time_zone)
     producer = _producer(signer, timestamper)
     pdf = _to_pdfa(raw, title, doc.school_name, generated_at, doc.proof, language, producer)
     return _sign(pdf, signer, timestamper)
+
+
+def _term_label(doc: JournalDocument, labels: dict[str, str]) -> str:
+    return labels["half" if doc.term_kind == "half" else "quarter"].format(n=doc.quarter)
+
+
+def _result_text(value: str, labels: dict[str, str]) -> str:
+    """A printed result: a grade as it is, a code ("pass", "exempt", ...) in words."""
+    return labels.get(f"result_{value}", value)
 
 
 def _labels(language: str) -> dict[str, str]:
@@ -441,6 +466,7 @@ def _draw_document(
     generated_at: datetime,
     labels: dict[str, str],
     language: str,
+    time_zone: str = "UTC",
 ) -> bytes:
     _register_fonts()
     buf = io.BytesIO()
@@ -454,7 +480,7 @@ def _draw_document(
         initialFontSize=8,
         lang=f"{language}-KZ",
     )
-    footer_lines = [f"{labels['generated']}: {_display_time(generated_at)}"]
+    footer_lines = [f"{labels['generated']}: {format_local(generated_at, time_zone)}"]
     if proof is not None:
         footer_lines = [
             f"{labels['log']}: {proof.origin}",
@@ -475,12 +501,6 @@ def _draw_document(
         canvas.showPage()
     canvas.save()
     return buf.getvalue()
-
-
-def _display_time(moment: datetime) -> str:
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.isoformat(timespec="minutes")
 
 
 def _b64(data: bytes) -> str:
@@ -667,9 +687,7 @@ class _Flow:
 
 
 def _journal_pages(doc: JournalDocument, labels: dict[str, str]) -> list[_Page]:
-    right = (
-        f"{labels['year'].format(year=doc.school_year)} · {labels['quarter'].format(n=doc.quarter)}"
-    )
+    right = f"{labels['year'].format(year=doc.school_year)} · {_term_label(doc, labels)}"
     pages: list[_Page] = []
     if not doc.subjects:
         heading = _Heading(doc.school_name, right, f"{labels['class']} {doc.class_name}")
@@ -818,7 +836,9 @@ def _draw_grid(
             px = xs[-3]
             pct, pct_size = _fit(row.term_percent, FONT, name_size, g.pct_w - 3)
             text.put(px + g.pct_w / 2, base, pct, FONT, pct_size, "c")
-            grade, grade_size = _fit(row.term_grade, FONT_BOLD, name_size + 0.5, g.grade_w - 3)
+            grade, grade_size = _fit(
+                _result_text(row.term_grade, labels), FONT_BOLD, name_size + 0.5, g.grade_w - 3
+            )
             text.put(px + g.pct_w + g.grade_w / 2, base, grade, FONT_BOLD, grade_size, "c")
     legend, legend_size = _fit(labels["legend"], FONT, 6.5, BODY_W, 4.5)
     text.put(x0, ys[-1] - 9, legend, FONT, legend_size)
@@ -971,6 +991,17 @@ def _ledger_pages(doc: LedgerDocument, labels: dict[str, str]) -> list[_Page]:
     return pages
 
 
+def _is_half(doc: LedgerDocument, subject: str) -> bool:
+    """A half-year subject: its rows hold two half-years and the year, not four quarters."""
+    return any(len(row.grades.get(subject, ())) == 3 for row in doc.rows)
+
+
+def _column_labels(doc: LedgerDocument, subject: str, labels: dict[str, str]) -> tuple[str, ...]:
+    if _is_half(doc, subject):
+        return ("I", "II", labels["year_col"])
+    return ("1", "2", "3", "4", labels["year_col"])
+
+
 def _draw_ledger_table(
     doc: LedgerDocument,
     g: _LedgerGeometry,
@@ -982,23 +1013,28 @@ def _draw_ledger_table(
     canvas: Canvas,
 ) -> None:
     subjects = doc.subjects[s_start:s_end]
+    columns = [_column_labels(doc, subject, labels) for subject in subjects]
     rows = doc.rows[r_start:r_end]
     x0 = MARGIN
     name_end = x0 + g.no_w + g.name_w
     xs = [x0, x0 + g.no_w, name_end]
-    for _ in range(5 * len(subjects)):
-        xs.append(xs[-1] + g.cell_w)
+    full_height = {0, 1, 2}
+    lefts = []
+    for subject_columns in columns:
+        lefts.append(xs[-1])
+        for _ in subject_columns:
+            xs.append(xs[-1] + g.cell_w)
+        full_height.add(len(xs) - 1)  # each subject's span ends with a full-height line
     xs.append(xs[-1] + g.abs_w)
     xs.append(xs[-1] + g.abs_w)
+    # the absences block spans both header rows
+    full_height |= {len(xs) - 3, len(xs) - 1}
     top = BODY_TOP
     head_split = top - _LEDGER_HEAD1
     body_top = head_split - _LEDGER_HEAD2
     ys = [body_top - (i + 1) * g.row_h for i in range(len(rows))]
     _stripes(canvas, x0, xs[-1] - x0, [body_top, *ys])
     bottom = ys[-1] if ys else body_top
-    # columns spanning both header rows: number, name, each subject's span, the absences block
-    full_height = {0, 1, 2, len(xs) - 3, len(xs) - 1}
-    full_height |= {2 + 5 * (k + 1) for k in range(len(subjects))}
     canvas.setStrokeGray(0)
     canvas.setLineWidth(LINE_W)
     canvas.lines(
@@ -1014,13 +1050,12 @@ def _draw_ledger_table(
     text.put(x0 + g.no_w / 2, head_mid, labels["no"], FONT_BOLD, 7, "c")
     student, student_size = _fit(labels["student"], FONT_BOLD, 7, g.name_w - 4)
     text.put(x0 + g.no_w + 3, head_mid, student, FONT_BOLD, student_size)
-    quarter_labels = ("1", "2", "3", "4", labels["year_col"])
-    for i, subject in enumerate(subjects):
-        left = name_end + 5 * g.cell_w * i
-        size, lines = _subject_head(subject, 5 * g.cell_w - 3)
-        _centred_lines(text, lines, left + 2.5 * g.cell_w, top, _LEDGER_HEAD1, FONT_BOLD, size)
-        for k, q in enumerate(quarter_labels):
-            text.put(left + (k + 0.5) * g.cell_w, body_top + 3, q, FONT, 6.5, "c")
+    for subject, left, subject_columns in zip(subjects, lefts, columns, strict=True):
+        span = len(subject_columns) * g.cell_w
+        size, lines = _subject_head(subject, span - 3)
+        _centred_lines(text, lines, left + span / 2, top, _LEDGER_HEAD1, FONT_BOLD, size)
+        for k, label in enumerate(subject_columns):
+            text.put(left + (k + 0.5) * g.cell_w, body_top + 3, label, FONT, 6.5, "c")
     abs_left = xs[-3]
     absences, abs_size = _fit(labels["absences"], FONT_BOLD, 7, 2 * g.abs_w - 4)
     text.put(abs_left + g.abs_w, head_split + 7, absences, FONT_BOLD, abs_size, "c")
@@ -1030,18 +1065,18 @@ def _draw_ledger_table(
     text.put(abs_left + 1.5 * g.abs_w, body_top + 3, sick_label, FONT, sick_size, "c")
 
     size = min(7.5, g.row_h * 0.58)
-    empty = ("", "", "", "", "")
     for i, row in enumerate(rows):
         row_top = body_top - i * g.row_h
         base = row_top - g.row_h / 2 - size * 0.35
         text.put(x0 + g.no_w / 2, base, str(r_start + i + 1), FONT, size, "c")
         name, name_size = _fit(row.student_name, FONT, size, g.name_w - 5)
         text.put(x0 + g.no_w + 3, base, name, FONT, name_size)
-        for s, subject in enumerate(subjects):
-            left = name_end + 5 * g.cell_w * s
-            for k, value in enumerate(row.grades.get(subject, empty)):
-                font = FONT_BOLD if k == 4 else FONT
-                value_text, value_size = _fit(value, font, size, g.cell_w - 2, 4.0)
+        for subject, left, subject_columns in zip(subjects, lefts, columns, strict=True):
+            values = row.grades.get(subject, ("",) * len(subject_columns))
+            for k, value in enumerate(values[: len(subject_columns)]):
+                font = FONT_BOLD if k == len(subject_columns) - 1 else FONT
+                shown = _result_text(value, labels)
+                value_text, value_size = _fit(shown, font, size, g.cell_w - 2, 4.0)
                 text.put(left + (k + 0.5) * g.cell_w, base, value_text, font, value_size, "c")
         text.put(abs_left + g.abs_w / 2, base, str(row.absences_total), FONT, size, "c")
         text.put(abs_left + 1.5 * g.abs_w, base, str(row.absences_sick), FONT, size, "c")
@@ -1063,12 +1098,20 @@ _GRADE_CATEGORIES: Final = ("2", "3", "4", "5")
 
 
 def _distribution(doc: LedgerDocument, subject: str) -> tuple[int | None, list[int]]:
-    """The column charted for a subject (4 = year, else the latest quarter with grades)."""
-    for column in (4, 3, 2, 1, 0):
-        values = [row.grades[subject][column].strip() for row in doc.rows if subject in row.grades]
-        values = [v for v in values if v]
+    """The column charted for a subject (4 = year, else the latest quarter with grades; for a
+    half-year subject 4 = year, 0 and 1 the half-years)."""
+    half = _is_half(doc, subject)
+    positions = (2, 1, 0) if half else (4, 3, 2, 1, 0)
+    for column in positions:
+        values = [
+            row.grades[subject][column].strip()
+            for row in doc.rows
+            if subject in row.grades and len(row.grades[subject]) > column
+        ]
+        values = [v for v in values if v in _GRADE_CATEGORIES]
         if values:
-            return column, [values.count(g) for g in _GRADE_CATEGORIES]
+            chart_column = 4 if column == positions[0] else column + (10 if half else 0)
+            return chart_column, [values.count(g) for g in _GRADE_CATEGORIES]
     return None, [0] * len(_GRADE_CATEGORIES)
 
 
@@ -1101,6 +1144,8 @@ def _chart(
         which = labels["no_grades"]
     elif column == 4:
         which = labels["column_year"]
+    elif column >= 10:  # a half-year
+        which = labels["column_half"].format(n=column - 9)
     else:
         which = labels["column_quarter"].format(n=column + 1)
     title, title_size = _fit(f"{subject} — {which}", FONT_BOLD, 7.5, width - 4, 5.0)

@@ -43,9 +43,11 @@ def journal_pdf(
     quarter: int,
     *,
     language: str = "ru",
+    kind: str = "quarter",
 ) -> bytes:
+    """The journal of a quarter, or with ``kind="half"`` of a half-year (half-year subjects)."""
     school = session.get_one(School, class_group.school_id)
-    document = queries.journal_document(session, class_group, quarter)
+    document = queries.journal_document(session, class_group, quarter, kind=kind)
     return render_journal_pdf(
         document, pdf_signer(config, school), pdf_timestamper(config), language=language
     )
@@ -66,13 +68,15 @@ def ledger_pdf(
 
 
 def printouts_for(session: Session, class_group: ClassGroup, term: Any) -> dict[str, bytes]:
-    """The printouts that go into an archive bag: the quarterly journal for a quarter, the
-    summary ledger for a whole year (``term`` None). Uses the app's configuration."""
+    """The printouts that go into an archive bag: the journal of a quarter (subjects graded by
+    quarters) or of a half-year (subjects graded by half-years), the summary ledger for a whole
+    year (``term`` None). Uses the app's configuration."""
     from flask import current_app
 
     config = current_app.config
-    if term is not None and getattr(term, "kind", "quarter") == "quarter":
+    if term is not None:
+        kind = getattr(term, "kind", "quarter")
         # Names by class id: ASCII, and "7Ә" and "7Б" never collide.
-        name = f"journal-class{class_group.id}-q{term.number}.pdf"
-        return {name: journal_pdf(session, config, class_group, term.number)}
+        name = f"journal-class{class_group.id}-{'h' if kind == 'half' else 'q'}{term.number}.pdf"
+        return {name: journal_pdf(session, config, class_group, term.number, kind=kind)}
     return {f"ledger-class{class_group.id}.pdf": ledger_pdf(session, config, class_group)}

@@ -16,26 +16,15 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from auth.models import User
-from journal.cells import (
-    CRITERIA_RULE,
-    Cell,
-    cell_key,
-    cell_values,
-    confirmed_term_grade,
-    read_cells,
-    rule_for_subject,
-    term_grade,
-    term_grade_key,
-    term_works,
-)
+from journal.cells import Cell, cell_key, read_cells
+from journal.collation import class_key
 from journal.db import utcnow
-from journal.grading import DEFAULT_RULES, compute_year, rule_for
+from journal.grading import rule_for
 from journal.keys import LogKey
 from journal.ledger import audit, merkle, tlogproof
 from journal.models import (
     Checkpoint,
     ClassGroup,
-    Enrollment,
     Entry,
     Lesson,
     Log,
@@ -47,6 +36,7 @@ from journal.models import (
     Term,
     TermClosure,
 )
+from journal.pupils import Pupil, class_pupils
 from journal.services import (
     append_ledger_record,
     cut_checkpoint,
@@ -56,6 +46,9 @@ from journal.services import (
     latest_checkpoint,
     server_keys_document,
 )
+from journal.year.closing import class_subjects
+from journal.year.results import TermBook, YearBook
+from journal.year.rules import grading_rules, rule_id_for, term_kind_of
 
 from .documents import (
     JournalDocument,
@@ -84,15 +77,19 @@ class Period:
 
 
 def quarter(session: Session, class_group: ClassGroup, number: int) -> Term:
+    return term_of(session, class_group, "quarter", number)
+
+
+def term_of(session: Session, class_group: ClassGroup, kind: str, number: int) -> Term:
     term = session.scalar(
         select(Term).where(
             Term.school_year_id == class_group.school_year_id,
-            Term.kind == "quarter",
+            Term.kind == kind,
             Term.number == number,
         )
     )
     if term is None:
-        raise ExportError(f"no quarter {number} in this school year")
+        raise ExportError(f"no {'half-year' if kind == 'half' else 'quarter'} {number} this year")
     return term
 
 
@@ -127,32 +124,28 @@ def period_of(session: Session, log: Log, term: Term) -> Period:
 
 def _students(
     session: Session, class_group: ClassGroup, first: dt.date, last: dt.date
-) -> list[Student]:
-    students = session.scalars(
-        select(Student)
-        .join(Enrollment, Enrollment.student_id == Student.id)
-        .where(
-            Enrollment.class_group_id == class_group.id,
-            Enrollment.starts_on <= last,
-            (Enrollment.ends_on.is_(None)) | (Enrollment.ends_on >= first),
-        )
-        .distinct()
-    ).all()
-    return sorted(students, key=lambda s: (s.last_name, s.first_name, s.id))
+) -> list[Pupil]:
+    """The class's pupils in those days, in the order (and so with the №) of every page."""
+    return class_pupils(session, class_group, first, last)
 
 
-def _subjects(session: Session, class_group: ClassGroup) -> list[tuple[Subject, str]]:
-    rows = session.execute(
-        select(Subject, User.full_name)
-        .join(TeachingAssignment, TeachingAssignment.subject_id == Subject.id)
+def _subjects(
+    session: Session, class_group: ClassGroup, kind: str | None = None
+) -> list[tuple[Subject, str]]:
+    """The class's subjects (of one kind of term, when given) with their teachers' names."""
+    teachers: dict[int, list[str]] = {}
+    for subject_id, teacher in session.execute(
+        select(TeachingAssignment.subject_id, User.full_name)
         .join(User, User.id == TeachingAssignment.user_id)
         .where(TeachingAssignment.class_group_id == class_group.id)
-        .order_by(Subject.name)
-    ).all()
-    teachers: dict[int, tuple[Subject, list[str]]] = {}
-    for subject, teacher in rows:
-        teachers.setdefault(subject.id, (subject, []))[1].append(teacher)
-    return [(subject, ", ".join(names)) for subject, names in teachers.values()]
+        .order_by(User.full_name)
+    ):
+        teachers.setdefault(subject_id, []).append(teacher)
+    return [
+        (subject, ", ".join(teachers.get(subject.id, [])))
+        for subject in class_subjects(session, class_group)
+        if kind is None or term_kind_of(subject) == kind
+    ]
 
 
 def _marks(cells: dict[str, Cell], lesson_id: int, student_id: int) -> tuple[str, ...]:
@@ -174,30 +167,18 @@ def _marks(cells: dict[str, Cell], lesson_id: int, student_id: int) -> tuple[str
 def term_grades(
     session: Session, class_group: ClassGroup, log: Log, term: Term, until_seq: int | None
 ) -> dict[tuple[int, int], tuple[str, str]]:
-    """(subject id, student id) → (percent, grade) for one term: the teacher's confirmed term
-    grade where there is one, else the grade computed by the rule in force at the term's end."""
-    lessons = session.scalars(
-        select(Lesson).where(
-            Lesson.class_group_id == class_group.id,
-            Lesson.date >= term.starts_on,
-            Lesson.date <= term.ends_on,
-        )
-    ).all()
-    by_subject: dict[int, list[int]] = {}
-    for lesson in lessons:
-        by_subject.setdefault(lesson.subject_id, []).append(lesson.id)
-    cells = read_cells(session, log.id, until_seq=until_seq)
-    values = cell_values(cells)
+    """(subject id, student id) → (percent, result) for one term, as the log holds it at
+    ``until_seq``: the sealed result once the term is closed, else the teacher's confirmation,
+    else what the rule computes (``journal.year.results``). The result is a grade or a code
+    ("pass", "exempt", "incomplete", ...), the same the grid and the portal show."""
+    book = TermBook(session, class_group, log, term, until_seq=until_seq)
+    students = [p.id for p in _students(session, class_group, term.starts_on, term.ends_on)]
     result: dict[tuple[int, int], tuple[str, str]] = {}
-    students = _students(session, class_group, term.starts_on, term.ends_on)
-    for subject, _teacher in _subjects(session, class_group):
-        rule = rule_for_subject(subject, class_group, term.ends_on)
-        works = term_works(values, [s.id for s in students], by_subject.get(subject.id, []))
-        for student in students:
-            confirmed = confirmed_term_grade(
-                cells.get(term_grade_key(subject.id, term.id, student.id))
-            )
-            result[(subject.id, student.id)] = term_grade(rule, works[student.id], confirmed)
+    for subject, _teacher in _subjects(session, class_group, term.kind):
+        if rule_id_for(subject, class_group) == "kz-no-grades":
+            continue
+        for student_id, outcome in book.outcomes(subject, students).items():
+            result[(subject.id, student_id)] = (outcome.percent, outcome.code)
     return result
 
 
@@ -237,18 +218,20 @@ def journal_document(
     quarter_number: int,
     *,
     generated_at: dt.datetime | None = None,
+    kind: str = "quarter",
 ) -> JournalDocument:
-    """The quarterly class journal as of the checkpoint that sealed the quarter."""
+    """The class journal of a quarter (its subjects graded by quarters) or of a half-year (the
+    half-year subjects), as of the checkpoint that sealed the term."""
     school = session.get_one(School, class_group.school_id)
     year = session.get_one(SchoolYear, class_group.school_year_id)
-    term = quarter(session, class_group, quarter_number)
+    term = term_of(session, class_group, kind, quarter_number)
     log = ensure_journal_log(session, class_group)
     period = period_of(session, log, term)
     cells = read_cells(session, log.id, until_seq=period.checkpoint.size)
     grades = term_grades(session, class_group, log, term, period.checkpoint.size)
     students = _students(session, class_group, term.starts_on, term.ends_on)
     sheets = []
-    for subject, teacher in _subjects(session, class_group):
+    for subject, teacher in _subjects(session, class_group, term.kind):
         lessons = session.scalars(
             select(Lesson)
             .where(
@@ -297,6 +280,8 @@ def journal_document(
         generated_at=generated_at or utcnow(),
         subjects=tuple(sheets),
         proof=range_proof(session, log, period.start, period.checkpoint, _vkey(school)),
+        term_kind=term.kind,
+        time_zone=school.time_zone,
     )
 
 
@@ -308,51 +293,45 @@ def _vkey(school: School) -> str:
 
 @dataclass(frozen=True)
 class StudentYear:
-    """One student's year in one class: quarter and year grades per subject, absences."""
+    """One student's year in one class: per subject the sealed term results (quarters, or
+    half-years) and the sealed year result ("" where none is sealed yet), and absences."""
 
-    student: Student
-    grades: dict[str, tuple[str, str, str, str, str]]
+    student: Pupil
+    grades: dict[str, tuple[str, ...]]
     absences_total: int
     absences_sick: int
 
 
 def summary_ledger(session: Session, class_group: ClassGroup) -> list[StudentYear]:
+    """Sealed results only: a term's column is empty until the term is closed, and the year's
+    until the year is (no year grade exists before that)."""
     year = session.get_one(SchoolYear, class_group.school_year_id)
     log = ensure_journal_log(session, class_group)
-    quarters = session.scalars(
-        select(Term)
-        .where(Term.school_year_id == year.id, Term.kind == "quarter")
-        .order_by(Term.number)
-    ).all()
-    per_quarter = []
-    for term in quarters:
-        closure = session.scalar(
-            select(TermClosure).where(TermClosure.term_id == term.id, TermClosure.log_id == log.id)
-        )
-        per_quarter.append(
-            term_grades(
-                session, class_group, log, term, closure.checkpoint_size if closure else None
-            )
-        )
+    book = YearBook(session, class_group, log)
     cells = read_cells(session, log.id, kinds=["attendance", "correction"])
     students = _students(session, class_group, year.starts_on, year.ends_on)
-    subjects = _subjects(session, class_group)
+    subjects = [
+        s
+        for s, _teacher in _subjects(session, class_group)
+        if rule_id_for(s, class_group) != "kz-no-grades"
+    ]
     result = []
     for student in students:
         grades = {}
-        for subject, _teacher in subjects:
-            quarter_grades = [
-                per_quarter[i].get((subject.id, student.id), ("", ""))[1]
-                if i < len(per_quarter)
-                else ""
-                for i in range(4)
-            ]
-            rule = rule_for_subject(subject, class_group, year.ends_on)
-            year_grade = compute_year(rule, [int(g) if g else None for g in quarter_grades])
-            grades[subject.name] = (
-                *quarter_grades,
-                "" if year_grade is None else str(year_grade),
-            )
+        for subject in subjects:
+            kind = term_kind_of(subject)
+            sealed = book.term_outcomes(subject, student.id)
+            columns = [o.code if o is not None else "" for o in sealed]
+            columns += [""] * ((2 if kind == "half" else 4) - len(columns))
+            year_result = book.cells.get(f"sealed:{subject.id}:year:{year.id}:{student.id}")
+            year_code = ""
+            if year_result is not None and year_result.history:
+                payload = year_result.history[0].payload
+                for name in ("grade", "result", "status"):
+                    if payload.get(name) is not None:
+                        year_code = str(payload[name])
+                        break
+            grades[subject.name] = (*columns, year_code)
         total = sick = 0
         for cell in cells.values():
             mine = cell.key.startswith("att:") and cell.key.endswith(f":{student.id}")
@@ -360,7 +339,7 @@ def summary_ledger(session: Session, class_group: ClassGroup) -> list[StudentYea
             if mine and isinstance(cell.value, str) and cell.value != "late":
                 total += 1
                 sick += cell.value == "sick"
-        result.append(StudentYear(student, grades, total, sick))  # type: ignore[arg-type]
+        result.append(StudentYear(student, grades, total, sick))
     return result
 
 
@@ -398,8 +377,11 @@ def record_summary_ledger(
         return existing
     year = session.get_one(SchoolYear, class_group.school_year_id)
     school = session.get_one(School, class_group.school_id)
+    students = {
+        s.id: s for s in session.scalars(select(Student).where(Student.school_id == school.id))
+    }
     for line in summary_ledger(session, class_group):
-        student = line.student
+        student = students[line.student.id]
         append_ledger_record(
             session,
             school,
@@ -423,11 +405,16 @@ def record_summary_ledger(
                     if student.iin_hmac
                     else None,
                 },
+                # Quarter subjects: four quarters and the year; half-year subjects: two
+                # half-years and the year.
                 "grades": {name: list(values) for name, values in sorted(line.grades.items())},
+                "half_year_subjects": sorted(
+                    name for name, values in line.grades.items() if len(values) == 3
+                ),
                 "absences": {"total": line.absences_total, "sick": line.absences_sick},
                 "rule": {
-                    "id": CRITERIA_RULE,
-                    "version": rule_for(DEFAULT_RULES, CRITERIA_RULE, year.ends_on).version,
+                    "id": "kz-criteria",
+                    "version": rule_for(grading_rules(), "kz-criteria", year.ends_on).version,
                 },
             },
             now=now,
@@ -446,7 +433,11 @@ def ledger_document(
     school = session.get_one(School, class_group.school_id)
     year = session.get_one(SchoolYear, class_group.school_year_id)
     lines = summary_ledger(session, class_group)
-    subjects = tuple(subject.name for subject, _ in _subjects(session, class_group))
+    subjects = tuple(
+        subject.name
+        for subject, _ in _subjects(session, class_group)
+        if rule_id_for(subject, class_group) != "kz-no-grades"
+    )
     rows = tuple(
         LedgerRow(
             student_name=line.student.full_name,
@@ -473,6 +464,7 @@ def ledger_document(
         rows=rows,
         proof=proof,
         generated_at=generated_at or utcnow(),
+        time_zone=school.time_zone,
     )
 
 
@@ -508,8 +500,7 @@ def records_proof(session: Session, log: Log, records: Sequence[Entry], vkey: st
 
 
 def classes_of_year(session: Session, school_year: SchoolYear) -> Iterable[ClassGroup]:
-    return session.scalars(
-        select(ClassGroup)
-        .where(ClassGroup.school_year_id == school_year.id)
-        .order_by(ClassGroup.name)
-    )
+    classes = session.scalars(
+        select(ClassGroup).where(ClassGroup.school_year_id == school_year.id)
+    ).all()
+    return sorted(classes, key=lambda c: class_key(c.name, c.grade_level))

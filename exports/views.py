@@ -10,6 +10,7 @@ from sqlalchemy import select
 from auth import policy
 from auth.access import current_user, roles_required
 from auth.services import record_access
+from journal.collation import class_key
 from journal.db import db
 from journal.models import ClassGroup, SchoolYear, Term
 
@@ -33,22 +34,23 @@ def _readable_class(class_id: int) -> ClassGroup:
 def index() -> Any:
     user = current_user()
     assert user is not None
-    classes = [
-        c
-        for c in db.session.scalars(
-            select(ClassGroup)
-            .where(ClassGroup.school_id == user.school_id)
-            .order_by(ClassGroup.name)
-        )
-        if policy.can_read_class(user, c)
-    ]
+    classes = sorted(
+        (
+            c
+            for c in db.session.scalars(
+                select(ClassGroup).where(ClassGroup.school_id == user.school_id)
+            )
+            if policy.can_read_class(user, c)
+        ),
+        key=lambda c: class_key(c.name, c.grade_level),
+    )
     years = {y.id: y for y in db.session.scalars(select(SchoolYear))}
     quarters = {
         year_id: list(
             db.session.scalars(
                 select(Term)
-                .where(Term.school_year_id == year_id, Term.kind == "quarter")
-                .order_by(Term.number)
+                .where(Term.school_year_id == year_id)
+                .order_by(Term.kind.desc(), Term.number)
             )
         )
         for year_id in years
@@ -67,11 +69,16 @@ def _pdf(data: bytes, filename: str) -> Response:
 @bp.get("/exports/journal/<int:class_id>/<int:quarter>.pdf")
 @roles_required(*STAFF_WHO_PRINT)
 def journal_pdf(class_id: int, quarter: int) -> Any:
+    """The journal of a quarter, or with ``?kind=half`` of a half-year (the subjects graded by
+    half-years)."""
+    kind = "half" if request.args.get("kind") == "half" else "quarter"
     class_group = _readable_class(class_id)
-    if not 1 <= quarter <= 4:
+    if not 1 <= quarter <= (2 if kind == "half" else 4):
         abort(404)
     try:
-        data = printouts.journal_pdf(db.session, current_app.config, class_group, quarter)
+        data = printouts.journal_pdf(
+            db.session, current_app.config, class_group, quarter, kind=kind
+        )
     except (ExportError, LookupError) as exc:
         abort(409, description=str(exc))
     record_access(
@@ -84,7 +91,7 @@ def journal_pdf(class_id: int, quarter: int) -> Any:
         school_id=class_group.school_id,
     )
     db.session.commit()
-    return _pdf(data, f"journal-{class_id}-q{quarter}.pdf")
+    return _pdf(data, f"journal-{class_id}-{'h' if kind == 'half' else 'q'}{quarter}.pdf")
 
 
 @bp.get("/exports/ledger/<int:class_id>.pdf")

@@ -17,11 +17,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from .grading import DEFAULT_RULES, GradingRule, TermWork, compute_term, rule_for
-from .models import ClassGroup, Entry, Subject, Supersession
-
-CRITERIA_RULE = "kz-criteria"
-NO_GRADES_RULE = "kz-no-grades"
+from .grading import TermWork
+from .models import Entry, Supersession
 
 
 @dataclass(frozen=True)
@@ -184,35 +181,3 @@ def _term_work(values: list[tuple[int, int, Any]]) -> TermWork:
         else:
             marks.append(value["mark"])
     return TermWork(fo=tuple(fo), sor=tuple(sor), soch=soch, marks=tuple(marks))
-
-
-def rule_for_subject(subject: Subject, class_group: ClassGroup, on: dt.date) -> GradingRule:
-    """The grading rule in force on a day: first-graders and ungraded subjects get no grades."""
-    graded = subject.graded and class_group.grade_level > 1
-    return rule_for(DEFAULT_RULES, CRITERIA_RULE if graded else NO_GRADES_RULE, on)
-
-
-def term_grade_key(subject_id: int, term_id: int, student_id: int) -> str:
-    return f"term_grade:{subject_id}:term:{term_id}:{student_id}"
-
-
-def term_grade(
-    rule: GradingRule, work: TermWork, confirmed: Mapping[str, Any] | None
-) -> tuple[str, str]:
-    """(percent, grade) as text: the teacher's confirmed term grade (the payload of the cell's
-    one head) where there is one, else the grade ``rule`` computes from the work."""
-    if confirmed is not None:
-        grade = confirmed.get("grade")
-        return confirmed.get("percent") or "", "" if grade is None else str(grade)
-    outcome = compute_term(rule, work)
-    return (
-        "" if outcome.percent is None else f"{outcome.percent}",
-        "" if outcome.grade is None else str(outcome.grade),
-    )
-
-
-def confirmed_term_grade(cell: Cell | None) -> Mapping[str, Any] | None:
-    """The payload of a term-grade cell's one head; None when unconfirmed or in conflict."""
-    if cell is None or len(cell.heads) != 1:
-        return None
-    return cell.heads[0].payload

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 from flask import Flask, current_app
@@ -174,21 +175,40 @@ def journal_checkpoint(journal_ids: tuple[int, ...]) -> None:
 
 @journal_cli.command("close-term")
 @click.argument("school_year_id", type=int)
-@click.argument("quarter", type=click.IntRange(1, 4))
-def journal_close_term(school_year_id: int, quarter: int) -> None:
-    """Close a quarter: checkpoint every journal of the year and record it in the ledger log."""
+@click.argument("number", type=click.IntRange(1, 4))
+@click.option("--half", is_flag=True, help="Close half-year NUMBER instead of a quarter.")
+@click.option("--reason", default="", help="Needed before the term's last day or out of order.")
+@click.option("--yes", is_flag=True, help="Close after printing the report (else nothing).")
+def journal_close_term(
+    school_year_id: int, number: int, half: bool, reason: str, yes: bool
+) -> None:
+    """Close a quarter (or, with --half, a half-year): print the pre-close report, then, with
+    --yes, seal every journal's results, checkpoint them and record it in the ledger log."""
     from .models import SchoolYear, Term
-    from .services import TermError, close_term
+    from .year.closing import HOLD_MESSAGES, TermError, close_term, pre_close_report
 
     session = db.session
+    kind = "half" if half else "quarter"
     year = session.get(SchoolYear, school_year_id)
     term = session.scalar(
         select(Term).where(
-            Term.school_year_id == school_year_id, Term.kind == "quarter", Term.number == quarter
+            Term.school_year_id == school_year_id, Term.kind == kind, Term.number == number
         )
     )
     if year is None or term is None:
-        raise click.BadParameter(f"no quarter {quarter} in school year {school_year_id}")
+        raise click.BadParameter(f"no {kind} {number} in school year {school_year_id}")
+    name = f"{'half-year' if half else 'quarter'} {number} of {year.name}"
+    if term.closed_at is not None:
+        raise click.ClickException(f"{name} is already closed")
+    report = pre_close_report(session, term)
+    click.echo(f"Pre-close report for {name} ({term.starts_on} - {term.ends_on}):")
+    for line in report_lines(report):
+        click.echo(f"  {line}")
+    for hold in report.holds:
+        click.echo("  needs a reason: " + HOLD_MESSAGES[hold] % {"day": term.ends_on.isoformat()})
+    if not yes:
+        click.echo("Nothing closed: run again with --yes to close.")
+        sys.exit(1)
     school = session.get_one(School, year.school_id)
     try:
         closures = close_term(
@@ -196,8 +216,70 @@ def journal_close_term(school_year_id: int, quarter: int) -> None:
             term,
             load_log_key(current_app.config["KEYS_DIR"], school.domain),
             closed_by=None,
+            reason=reason,
         )
     except TermError as exc:
         raise click.ClickException(str(exc)) from exc
     session.commit()
-    click.echo(f"closed quarter {quarter} of {year.name}: {len(closures)} journal(s) sealed")
+    click.echo(f"closed {name}: {len(closures)} journal(s) sealed")
+
+
+@journal_cli.command("close-year")
+@click.argument("school_year_id", type=int)
+@click.option("--reason", default="", help="Needed before the year's last day.")
+@click.option("--yes", is_flag=True, help="Close (else only say what would be closed).")
+def journal_close_year(school_year_id: int, reason: str, yes: bool) -> None:
+    """Close a school year whose terms are all closed: seal every pupil's year results."""
+    from .models import SchoolYear
+    from .year.closing import TermError, close_year
+
+    session = db.session
+    year = session.get(SchoolYear, school_year_id)
+    if year is None:
+        raise click.BadParameter(f"no school year {school_year_id}")
+    open_terms = [f"{t.kind} {t.number}" for t in year.terms if t.closed_at is None]
+    if open_terms:
+        raise click.ClickException(f"still open: {', '.join(open_terms)}")
+    if not yes:
+        click.echo(f"Would close {year.name} and seal its year results: run again with --yes.")
+        sys.exit(1)
+    school = session.get_one(School, year.school_id)
+    try:
+        sealed = close_year(
+            session,
+            year,
+            load_log_key(current_app.config["KEYS_DIR"], school.domain),
+            closed_by=None,
+            reason=reason,
+        )
+    except TermError as exc:
+        raise click.ClickException(str(exc)) from exc
+    session.commit()
+    click.echo(f"closed {year.name}: {sealed} year results sealed")
+
+
+def report_lines(report: Any) -> list[str]:
+    """The pre-close report as plain lines (the admin's page shows the same)."""
+    lines = []
+    for item in report.subjects:
+        if item.clean:
+            continue
+        where = f"{item.class_group.name} · {item.subject.name}:"
+        if item.lessons_without_topic:
+            days = ", ".join(d.strftime("%d.%m") for d in item.lessons_without_topic)
+            lines.append(f"{where} lessons without a topic: {days}")
+        if item.without_result:
+            lines.append(f"{where} pupils without a term result: {', '.join(item.without_result)}")
+        for _student, name, missing in item.incomplete:
+            lines.append(f"{where} incomplete, planned {', '.join(missing)} missing: {name}")
+        for name, missing in item.missing_component:
+            lines.append(f"{where} computed with {', '.join(missing)}: {name}")
+        if item.stale:
+            lines.append(
+                f"{where} confirmed grades the marks no longer give: {', '.join(item.stale)}"
+            )
+        if item.conflicts:
+            lines.append(f"{where} two confirmations: {', '.join(item.conflicts)}")
+    for class_group, approval in report.pending_late_corrections:
+        lines.append(f"{class_group.name}: late correction of {approval.cell} not made yet")
+    return lines or ["nothing to report"]

@@ -44,6 +44,11 @@ def defaults(instance_path: str) -> dict[str, Any]:
         # Reverse proxies in front of the app that set X-Forwarded-For/-Proto/-Host: with 0,
         # those headers are ignored (a client could forge them); behind one proxy, set 1.
         "PROXY_HOPS": 0,
+        # kz-criteria version 2 (a whole percent before banding) applies to terms ending on or
+        # after this date; "" keeps version 1 everywhere. GRADING_RULES_FILE: a JSON file of
+        # further rule versions (journal.grading.rules_from_json), when the ministry changes them.
+        "GRADING_WHOLE_PERCENT_FROM": "2026-09-01",
+        "GRADING_RULES_FILE": None,
         "TESTING": False,
     }
 

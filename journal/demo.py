@@ -24,8 +24,10 @@ from .db import utcnow
 from .keys import LogKey
 from .ledger import entry as ledger_entry
 from .models import (
+    AssessmentPlan,
     ClassGroup,
     Enrollment,
+    Holiday,
     Lesson,
     School,
     SchoolYear,
@@ -36,7 +38,8 @@ from .models import (
     TimetableSlot,
 )
 from .school_setup import generate_lessons
-from .services import Recorder, close_term, ensure_journal_log, ensure_ledger_log
+from .services import Recorder, ensure_journal_log, ensure_ledger_log
+from .year.closing import close_term
 
 DEMO_DOMAIN = "mektep17.example.kz"
 DEMO_PASSWORD = "demo-journal-2026"  # noqa: S105 - printed by `make run`, demo data only
@@ -106,7 +109,10 @@ SUBJECTS = [  # name, graded, lessons per week
     ("Жаратылыстану", True, 3),
     ("Дене шынықтыру", True, 3),
     ("Сынып сағаты", False, 1),
+    ("Көркем еңбек", True, 1),
 ]
+# Subjects with one lesson a week are graded by half-years.
+HALF_YEAR_SUBJECTS = {"Көркем еңбек"}
 CLASS_NAMES = ["7Ә", "7Б", "8А", "8Ә", "9А", "9Б", "5А", "5Ә", "6А", "6Ғ", "10А", "11Ә"]
 QUARTERS = [
     (dt.date(2026, 9, 1), dt.date(2026, 10, 25)),
@@ -115,6 +121,19 @@ QUARTERS = [
     (dt.date(2027, 3, 30), dt.date(2027, 5, 25)),
 ]
 HALVES = [(dt.date(2026, 9, 1), dt.date(2026, 12, 28)), (dt.date(2027, 1, 8), dt.date(2027, 5, 25))]
+# Kazakhstan's public holidays in the 2026-2027 school year (Labour Code, art. 84, and the law
+# on holidays), with the working days off when one falls on a weekend: no lessons on them.
+HOLIDAYS = [
+    ("Республика күні", dt.date(2026, 10, 25), dt.date(2026, 10, 26)),
+    ("Тәуелсіздік күні", dt.date(2026, 12, 16), dt.date(2026, 12, 17)),
+    ("Жаңа жыл", dt.date(2027, 1, 1), dt.date(2027, 1, 2)),
+    ("Православиелік Рождество", dt.date(2027, 1, 7), dt.date(2027, 1, 7)),
+    ("Халықаралық әйелдер күні", dt.date(2027, 3, 8), dt.date(2027, 3, 8)),
+    ("Наурыз мейрамы", dt.date(2027, 3, 21), dt.date(2027, 3, 24)),
+    ("Қазақстан халқының бірлігі күні", dt.date(2027, 5, 1), dt.date(2027, 5, 1)),
+    ("Отан қорғаушы күні", dt.date(2027, 5, 7), dt.date(2027, 5, 7)),
+    ("Жеңіс күні", dt.date(2027, 5, 9), dt.date(2027, 5, 10)),
+]
 
 
 @dataclass(frozen=True)
@@ -197,6 +216,10 @@ def seed_demo(
         for n, (a, b) in enumerate(HALVES, 1)
     ]
     session.add_all(terms)
+    session.add_all(
+        Holiday(school_year_id=year.id, name=name, starts_on=first, ends_on=last)
+        for name, first, last in HOLIDAYS
+    )
 
     users = {}
     for login in demo_logins():
@@ -232,7 +255,12 @@ def seed_demo(
     session.flush()
 
     subjects = [
-        Subject(school_id=school.id, name=name, graded=graded)
+        Subject(
+            school_id=school.id,
+            name=name,
+            graded=graded,
+            by_half_year=name in HALF_YEAR_SUBJECTS,
+        )
         for name, graded, _per_week in SUBJECTS
     ]
     session.add_all(subjects)
@@ -254,6 +282,8 @@ def seed_demo(
             name=name,
             grade_level=grade_level,
             class_teacher_id=users["class_teacher"].id if index == 0 else None,
+            # Б classes are taught in Russian in the demo, the others in Kazakh.
+            language="ru" if "Б" in name else "kk",
         )
         session.add(class_group)
         session.flush()
@@ -316,6 +346,20 @@ def seed_demo(
                 )
         session.flush()
         generate_lessons(session, class_group, terms)
+        # The assessment plan: a СОЧ and two СОР in every graded term.
+        session.add_all(
+            AssessmentPlan(
+                class_group_id=class_group.id,
+                subject_id=subject.id,
+                term_id=term.id,
+                soch_planned=True,
+                sor_count=2,
+            )
+            for subject in subjects
+            if subject.graded
+            for term in terms
+            if term.kind == ("half" if subject.by_half_year else "quarter")
+        )
 
     assert first_student is not None
     users["parent"].roles.append(

@@ -10,8 +10,11 @@ Arithmetic
     :class:`fractions.Fraction` (integer numerator/denominator), so a value such as 84.95 is never
     pushed across a band boundary by a Decimal context's precision. The exact percent is then
     rounded **half up** to ``rule.percent_places`` decimal places (1 by default: 84.95 → 85.0,
-    84.94 → 84.9), and the grade bands compare against that rounded percent. The rounded percent is
-    what ``TermResult.percent`` holds, so the printed percent always explains the printed grade.
+    84.94 → 84.9): that is the percent shown (``TermResult.percent``). The grade bands compare
+    against the exact percent rounded half up to ``rule.band_places`` places: version 1 of
+    ``kz-criteria`` bands the shown percent itself (84.5 → 4); version 2, effective from a date
+    the school's configuration gives, rounds to a whole percent first, as the national e-journal
+    does (84.5 → 85 → 5, 84.917 → 85 → 5 while 84.9 is shown, 43.52 → 44).
 
 Missing work (criteria rule)
     A component (FO, SOR or SOCh) with no work at all in the term is *not assessed*, not zero:
@@ -22,21 +25,45 @@ Missing work (criteria rule)
     SOCh 50), other terms the no-SOCh weights (FO 50, SOR 50). A planned SOCh that the student did
     not write is reported as ``"no SOCh"`` and its weight is redistributed like any other. With
     no work at all the result has no percent and no grade.
+
+The assessment plan (incomplete work)
+    ``TermWork.sor_planned`` and ``soch_planned`` say what the plan of the class × subject × term
+    asks for. A pupil with fewer SOR results than planned, or without the planned SOCh, is
+    *incomplete*: ``TermResult.incomplete`` names what is missing and the result has no grade
+    (the percent is still computed from what is there, marked provisional where it is shown),
+    until a make-up result arrives or the school decides to count what is there
+    (``TermWork.count_present``). Nothing is silently reweighted.
+
+Pass/fail subjects
+    A ``pass_fail`` rule computes the percent as the criteria rule does and gives
+    ``TermResult.result`` "pass" when the banded percent reaches ``pass_percent``, else "fail".
+
+Year results
+    :func:`compute_year_result` takes the term (or half-year) results: the year grade is the mean
+    of the term grades, rounded half up to a whole number; exempt and not-attested terms are left
+    out; with no grade left, the year is "not attested" if any term was, else "exempt". A term
+    without a result makes the year incomplete. Pass/fail subjects pass the year when every
+    attested term passed.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from decimal import Decimal, InvalidOperation
 from fractions import Fraction
 from functools import lru_cache
 from typing import Any, Final, Literal, cast
 
-RuleKind = Literal["criteria", "five_point_average", "no_grades"]
-RULE_KINDS: Final[frozenset[str]] = frozenset({"criteria", "five_point_average", "no_grades"})
+RuleKind = Literal["criteria", "five_point_average", "no_grades", "pass_fail"]
+RULE_KINDS: Final[frozenset[str]] = frozenset(
+    {"criteria", "five_point_average", "no_grades", "pass_fail"}
+)
+#: Term and year results that are not grades (each given with a reason).
+STATUSES: Final[tuple[str, ...]] = ("not_attested", "exempt")
+PASS_FAIL: Final[tuple[str, ...]] = ("pass", "fail")
 
 COMPONENTS: Final[tuple[str, ...]] = ("FO", "SOR", "SOCh", "mark")
 FO_MIN, FO_MAX = 1, 10
@@ -68,8 +95,10 @@ class GradingRule:
 
     ``bands`` are ``(min_percent, grade)`` pairs in descending ``min_percent`` order; the first
     band whose minimum the rounded percent reaches gives the grade (the last band should start at
-    0). ``percent_places`` is the number of decimal places the term percent is rounded to (half
-    up) before the bands are applied.
+    0). ``percent_places`` is the number of decimal places the shown term percent is rounded to
+    (half up); ``band_places`` the places the percent is rounded to before the bands are applied
+    (None: the shown percent is banded). ``pass_percent``: the lowest passing banded percent of a
+    ``pass_fail`` rule.
     """
 
     rule_id: str
@@ -84,6 +113,8 @@ class GradingRule:
     bands: tuple[tuple[Decimal, int], ...] = ()
     percent_places: int = 1
     description: str = ""
+    band_places: int | None = None
+    pass_percent: Decimal = _ZERO
 
     def __post_init__(self) -> None:
         if not self.rule_id or not isinstance(self.rule_id, str):
@@ -106,12 +137,22 @@ class GradingRule:
                 raise RuleError(f"{self.rule_id}: weights must be finite Decimals >= 0")
         if not _is_int(self.percent_places) or not 0 <= self.percent_places <= 4:
             raise RuleError(f"{self.rule_id}: percent_places must be an int in 0..4")
-        if self.kind == "criteria":
+        if self.band_places is not None and (
+            not _is_int(self.band_places) or not 0 <= self.band_places <= self.percent_places
+        ):
+            raise RuleError(f"{self.rule_id}: band_places must be an int in 0..percent_places")
+        if (
+            not isinstance(self.pass_percent, Decimal)
+            or not self.pass_percent.is_finite()
+            or not 0 <= self.pass_percent <= 100
+        ):
+            raise RuleError(f"{self.rule_id}: pass_percent must be a Decimal in 0..100")
+        if self.kind in ("criteria", "pass_fail"):
             if self.fo_weight + self.sor_weight + self.soch_weight <= 0:
                 raise RuleError(f"{self.rule_id}: with-SOCh weights must not all be zero")
             if self.fo_weight_no_soch + self.sor_weight_no_soch <= 0:
                 raise RuleError(f"{self.rule_id}: no-SOCh weights must not all be zero")
-            if not self.bands:
+            if self.kind == "criteria" and not self.bands:
                 raise RuleError(f"{self.rule_id}: a criteria rule needs grade bands")
         previous: Decimal | None = None
         for band in self.bands:
@@ -141,6 +182,12 @@ CRITERIA_BANDS: Final[tuple[tuple[Decimal, int], ...]] = (
     (Decimal(0), 2),
 )
 
+_CRITERIA_TEXT: Final = (
+    "Criteria-based assessment, grades 2-11: FO mean/10 x 25 + SOR sum/max x 25 + "
+    "SOCh/max x 50 (no SOCh: FO 50 + SOR 50); 85-100 -> 5, 65-84 -> 4, 40-64 -> 3, "
+    "below 40 -> 2"
+)
+
 DEFAULT_RULES: Final[tuple[GradingRule, ...]] = (
     GradingRule(
         rule_id="kz-criteria",
@@ -154,11 +201,7 @@ DEFAULT_RULES: Final[tuple[GradingRule, ...]] = (
         sor_weight_no_soch=Decimal(50),
         bands=CRITERIA_BANDS,
         percent_places=1,
-        description=(
-            "Criteria-based assessment, grades 2-11: FO mean/10 x 25 + SOR sum/max x 25 + "
-            "SOCh/max x 50 (no SOCh: FO 50 + SOR 50); 85-100 -> 5, 65-84 -> 4, 40-64 -> 3, "
-            "below 40 -> 2"
-        ),
+        description=_CRITERIA_TEXT + "; the percent rounded to one place is banded",
     ),
     GradingRule(
         rule_id="kz-five-point",
@@ -174,7 +217,62 @@ DEFAULT_RULES: Final[tuple[GradingRule, ...]] = (
         kind="no_grades",
         description="Subjects without grades (grade 1): attendance and topics only",
     ),
+    GradingRule(
+        rule_id="kz-pass-fail",
+        version=1,
+        effective_from=date(2016, 9, 1),
+        kind="pass_fail",
+        fo_weight=Decimal(25),
+        sor_weight=Decimal(25),
+        soch_weight=Decimal(50),
+        fo_weight_no_soch=Decimal(50),
+        sor_weight_no_soch=Decimal(50),
+        percent_places=1,
+        band_places=0,
+        pass_percent=Decimal(40),
+        description=(
+            "Pass/fail subjects: the criteria percent, rounded to a whole percent; "
+            "40 and more passes"
+        ),
+    ),
 )
+
+
+def whole_percent_criteria(effective_from: date) -> GradingRule:
+    """Version 2 of ``kz-criteria``: the weighted percent is rounded half up to a whole percent
+    before banding (the national e-journal's practice), and shown with one decimal."""
+    return GradingRule(
+        rule_id="kz-criteria",
+        version=2,
+        effective_from=effective_from,
+        kind="criteria",
+        fo_weight=Decimal(25),
+        sor_weight=Decimal(25),
+        soch_weight=Decimal(50),
+        fo_weight_no_soch=Decimal(50),
+        sor_weight_no_soch=Decimal(50),
+        bands=CRITERIA_BANDS,
+        percent_places=1,
+        band_places=0,
+        description=_CRITERIA_TEXT + "; the percent rounded half up to a whole percent is banded",
+    )
+
+
+def rules_in_force(
+    whole_percent_from: date | None, extra: Iterable[GradingRule] = ()
+) -> tuple[GradingRule, ...]:
+    """Every known rule version: the defaults, ``kz-criteria`` version 2 from the configured
+    date (none when it is None) and any further versions a school configures."""
+    rules = list(DEFAULT_RULES)
+    if whole_percent_from is not None:
+        rules.append(whole_percent_criteria(whole_percent_from))
+    rules.extend(extra)
+    seen: set[tuple[str, int]] = set()
+    for rule in rules:
+        if (rule.rule_id, rule.version) in seen:
+            raise RuleError(f"{rule.rule_id} version {rule.version} is defined twice")
+        seen.add((rule.rule_id, rule.version))
+    return tuple(rules)
 
 
 def rule_for(rules: Iterable[GradingRule], rule_id: str, on: date) -> GradingRule:
@@ -198,7 +296,9 @@ class TermWork:
 
     ``fo``: formative scores 1..10; ``sor``: (points, max) per unit summative; ``soch``:
     (points, max) of the term summative or None; ``marks``: 2..5 marks for five-point rules;
-    ``soch_planned``: the term has a SOCh even if this student has no result for it.
+    ``soch_planned``: the term has a SOCh even if this student has no result for it;
+    ``sor_planned``: how many SOR the plan asks for; ``count_present``: the school decided that
+    an incomplete pupil's grade is computed from the work there is.
     """
 
     fo: tuple[int, ...] = ()
@@ -206,6 +306,8 @@ class TermWork:
     soch: tuple[int, int] | None = None
     marks: tuple[int, ...] = ()
     soch_planned: bool = False
+    sor_planned: int = 0
+    count_present: bool = False
 
 
 @dataclass(frozen=True)
@@ -217,6 +319,10 @@ class TermResult:
     rule_id: str
     rule_version: int
     missing: tuple[str, ...] = field(default=())
+    #: What the assessment plan asks for and the pupil has not written ("SOCh", "SOR").
+    incomplete: tuple[str, ...] = field(default=())
+    #: "pass" or "fail" under a pass/fail rule.
+    result: str | None = None
 
 
 def compute_term(rule: GradingRule, work: TermWork) -> TermResult:
@@ -230,14 +336,27 @@ def compute_term(rule: GradingRule, work: TermWork) -> TermResult:
 # compare equal (True == 1) cannot share a result.
 @lru_cache(maxsize=4096)
 def _compute_term(rule: GradingRule, work: TermWork) -> TermResult:
-    if rule.kind == "criteria":
-        return _compute_criteria(rule, work)
+    if rule.kind in ("criteria", "pass_fail"):
+        result = _compute_criteria(rule, work)
+        incomplete = _incomplete(rule, work)
+        if incomplete and not work.count_present:
+            return replace(result, grade=None, result=None, incomplete=incomplete)
+        return result
     if rule.kind == "five_point_average":
         if not work.marks:
             return TermResult(None, None, rule.rule_id, rule.version, ("no marks",))
         grade = _round_half_up_int(Fraction(sum(work.marks), len(work.marks)))
         return TermResult(None, grade, rule.rule_id, rule.version, ())
     return TermResult(None, None, rule.rule_id, rule.version, ())
+
+
+def _incomplete(rule: GradingRule, work: TermWork) -> tuple[str, ...]:
+    missing = []
+    if len(work.sor) < work.sor_planned:
+        missing.append("SOR")
+    if work.soch_planned and work.soch is None:
+        missing.append("SOCh")
+    return tuple(missing)
 
 
 def _compute_criteria(rule: GradingRule, work: TermWork) -> TermResult:
@@ -265,7 +384,18 @@ def _compute_criteria(rule: GradingRule, work: TermWork) -> TermResult:
         return TermResult(None, None, rule.rule_id, rule.version, missing)
     exact = Fraction(100) * sum((w * s for w, s in present), Fraction(0)) / total_weight
     percent = _round_half_up(exact, rule.percent_places)
-    return TermResult(percent, rule.grade_for_percent(percent), rule.rule_id, rule.version, missing)
+    banded = percent if rule.band_places is None else _round_half_up(exact, rule.band_places)
+    if rule.kind == "pass_fail":
+        passed = "pass" if banded >= rule.pass_percent else "fail"
+        return TermResult(percent, None, rule.rule_id, rule.version, missing, result=passed)
+    return TermResult(percent, rule.grade_for_percent(banded), rule.rule_id, rule.version, missing)
+
+
+def exact_percent_result(rule: GradingRule, exact: Fraction) -> tuple[Decimal, int | None]:
+    """(shown percent, grade) for an exact weighted percent: the rounding table of a rule."""
+    percent = _round_half_up(exact, rule.percent_places)
+    banded = percent if rule.band_places is None else _round_half_up(exact, rule.band_places)
+    return percent, rule.grade_for_percent(banded)
 
 
 def compute_year(rule: GradingRule, term_grades: Sequence[int | None]) -> int | None:
@@ -285,6 +415,58 @@ def compute_year(rule: GradingRule, term_grades: Sequence[int | None]) -> int | 
     return _round_half_up_int(Fraction(sum(grades), len(grades)))
 
 
+@dataclass(frozen=True)
+class TermMark:
+    """A term's result as it counts for the year: a grade, pass/fail, a status, or nothing."""
+
+    grade: int | None = None
+    result: str | None = None
+    status: str | None = None
+
+
+@dataclass(frozen=True)
+class YearResult:
+    grade: int | None
+    result: str | None
+    status: str | None
+    rule_id: str
+    rule_version: int
+    #: Terms (1-based positions) without any result: the year cannot be computed yet.
+    incomplete: tuple[int, ...] = ()
+
+
+def compute_year_result(rule: GradingRule, terms: Sequence[TermMark]) -> YearResult:
+    """The year result from the term (or half-year) results, in term order (module docstring)."""
+    missing = tuple(
+        i
+        for i, mark in enumerate(terms, 1)
+        if mark.grade is None and mark.result is None and mark.status is None
+    )
+    if rule.kind == "no_grades":
+        return YearResult(None, None, None, rule.rule_id, rule.version)
+    if missing or not terms:
+        return YearResult(None, None, None, rule.rule_id, rule.version, missing or (0,))
+    for mark in terms:
+        if mark.status is not None and mark.status not in STATUSES:
+            raise ValueError(f"unknown status {mark.status!r}")
+        if mark.result is not None and mark.result not in PASS_FAIL:
+            raise ValueError(f"unknown pass/fail result {mark.result!r}")
+        if mark.grade is not None and not _is_int(mark.grade):
+            raise TypeError(f"term grades must be ints, got {mark.grade!r}")
+    attested = [m for m in terms if m.status is None]
+    if not attested:
+        status = "not_attested" if any(m.status == "not_attested" for m in terms) else "exempt"
+        return YearResult(None, None, status, rule.rule_id, rule.version)
+    if rule.kind == "pass_fail":
+        passed = all(m.result == "pass" for m in attested)
+        return YearResult(None, "pass" if passed else "fail", None, rule.rule_id, rule.version)
+    grades = [m.grade for m in attested if m.grade is not None]
+    if not grades:
+        return YearResult(None, None, None, rule.rule_id, rule.version, (0,))
+    grade = _round_half_up_int(Fraction(sum(grades), len(grades)))
+    return YearResult(grade, None, None, rule.rule_id, rule.version)
+
+
 def _check_work(work: TermWork) -> None:
     for score in work.fo:
         _check_int("FO score", score, FO_MIN, FO_MAX)
@@ -294,6 +476,7 @@ def _check_work(work: TermWork) -> None:
         _check_int("points", points, 0, maximum)
     for mark in work.marks:
         _check_int("mark", mark, MARK_MIN, MARK_MAX)
+    _check_int("planned SOR", work.sor_planned, 0, 20)
 
 
 def _round_half_up(value: Fraction, places: int) -> Decimal:
@@ -365,7 +548,17 @@ _WEIGHT_FIELDS: Final[tuple[str, ...]] = (
     "sor_weight_no_soch",
 )
 _JSON_FIELDS: Final[frozenset[str]] = frozenset(
-    {"rule_id", "version", "effective_from", "kind", "bands", "percent_places", "description"}
+    {
+        "rule_id",
+        "version",
+        "effective_from",
+        "kind",
+        "bands",
+        "percent_places",
+        "band_places",
+        "pass_percent",
+        "description",
+    }
     | set(_WEIGHT_FIELDS)
 )
 
@@ -382,6 +575,10 @@ def rule_to_dict(rule: GradingRule) -> dict[str, Any]:
         out[name] = str(getattr(rule, name))
     out["bands"] = [[str(minimum), grade] for minimum, grade in rule.bands]
     out["percent_places"] = rule.percent_places
+    if rule.band_places is not None:
+        out["band_places"] = rule.band_places
+    if rule.kind == "pass_fail":
+        out["pass_percent"] = str(rule.pass_percent)
     out["description"] = rule.description
     return out
 
@@ -472,6 +669,14 @@ def rule_from_dict(data: object) -> GradingRule:
     description = data.get("description", "")
     if not isinstance(description, str):
         raise RuleError(f"{rule_id}: description must be a string")
+    band_places = data.get("band_places")
+    if band_places is not None and not _is_int(band_places):
+        raise RuleError(f"{rule_id}: band_places must be an integer")
+    pass_percent = (
+        _decimal(f"{rule_id}.pass_percent", data["pass_percent"])
+        if "pass_percent" in data
+        else _ZERO
+    )
     return GradingRule(
         rule_id=rule_id,
         version=version,
@@ -480,5 +685,7 @@ def rule_from_dict(data: object) -> GradingRule:
         bands=tuple(bands),
         percent_places=places,
         description=description,
+        band_places=band_places,
+        pass_percent=pass_percent,
         **weights,
     )

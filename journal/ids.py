@@ -23,11 +23,29 @@ BIG_ID_MAX = 2**63 - 1  # BIGINT columns
 _DIGITS = re.compile(r"[0-9]{1,19}")
 
 
+def digits_at_most(limit: int) -> str:
+    """A regular expression for the decimal numbers 0..limit (no sign, no leading zeros)."""
+    text = str(limit)
+    shorter = f"0|[1-9][0-9]{{0,{len(text) - 2}}}" if len(text) > 1 else "0"
+    # As long as the limit: equal to it up to some digit, then a smaller digit, then any.
+    same_length = []
+    for i, digit in enumerate(text):
+        low = "1" if i == 0 else "0"
+        if int(digit) > int(low):
+            rest = len(text) - i - 1
+            same_length.append(f"{text[:i]}[{low}-{int(digit) - 1}][0-9]{{{rest}}}")
+    same_length.append(text)
+    return "(?:" + "|".join([shorter, *same_length]) + ")"
+
+
 class IdConverter(IntegerConverter):
     """The app's ``int`` URL converter: ASCII digits up to ``ROW_ID_MAX``; anything else is
-    no match, so 404 (``create_app`` installs it before any route is added)."""
+    no match, so 404 (``create_app`` installs it before any route is added). The bound is in
+    the regular expression itself: werkzeug checks a rule's methods before its converters, so
+    a value refused only by ``to_python`` answers 405 where a GET and a POST view share a
+    path."""
 
-    regex = r"[0-9]+"
+    regex = digits_at_most(ROW_ID_MAX)
 
     def __init__(
         self,

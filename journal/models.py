@@ -17,6 +17,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -32,6 +33,10 @@ class School(Base):
     domain: Mapped[str] = mapped_column(String(100), unique=True)
     # Public half of the school's log key, in C2SP vkey form; the private key never enters the db.
     log_vkey: Mapped[str | None] = mapped_column(String(300))
+    # IANA name: "today", the closing rules and every shown or printed time use it.
+    time_zone: Mapped[str] = mapped_column(
+        String(60), default="Asia/Almaty", server_default="Asia/Almaty"
+    )
     created_at: Mapped[timestamp] = mapped_column(default=utcnow)
 
 
@@ -44,6 +49,8 @@ class SchoolYear(Base):
     name: Mapped[str] = mapped_column(String(20))  # "2026-2027"
     starts_on: Mapped[dt.date] = mapped_column(Date)
     ends_on: Mapped[dt.date] = mapped_column(Date)
+    # Set once, by closing the year (journal.year.closing.close_year): year grades are sealed.
+    closed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
 
     school: Mapped[School] = relationship()
     terms: Mapped[list[Term]] = relationship(
@@ -100,6 +107,8 @@ class ClassGroup(Base):
     name: Mapped[str40]  # "7Ә"
     grade_level: Mapped[int]
     class_teacher_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    # Language of instruction ("kk" or "ru"): pupils are listed in its alphabetical order.
+    language: Mapped[str] = mapped_column(String(5), default="kk", server_default="kk")
 
     school_year: Mapped[SchoolYear] = relationship()
 
@@ -115,6 +124,8 @@ class Subject(Base):
     graded: Mapped[bool] = mapped_column(default=True)
     # Graded by half-years instead of quarters.
     by_half_year: Mapped[bool] = mapped_column(default=False)
+    # Graded pass/fail (есептелді / есептелмеді, зачёт / незачёт) instead of 2..5.
+    pass_fail: Mapped[bool] = mapped_column(default=False, server_default=false())
 
 
 class Student(Base):
@@ -292,6 +303,25 @@ class TermClosure(Base):
     checkpoint_size: Mapped[int] = mapped_column(BigId)
     closed_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     closed_at: Mapped[timestamp]
+
+
+class AssessmentPlan(Base):
+    """What summative work a class × subject plans in one term: whether a СОЧ (ТЖБ) is written
+    and how many СОР (БЖБ). A pupil without a planned result is "incomplete", never silently
+    graded on other weights. Set-up data: the admin may change it until the term closes."""
+
+    __tablename__ = "assessment_plans"
+    __table_args__ = (
+        UniqueConstraint("class_group_id", "subject_id", "term_id"),
+        CheckConstraint("sor_count >= 0 AND sor_count <= 20", name="sor_count"),
+    )
+
+    id: Mapped[intpk]
+    class_group_id: Mapped[int] = mapped_column(ForeignKey("class_groups.id"))
+    subject_id: Mapped[int] = mapped_column(ForeignKey("subjects.id"))
+    term_id: Mapped[int] = mapped_column(ForeignKey("terms.id"))
+    soch_planned: Mapped[bool] = mapped_column(default=False)
+    sor_count: Mapped[int] = mapped_column(default=0)
 
 
 class LateCorrectionApproval(Base):

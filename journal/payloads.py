@@ -11,7 +11,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from .grading import GradeValueError, check_grade_value
+from .grading import PASS_FAIL, STATUSES, GradeValueError, check_grade_value
 
 ATTENDANCE_VALUES = ("absent", "late", "sick", "excused")
 GRADE_COMPONENTS = ("FO", "SOR", "SOCh", "mark")
@@ -58,7 +58,7 @@ def check_payload(payload: Any) -> PayloadFacts:
     kind = payload.get("kind")
     if kind not in TEACHER_KINDS:
         raise PayloadRejected("bad_kind", f"unknown entry kind {kind!r}")
-    facts = dict(
+    facts: dict[str, Any] = dict(
         entry_id=entry_id,
         journal=journal,
         kind=kind,
@@ -78,16 +78,7 @@ def check_payload(payload: Any) -> PayloadFacts:
         raise PayloadRejected("bad_field", "created_at must be an RFC 3339 timestamp")
 
     if kind == "correction":
-        supersedes = payload.get("supersedes")
-        if (
-            not isinstance(supersedes, list)
-            or not 1 <= len(supersedes) <= 20
-            or len(set(map(str, supersedes))) != len(supersedes)
-        ):
-            raise PayloadRejected("bad_field", "supersedes must list 1 to 20 distinct entry ids")
-        facts["supersedes"] = tuple(_uuid({"id": s}, "id") for s in supersedes)
-        if entry_id in facts["supersedes"]:
-            raise PayloadRejected("bad_field", "an entry cannot supersede itself")
+        facts["supersedes"] = _supersedes(payload, entry_id)
         reason = _text(payload, "reason", MAX_TEXT)
         if not reason.strip():
             raise PayloadRejected("reason_required", "a correction must state its reason")
@@ -99,30 +90,72 @@ def check_payload(payload: Any) -> PayloadFacts:
     elif kind in ("attendance", "grade", "topic"):
         facts.update(_cell_fields(payload, kind, allow_void=False))
     else:  # term_grade, year_grade
-        student = _int(payload, "student", 1, MAX_ID)
-        subject = _int(payload, "subject", 1, MAX_ID)
-        term = _int(payload, "term", 1, MAX_ID) if kind == "term_grade" else None
-        grade = payload.get("grade")
-        if grade is not None and (type(grade) is not int or not 1 <= grade <= 10):
-            raise PayloadRejected("out_of_scale", "grade must be a whole number on the scale")
-        percent = payload.get("percent")
-        if percent is not None and (not isinstance(percent, str) or not _DECIMAL.match(percent)):
-            raise PayloadRejected("bad_field", 'percent must be a decimal string like "84.5"')
-        rule = payload.get("rule")
-        if (
-            not isinstance(rule, dict)
-            or not isinstance(rule.get("id"), str)
-            or type(rule.get("version")) is not int
-        ):
-            raise PayloadRejected("bad_field", "rule must name the grading rule id and version")
-        scope = f"term:{term}" if term is not None else "year"
-        facts.update(
-            student=student,
-            subject=subject,
-            term=term,
-            cell=f"{kind}:{subject}:{scope}:{student}",
-        )
+        facts.update(_summary_fields(payload, kind))
     return PayloadFacts(**facts)
+
+
+def _summary_fields(payload: dict[str, Any], kind: str) -> dict[str, Any]:
+    """A term or year result: exactly one of a grade, pass/fail or a status (with a reason),
+    the rule version it was computed by, and ``supersedes`` + ``reason`` to re-confirm."""
+    student = _int(payload, "student", 1, MAX_ID)
+    subject = _int(payload, "subject", 1, MAX_ID)
+    term = _int(payload, "term", 1, MAX_ID) if kind == "term_grade" else None
+    grade = payload.get("grade")
+    if grade is not None and (type(grade) is not int or not 1 <= grade <= 10):
+        raise PayloadRejected("out_of_scale", "grade must be a whole number on the scale")
+    result = payload.get("result")
+    if result is not None and result not in PASS_FAIL:
+        raise PayloadRejected("out_of_scale", 'result must be "pass" or "fail"')
+    status = payload.get("status")
+    if status is not None and status not in STATUSES:
+        raise PayloadRejected("bad_field", f"status must be one of {', '.join(STATUSES)}")
+    given = [name for name, value in (("grade", grade), ("result", result), ("status", status))]
+    given = [name for name in given if payload.get(name) is not None]
+    if len(given) != 1:
+        raise PayloadRejected(
+            "bad_field", "a term or year result is exactly one of a grade, a result or a status"
+        )
+    percent = payload.get("percent")
+    if percent is not None and (not isinstance(percent, str) or not _DECIMAL.match(percent)):
+        raise PayloadRejected("bad_field", 'percent must be a decimal string like "84.5"')
+    rule = payload.get("rule")
+    if (
+        not isinstance(rule, dict)
+        or not isinstance(rule.get("id"), str)
+        or type(rule.get("version")) is not int
+    ):
+        raise PayloadRejected("bad_field", "rule must name the grading rule id and version")
+    supersedes: tuple[str, ...] = ()
+    if "supersedes" in payload:
+        supersedes = _supersedes(payload, payload["entry_id"])
+    if status is not None or supersedes:
+        if not isinstance(payload.get("reason"), str) or not payload["reason"].strip():
+            raise PayloadRejected("reason_required", "a status or a re-confirmation needs a reason")
+        reason = _text(payload, "reason", MAX_TEXT)
+        if not reason.strip():
+            raise PayloadRejected("reason_required", "a status or a re-confirmation needs a reason")
+    scope = f"term:{term}" if term is not None else "year"
+    return {
+        "student": student,
+        "subject": subject,
+        "term": term,
+        "supersedes": supersedes,
+        "cell": f"{kind}:{subject}:{scope}:{student}",
+    }
+
+
+def _supersedes(payload: dict[str, Any], entry_id: str) -> tuple[str, ...]:
+    supersedes = payload.get("supersedes")
+    if (
+        not isinstance(supersedes, list)
+        or not 1 <= len(supersedes) <= 20
+        or len(set(map(str, supersedes))) != len(supersedes)
+    ):
+        raise PayloadRejected("bad_field", "supersedes must list 1 to 20 distinct entry ids")
+    ids = tuple(_uuid({"id": s}, "id") for s in supersedes)
+    if entry_id in ids:
+        raise PayloadRejected("bad_field", "an entry cannot supersede itself")
+    return ids
 
 
 def _cell_fields(payload: dict[str, Any], kind: str, *, allow_void: bool) -> dict[str, Any]:
@@ -163,7 +196,7 @@ def _uuid(payload: dict[str, Any], name: str) -> str:
         parsed = uuid.UUID(value) if isinstance(value, str) else None
     except ValueError:
         parsed = None
-    if parsed is None or str(parsed) != value or "\x00" in value:
+    if parsed is None or not isinstance(value, str) or str(parsed) != value:
         raise PayloadRejected("bad_field", f"{name} must be a lowercase UUID")
     return value
 
@@ -179,6 +212,6 @@ def _text(payload: dict[str, Any], name: str, limit: int) -> str:
 
 def _int(payload: dict[str, Any], name: str, low: int, high: int) -> int:
     value = payload.get(name)
-    if type(value) is not int or not low <= value <= high:
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
         raise PayloadRejected("bad_field", f"{name} must be a whole number from {low}")
     return value

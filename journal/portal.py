@@ -34,6 +34,7 @@ from auth import policy
 from auth.access import current_user, login_required, personal_data
 from auth.models import User
 
+from .clock import today_at
 from .db import db
 from .keys import load_log_key
 from .ledger import entry as ledger_entry
@@ -50,10 +51,22 @@ from .models import (
     Supersession,
     Term,
 )
+from .pupils import class_pupils
 from .school_setup import N_
 from .services import cut_checkpoint, latest_checkpoint, leaf_hashes
+from .year.closing import class_subjects
+from .year.results import (
+    SEALED_TERM,
+    SEALED_YEAR,
+    Outcome,
+    TermBook,
+    enrolled_in_term,
+    outcome_of_payload,
+)
+from .year.rules import rule_id_for, term_kind_of
+from .year.views import result_label, term_name
 
-SHOWN_KINDS = ("grade", "attendance", "correction", "term_grade", "year_grade")
+SHOWN_KINDS = ("grade", "attendance", "correction", "sealed_term_grade", "sealed_year_grade")
 COMPONENT_LABELS = {"FO": N_("FO"), "SOR": N_("SOR"), "SOCh": N_("SOCh"), "mark": N_("Mark")}
 ATTENDANCE_LABELS = {
     "absent": N_("Absent"),
@@ -81,6 +94,7 @@ class ShownEntry:
     percent: str | None = None
     corrected: bool = False
     reason: str | None = None
+    code: str = ""  # a sealed result: a grade, "pass", "exempt", ... (see journal.year.results)
 
 
 @dataclass
@@ -92,8 +106,12 @@ class StudentRecord:
     terms: list[Term]
     grades: list[ShownEntry] = field(default_factory=list)
     attendance: list[ShownEntry] = field(default_factory=list)
-    term_grades: list[ShownEntry] = field(default_factory=list)
+    term_grades: list[ShownEntry] = field(default_factory=list)  # sealed at closing
     year_grades: list[ShownEntry] = field(default_factory=list)
+    # (subject id, term id) -> the running percent of a term still open: provisional.
+    provisional: dict[tuple[int, int], Outcome] = field(default_factory=dict)
+    # (class name, the pupil's № in it), as on the grid and the printouts.
+    numbers: list[tuple[str, int]] = field(default_factory=list)
 
     def term_of(self, item: ShownEntry) -> Term | None:
         if item.term_id is not None:
@@ -143,23 +161,25 @@ def student_record(session: Session, student: Student) -> StudentRecord:
         )
     )
     record = StudentRecord(student, school, classes, subjects, terms)
-    latest_summary: dict[str, ShownEntry] = {}
     for row in rows:
         if row.entry_id in superseded:
             continue
         payload = ledger_entry.parse_leaf(row.leaf).payload
         kind = str(payload["kind"])
-        if kind in ("term_grade", "year_grade"):
-            scope = f"{kind}:{payload['subject']}:{payload.get('term')}"
-            latest_summary[scope] = ShownEntry(
+        if kind in (SEALED_TERM, SEALED_YEAR):
+            sealed = outcome_of_payload(student.id, payload, "sealed")
+            term = payload.get("term")
+            item = ShownEntry(
                 entry_id=row.entry_id,
-                kind=kind,
-                subject_id=int(payload["subject"]),  # type: ignore[call-overload]
+                kind="term_grade" if kind == SEALED_TERM else "year_grade",
+                subject_id=int(payload["subject"]["id"]),  # type: ignore[index]
                 date=None,
-                term_id=payload.get("term"),  # type: ignore[arg-type]
-                grade=payload.get("grade"),  # type: ignore[arg-type]
-                percent=payload.get("percent"),  # type: ignore[arg-type]
+                term_id=int(term["id"]) if isinstance(term, dict) else None,
+                grade=sealed.grade,
+                percent=sealed.percent or None,
+                code=sealed.code,
             )
+            (record.term_grades if kind == SEALED_TERM else record.year_grades).append(item)
             continue
         corrected = kind == "correction"
         shown_kind = str(payload["corrects"]) if corrected else kind
@@ -177,11 +197,45 @@ def student_record(session: Session, student: Student) -> StudentRecord:
             reason=payload.get("reason") if corrected else None,  # type: ignore[arg-type]
         )
         (record.grades if shown_kind == "grade" else record.attendance).append(item)
-    for item in latest_summary.values():
-        (record.term_grades if item.kind == "term_grade" else record.year_grades).append(item)
+    _provisional(session, record)
     for items in (record.grades, record.attendance):
         items.sort(key=lambda i: (i.date or dt.date.min, i.entry_id))
     return record
+
+
+def _provisional(session: Session, record: StudentRecord) -> None:
+    """The running percent of each subject in each open term of the pupil's classes, and the
+    pupil's № in each class (the same as on the grid and the printouts)."""
+    sealed = {(i.subject_id, i.term_id) for i in record.term_grades}
+    for class_group, enrollment in record.classes:
+        log = session.scalar(select(Log).where(Log.class_group_id == class_group.id))
+        year_terms = [t for t in record.terms if t.school_year_id == class_group.school_year_id]
+        if year_terms:
+            pupils = class_pupils(
+                session,
+                class_group,
+                min(t.starts_on for t in year_terms),
+                max(t.ends_on for t in year_terms),
+            )
+            number = next((n for n, p in enumerate(pupils, 1) if p.id == record.student.id), None)
+            if number is not None:
+                record.numbers.append((class_group.name, number))
+        if log is None:
+            continue
+        for term in year_terms:
+            if term.closed_at is not None or not enrolled_in_term(
+                [(enrollment.starts_on, enrollment.ends_on)], term
+            ):
+                continue
+            book = TermBook(session, class_group, log, term, student_ids=[record.student.id])
+            for subject in class_subjects(session, class_group):
+                if term_kind_of(subject) != term.kind or (subject.id, term.id) in sealed:
+                    continue
+                if rule_id_for(subject, class_group) == "kz-no-grades":
+                    continue
+                outcome = book.computed(subject, record.student.id)
+                if outcome.percent or outcome.code:
+                    record.provisional[(subject.id, term.id)] = outcome
 
 
 def value_text(item: ShownEntry) -> str:
@@ -189,7 +243,7 @@ def value_text(item: ShownEntry) -> str:
     if item.kind == "attendance":
         return _(ATTENDANCE_LABELS.get(str(item.value), str(item.value)))
     if item.kind in ("term_grade", "year_grade"):
-        return "—" if item.grade is None else str(item.grade)
+        return result_label(item.code) or "—"
     value = item.value if isinstance(item.value, dict) else {}
     if item.component == "FO":
         return str(value.get("score"))
@@ -210,9 +264,7 @@ def percent_text(percent: str | None) -> str:
 def term_label(term: Term | None) -> str:
     if term is None:
         return _("Outside the terms")
-    if term.kind == "half":
-        return _("Half-year %(number)s", number=term.number)
-    return _("Quarter %(number)s", number=term.number)
+    return term_name(term)
 
 
 def entry_json(record: StudentRecord, item: ShownEntry) -> dict[str, Any]:
@@ -232,7 +284,7 @@ def entry_json(record: StudentRecord, item: ShownEntry) -> dict[str, Any]:
     elif item.kind == "attendance":
         data["value"] = item.value
     else:
-        data.update(grade=item.grade, percent=item.percent)
+        data.update(grade=item.grade, percent=item.percent, result=item.code, sealed=True)
     if item.corrected:
         data.update(corrected=True, reason=item.reason)
     return data
@@ -349,7 +401,7 @@ def student(student_id: int) -> Any:
             by_subject.setdefault(grade.subject_id, []).append(grade)
         sections.append((term, by_subject, absences))
     # Open the current quarter, or the latest one with something in it.
-    today = dt.date.today()
+    today = today_at(db.session, record.school.id)
     filled = [term for term, by_subject, absences in sections if by_subject or absences]
     current = next((t for t in filled if t is not None and t.covers(today)), None)
     if current is None and filled:
@@ -487,6 +539,17 @@ def api_student(student_id: int) -> Any:
         attendance=[entry_json(record, i) for i in record.attendance],
         term_grades=[entry_json(record, i) for i in record.term_grades],
         year_grades=[entry_json(record, i) for i in record.year_grades],
+        provisional=[
+            {
+                "subject": subject_id,
+                "term": term_id,
+                "percent": outcome.percent or None,
+                "result": outcome.code,
+                "provisional": True,
+            }
+            for (subject_id, term_id), outcome in sorted(record.provisional.items())
+        ],
+        numbers=[{"class": name, "number": number} for name, number in record.numbers],
     )
 
 

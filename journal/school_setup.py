@@ -34,6 +34,7 @@ from auth.services import (
 )
 from auth.signin import code_wait, record_failure
 
+from .collation import class_key, in_pupil_order
 from .db import db, utcnow
 from .ids import id_arg
 from .models import (
@@ -247,7 +248,13 @@ def set_class_teacher(session: Session, class_group: ClassGroup, teacher_id: int
 
 
 def add_subject(
-    session: Session, school: School, name: str, *, graded: bool = True, by_half_year: bool = False
+    session: Session,
+    school: School,
+    name: str,
+    *,
+    graded: bool = True,
+    by_half_year: bool = False,
+    pass_fail: bool = False,
 ) -> Subject:
     name = name.strip()
     if not name or len(name) > 200:
@@ -257,7 +264,13 @@ def add_subject(
     )
     if taken is not None:
         raise SetupError(N_("The subject %(name)s exists already."), name=name)
-    subject = Subject(school_id=school.id, name=name, graded=graded, by_half_year=by_half_year)
+    subject = Subject(
+        school_id=school.id,
+        name=name,
+        graded=graded,
+        by_half_year=by_half_year,
+        pass_fail=pass_fail and graded,
+    )
     session.add(subject)
     session.flush()
     return subject
@@ -736,13 +749,19 @@ class RosterLine:
 
 
 def class_roster(session: Session, class_group: ClassGroup) -> list[RosterLine]:
+    """Every enrollment of the class, pupils in the class's alphabetical order (journal.pupils)."""
     rows = session.execute(
         select(Enrollment, Student)
         .join(Student, Student.id == Enrollment.student_id)
         .where(Enrollment.class_group_id == class_group.id)
-        .order_by(Student.last_name, Student.first_name, Enrollment.starts_on)
+        .order_by(Enrollment.starts_on)
     ).all()
-    return [RosterLine(enrollment, student) for enrollment, student in rows]
+    ordered = in_pupil_order(
+        class_group.language,
+        rows,
+        lambda row: (row[1].last_name, row[1].first_name, row[1].patronymic, row[1].id),
+    )
+    return [RosterLine(enrollment, student) for enrollment, student in ordered]
 
 
 # -- views -------------------------------------------------------------------------------------
@@ -777,13 +796,8 @@ def own_class(class_id: int) -> ClassGroup:
 
 
 def year_classes(year: SchoolYear) -> list[ClassGroup]:
-    return list(
-        db.session.scalars(
-            select(ClassGroup)
-            .where(ClassGroup.school_year_id == year.id)
-            .order_by(ClassGroup.grade_level, ClassGroup.name)
-        )
-    )
+    classes = db.session.scalars(select(ClassGroup).where(ClassGroup.school_year_id == year.id))
+    return sorted(classes, key=lambda c: class_key(c.name, c.grade_level))  # 7А, 7Ә, 7Б
 
 
 def school_subjects(school: School) -> list[Subject]:
@@ -857,6 +871,7 @@ class SubjectForm(FlaskForm):
     name = StringField(_l("Subject"), validators=[DataRequired(), Length(max=200)])
     graded = BooleanField(_l("Graded"), default=True)
     by_half_year = BooleanField(_l("Graded by half-years"))
+    pass_fail = BooleanField(_l("Graded pass/fail"))
 
 
 class AssignmentForm(FlaskForm):
@@ -1085,6 +1100,7 @@ def subjects() -> Any:
                     form.name.data or "",
                     graded=bool(form.graded.data),
                     by_half_year=bool(form.by_half_year.data),
+                    pass_fail=bool(form.pass_fail.data),
                 )
             except SetupError as error:
                 refused(error)

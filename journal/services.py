@@ -23,6 +23,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from auth.models import DeviceKey, User
 
 from .db import utcnow
+from .grading import NoRuleError
 from .keys import LogKey
 from .ledger import audit, merkle, note
 from .ledger import entry as ledger_entry
@@ -41,9 +42,9 @@ from .models import (
     Supersession,
     TeachingAssignment,
     Term,
-    TermClosure,
 )
 from .payloads import MAX_ID, PayloadFacts, PayloadRejected, check_payload
+from .school_time import school_today
 
 _M = TypeVar("_M")
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -222,6 +223,8 @@ class Recorder:
 
         log = self._journal(facts.journal)
         self._authorize(log, facts)
+        if facts.kind in ("term_grade", "year_grade"):
+            self._check_result(log, facts, payload, now)
         return self._append(
             log, facts, payload, payload_bytes, parsed["alg"], parsed["kid"], sig, now
         )
@@ -285,17 +288,36 @@ class Recorder:
             raise EntryRefused("rejected", "not_graded", "this subject is not graded")
 
         terms = self._school_terms(class_group.school_year_id)
+        kind = "half" if subject.by_half_year else "quarter"
         term: Term | None
         if day is not None:
-            kind = "half" if subject.by_half_year else "quarter"
             term = next((t for t in terms if t.kind == kind and t.covers(day)), None)
             if term is None:
                 raise EntryRefused("rejected", "no_term", f"{day} is not in a term")
+            # Lesson topics may be planned ahead; marks and attendance only once it took place.
+            if "topic" not in (facts.kind, facts.correcting) and day > self._today(class_group):
+                raise EntryRefused(
+                    "rejected",
+                    "future_lesson",
+                    f"the lesson of {day} has not taken place yet: no marks or attendance",
+                )
+        elif facts.kind == "year_grade":
+            term = None
         else:
             term = next((t for t in terms if t.id == facts.term), None)
             if term is None:
                 raise EntryRefused("rejected", "unknown_term", "no such term this year")
-        if term.closed_at is not None and not self._late_correction_approved(log, facts):
+            if term.kind != kind:
+                raise EntryRefused(
+                    "rejected",
+                    "wrong_term_kind",
+                    f"this subject is graded by {'half-years' if kind == 'half' else 'quarters'}",
+                )
+        if (
+            term is not None
+            and term.closed_at is not None
+            and not self._late_correction_approved(log, facts)
+        ):
             raise EntryRefused(
                 "rejected",
                 "closed_term",
@@ -310,9 +332,13 @@ class Recorder:
             if day is not None:
                 enrolled = any(e.covers(day) for e in enrollments)
             else:
+                first, last = (
+                    (term.starts_on, term.ends_on)
+                    if term is not None
+                    else (self._year(class_group).starts_on, self._year(class_group).ends_on)
+                )
                 enrolled = any(
-                    e.starts_on <= term.ends_on
-                    and (e.ends_on is None or e.ends_on >= term.starts_on)
+                    e.starts_on <= last and (e.ends_on is None or e.ends_on >= first)
                     for e in enrollments
                 )
             if not enrolled:
@@ -321,6 +347,7 @@ class Recorder:
                 )
 
         if facts.supersedes:
+            self.flush()  # this batch's earlier entries may be what is superseded
             rows = self.session.execute(
                 select(Entry.entry_id, Entry.log_id, Entry.cell).where(
                     Entry.entry_id.in_(facts.supersedes)
@@ -333,6 +360,117 @@ class Recorder:
                         "bad_supersedes",
                         "a correction may only supersede entries of the same cell",
                     )
+            # An unknown id would hide whatever later arrives under it. A correction that
+            # overtook its entry (another device still offline) is refused too: the device keeps
+            # it and sends it again once the entry is in (see sync.js), so nothing is lost.
+            if len(rows) != len(facts.supersedes):
+                raise EntryRefused(
+                    "rejected",
+                    "bad_supersedes",
+                    "the entry this corrects is not on the server (yet): it is sent again later",
+                )
+
+    def _today(self, class_group: ClassGroup) -> dt.date:
+        school = self._get(School, class_group.school_id)
+        assert school is not None
+        return school_today(school.time_zone, self.now or utcnow())
+
+    def _year(self, class_group: ClassGroup) -> SchoolYear:
+        year = self._get(SchoolYear, class_group.school_year_id)
+        assert year is not None
+        return year
+
+    def _check_result(
+        self, log: Log, facts: PayloadFacts, payload: Mapping[str, Any], now: dt.datetime
+    ) -> None:
+        """A term or year result must be what the subject's rule gives from the journal (or a
+        status), under the rule version in force, and may replace a confirmation only by naming
+        it (``supersedes``, with a reason)."""
+        from .year.results import TermBook, YearBook, year_grade_cell
+        from .year.rules import grading_rules, rule_for_subject
+
+        class_group = self._get(ClassGroup, log.class_group_id)
+        subject = self._get(Subject, facts.subject)
+        assert class_group is not None and subject is not None and facts.student is not None
+        year = self._year(class_group)
+        term = next((t for t in self._school_terms(year.id) if t.id == facts.term), None)
+        on = term.ends_on if term is not None else year.ends_on
+        try:
+            rule = rule_for_subject(subject, class_group, on)
+        except NoRuleError as exc:
+            raise EntryRefused("rejected", "bad_rule", str(exc)) from None
+        if rule.kind == "no_grades":
+            raise EntryRefused("rejected", "not_graded", "this subject is not graded")
+        named = payload["rule"]
+        if not any(
+            r.rule_id == named["id"] and r.version == named["version"] for r in grading_rules()
+        ):
+            raise EntryRefused(
+                "rejected", "bad_rule", f"no grading rule {named['id']} version {named['version']}"
+            )
+        if (named["id"], named["version"]) != (rule.rule_id, rule.version):
+            raise EntryRefused(
+                "rejected",
+                "bad_rule",
+                f"this subject is graded by {rule.rule_id} version {rule.version} on {on}",
+            )
+        self.flush()  # the marks of this batch count
+        if term is not None:
+            book = TermBook(self.session, class_group, log, term, student_ids=[facts.student])
+            outcome = book.outcome(subject, facts.student)
+            cell = book.confirmation_cell(subject.id, facts.student)
+        else:
+            if year.closed_at is not None:
+                raise EntryRefused(
+                    "rejected", "closed_year", "the school year is closed: year grades are sealed"
+                )
+            year_book = YearBook(self.session, class_group, log, student_ids=[facts.student])
+            if not year_book.terms_closed(subject):
+                raise EntryRefused(
+                    "rejected",
+                    "year_open",
+                    "a year grade exists only once every term of the year is closed",
+                )
+            found = year_book.outcome(subject, facts.student)
+            assert found is not None
+            outcome = found
+            cell = year_book.cells.get(year_grade_cell(subject.id, facts.student))
+        heads = {head.entry_id for head in cell.heads} if cell is not None else set()
+        if not heads <= set(facts.supersedes):
+            raise EntryRefused(
+                "rejected",
+                "already_confirmed",
+                "this result is confirmed already: re-confirm it naming the confirmation "
+                "(supersedes) with a reason",
+            )
+        if payload.get("status") is not None:
+            return
+        computed = outcome.computed or outcome
+        if computed.incomplete:
+            raise EntryRefused(
+                "rejected",
+                "incomplete",
+                "incomplete: the planned "
+                + ", ".join(computed.incomplete)
+                + " is missing; enter the make-up result or ask the school admin to decide",
+            )
+        expected = computed.grade if rule.kind != "pass_fail" else computed.result
+        given = payload.get("grade") if rule.kind != "pass_fail" else payload.get("result")
+        percent = payload.get("percent")
+        if (
+            expected is None
+            or given != expected
+            or (percent is not None and percent != computed.percent)
+        ):
+            shown = "nothing" if expected is None else f"{expected}"
+            if computed.percent:
+                shown += f" ({computed.percent} %)"
+            raise EntryRefused(
+                "rejected",
+                "not_computed_grade",
+                f"the rule {rule.rule_id} version {rule.version} gives {shown} from the journal; "
+                "a confirmed result must equal it or be a status",
+            )
 
     def _late_correction_approved(self, log: Log, facts: PayloadFacts) -> bool:
         if facts.kind != "correction":
@@ -603,165 +741,85 @@ def append_ledger_record(
     """Append a record signed by the school's log key to the school ledger log (DESIGN §5):
     term closures, late-correction approvals, sealed journals, key events, destructions,
     summary-ledger records. ``device_seq`` is the record's seq: the key signs nothing else."""
-    now = now or utcnow()
     log = ensure_ledger_log(session, school)
+    return append_server_records(
+        session, log, log_key, [ServerRecord(kind, fields, student_id, cell)], now=now
+    )[0]
+
+
+@dataclass(frozen=True)
+class ServerRecord:
+    """A record the school itself signs (with its log key) into one of its logs."""
+
+    kind: str
+    fields: Mapping[str, Any]
+    student_id: int | None = None
+    cell: str | None = None
+
+
+def append_server_records(
+    session: Session,
+    log: Log,
+    log_key: LogKey,
+    records: list[ServerRecord],
+    *,
+    now: dt.datetime | None = None,
+) -> list[Recorded]:
+    """Append records signed by the school's log key to a log: the ledger log's records, and
+    in a class journal the term and year results sealed at closing and the admin's decisions.
+    Their seqs are reserved in one statement (the log-row lock, as for any append);
+    ``device_seq`` is each record's seq and ``author`` null: no device and no person signed."""
+    if not records:
+        return []
+    now = now or utcnow()
     size = session.execute(
-        update(Log).where(Log.id == log.id).values(size=Log.size + 1).returning(Log.size),
+        update(Log)
+        .where(Log.id == log.id)
+        .values(size=Log.size + len(records))
+        .returning(Log.size),
         execution_options={"synchronize_session": False},
     ).scalar_one()
     set_committed_value(log, "size", size)
-    seq = size - 1
-    entry_id = str(uuid.uuid4())
-    payload = {
-        **fields,
-        "v": 1,
-        "entry_id": entry_id,
-        "journal": log.origin,
-        "kind": kind,
-        "device_id": log_key.kid,
-        "device_seq": seq,
-        "author": None,
-        "created_at": ledger_entry.format_timestamp(now),
-    }
-    payload_bytes = ledger_entry.canonical_json(payload)
-    sig = ledger_entry.sign_payload(log_key.private_key, payload_bytes)
-    leaf = ledger_entry.leaf_bytes(
-        seq, ledger_entry.format_timestamp(now), payload, "ed25519", log_key.kid, sig
-    )
-    session.execute(
-        insert(Entry.__table__).values(
-            log_id=log.id,
-            seq=seq,
-            entry_id=entry_id,
-            kind=kind,
-            device_kid=log_key.kid,
-            device_seq=seq,
-            student_id=student_id,
-            cell=cell,
-            received_at=now,
-            leaf=leaf,
-            leaf_hash=merkle.leaf_hash(leaf),
-        )
-    )
-    return Recorded("accepted", entry_id, log.id, seq)
-
-
-# -- closing terms -------------------------------------------------------------------------------
-
-
-class TermError(ValueError):
-    pass
-
-
-def close_term(
-    session: Session,
-    term: Term,
-    log_key: LogKey,
-    *,
-    closed_by: User | None,
-    now: dt.datetime | None = None,
-    timestamper: Any = None,
-) -> list[TermClosure]:
-    """Close a term: cut a checkpoint of every journal of the year, record which checkpoint
-    seals the term, write the event to the school ledger log and checkpoint that too."""
-    if term.closed_at is not None:
-        raise TermError("the term is already closed")
-    now = now or utcnow()
-    year = session.get_one(SchoolYear, term.school_year_id)
-    school = session.get_one(School, year.school_id)
-    term.closed_at = now
-    closures = []
-    journals = []
-    logs = session.scalars(
-        select(Log)
-        .join(ClassGroup, ClassGroup.id == Log.class_group_id)
-        .where(ClassGroup.school_year_id == year.id)
-        .order_by(Log.id)
-    )
-    for log in logs:
-        checkpoint = cut_checkpoint(session, log, log_key, now=now, timestamper=timestamper)
-        closure = TermClosure(
-            term_id=term.id,
-            log_id=log.id,
-            checkpoint_size=checkpoint.size,
-            closed_by_id=closed_by.id if closed_by else None,
-            closed_at=now,
-        )
-        session.add(closure)
-        closures.append(closure)
-        journals.append(
+    first = size - len(records)
+    stamp = ledger_entry.format_timestamp(now)
+    rows = []
+    recorded = []
+    for seq, record in enumerate(records, first):
+        entry_id = str(uuid.uuid4())
+        payload = {
+            **record.fields,
+            "v": 1,
+            "entry_id": entry_id,
+            "journal": log.origin,
+            "kind": record.kind,
+            "device_id": log_key.kid,
+            "device_seq": seq,
+            "author": None,
+            "created_at": stamp,
+        }
+        payload_bytes = ledger_entry.canonical_json(payload)
+        sig = ledger_entry.sign_payload(log_key.private_key, payload_bytes)
+        leaf = ledger_entry.leaf_bytes(seq, stamp, payload, "ed25519", log_key.kid, sig)
+        rows.append(
             {
-                "origin": log.origin,
-                "size": checkpoint.size,
-                "root": base64.b64encode(checkpoint.root_hash).decode(),
+                "log_id": log.id,
+                "seq": seq,
+                "entry_id": entry_id,
+                "kind": record.kind,
+                "author_id": None,
+                "device_kid": log_key.kid,
+                "device_seq": seq,
+                "lesson_id": None,
+                "student_id": record.student_id,
+                "cell": record.cell,
+                "received_at": now,
+                "leaf": leaf,
+                "leaf_hash": merkle.leaf_hash(leaf),
             }
         )
-    append_ledger_record(
-        session,
-        school,
-        log_key,
-        "term_closed",
-        {
-            "school_year": year.name,
-            "term": {"kind": term.kind, "number": term.number},
-            "closed_by": closed_by.id if closed_by else None,
-            "journals": journals,
-        },
-        now=now,
-    )
-    cut_checkpoint(
-        session, ensure_ledger_log(session, school), log_key, now=now, timestamper=timestamper
-    )
-    session.flush()
-    return closures
-
-
-def approve_late_correction(
-    session: Session,
-    log: Log,
-    cell: str,
-    log_key: LogKey,
-    *,
-    approved_by: User,
-    reason: str,
-    now: dt.datetime | None = None,
-    valid_for: dt.timedelta = dt.timedelta(days=7),
-) -> LateCorrectionApproval:
-    """Let corrections of one cell of a closed term in for a while; the approval is an entry."""
-    if not reason.strip():
-        raise TermError("an approval must state its reason")
-    now = now or utcnow()
-    approval = LateCorrectionApproval(
-        log_id=log.id,
-        cell=cell,
-        reason=reason,
-        approved_by_id=approved_by.id,
-        approved_at=now,
-        expires_at=now + valid_for,
-    )
-    session.add(approval)
-    append_ledger_record(
-        session,
-        session.get_one(School, log.school_id),
-        log_key,
-        "late_correction_approved",
-        {
-            "target": log.origin,
-            "cell": cell,
-            "reason": reason,
-            "approved_by": approved_by.id,
-            "expires_at": ledger_entry.format_timestamp(approval.expires_at),
-        },
-        now=now,
-    )
-    session.flush()
-    return approval
-
-
-def term_closure(session: Session, term: Term, log: Log) -> TermClosure | None:
-    return session.scalar(
-        select(TermClosure).where(TermClosure.term_id == term.id, TermClosure.log_id == log.id)
-    )
+        recorded.append(Recorded("accepted", entry_id, log.id, seq))
+    session.execute(insert(Entry.__table__), rows)
+    return recorded
 
 
 # -- checkpoints -------------------------------------------------------------------------------

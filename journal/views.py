@@ -41,8 +41,8 @@ from .cells import cell_key
 from .db import db
 from .ids import IdField
 from .keys import load_log_key
-from .models import ClassGroup, LateCorrectionApproval, Lesson, Log, School, SchoolYear, Term
-from .services import TermError, approve_late_correction, close_term
+from .models import ClassGroup, LateCorrectionApproval, Lesson, Log, School
+from .year.closing import approve_late_correction
 
 bp = Blueprint("journal", __name__)
 
@@ -103,54 +103,6 @@ def _admin_school_id() -> int:
     if user is None or user.school_id is None:
         abort(403)
     return user.school_id
-
-
-@bp.get("/admin/terms")
-@roles_required("school_admin")
-def terms() -> Any:
-    school_id = _admin_school_id()
-    years = db.session.scalars(
-        select(SchoolYear).where(SchoolYear.school_id == school_id).order_by(SchoolYear.starts_on)
-    ).all()
-    journals = db.session.execute(
-        select(Log, ClassGroup)
-        .join(ClassGroup, ClassGroup.id == Log.class_group_id)
-        .where(Log.school_id == school_id)
-        .order_by(ClassGroup.name)
-    ).all()
-    return render_template("admin/terms.html", years=years, journals=journals)
-
-
-@bp.post("/admin/terms/<int:term_id>/close")
-@roles_required("school_admin")
-def close_term_view(term_id: int) -> Any:
-    school_id = _admin_school_id()
-    term = db.session.get(Term, term_id)
-    if term is None or db.session.get_one(SchoolYear, term.school_year_id).school_id != school_id:
-        abort(404)
-    school = db.session.get_one(School, school_id)
-    try:
-        close_term(
-            db.session,
-            term,
-            load_log_key(current_app.config["KEYS_DIR"], school.domain),
-            closed_by=current_user(),
-        )
-    except TermError as exc:
-        flash(str(exc), "error")
-        return redirect(url_for("journal.terms"))
-    record_access(
-        db.session,
-        current_user(),
-        "close_term",
-        "term",
-        term.id,
-        request.remote_addr,
-        school_id=school_id,
-    )
-    db.session.commit()
-    flash(_("Quarter %(n)s is closed; every journal was checkpointed.", n=term.number), "info")
-    return redirect(url_for("journal.terms"))
 
 
 class LateCorrectionForm(FlaskForm):

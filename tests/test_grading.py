@@ -6,6 +6,7 @@ import json
 from dataclasses import replace
 from datetime import date
 from decimal import Decimal
+from fractions import Fraction
 
 import pytest
 
@@ -15,15 +16,20 @@ from journal.grading import (
     GradingRule,
     NoRuleError,
     RuleError,
+    TermMark,
     TermResult,
     TermWork,
     check_grade_value,
     compute_term,
     compute_year,
+    compute_year_result,
+    exact_percent_result,
     rule_for,
     rule_to_json,
     rules_from_json,
+    rules_in_force,
     rules_to_json,
+    whole_percent_criteria,
 )
 
 TODAY = date(2025, 10, 20)
@@ -155,10 +161,22 @@ def test_missing_sor_is_redistributed_proportionally_with_soch():
     assert result == TermResult(Decimal("73.3"), 4, "kz-criteria", 1, ("no SOR",))
 
 
-def test_planned_soch_not_written_is_reported_and_redistributed():
-    # FO 10/10 weight 25, SOR 10/20 weight 25 -> (25 + 12.5) / 50 = 75.0
+def test_planned_soch_not_written_is_incomplete_not_reweighted():
+    # FO 10/10 weight 25, SOR 10/20 weight 25 -> (25 + 12.5) / 50 = 75.0, shown provisional
     result = term(TermWork(fo=(10,), sor=((10, 20),), soch_planned=True))
-    assert result == TermResult(Decimal("75.0"), 4, "kz-criteria", 1, ("no SOCh",))
+    assert result == TermResult(
+        Decimal("75.0"), None, "kz-criteria", 1, ("no SOCh",), incomplete=("SOCh",)
+    )
+    # The school decides to count what is there: the weights are then redistributed.
+    decided = term(TermWork(fo=(10,), sor=((10, 20),), soch_planned=True, count_present=True))
+    assert decided == TermResult(Decimal("75.0"), 4, "kz-criteria", 1, ("no SOCh",))
+
+
+def test_fewer_sor_than_planned_is_incomplete_until_a_make_up():
+    work = TermWork(fo=(8,), sor=((5, 10),), soch=(20, 25), sor_planned=2)
+    assert term(work).incomplete == ("SOR",) and term(work).grade is None
+    made_up = replace(work, sor=((5, 10), (9, 10)))
+    assert term(made_up).incomplete == () and term(made_up).grade == 4
 
 
 def test_only_soch():
@@ -195,6 +213,68 @@ def test_compute_year():
     assert compute_year(CRITERIA, [3, 2]) == 3  # half-year subject: 2.5 -> 3
     assert compute_year(CRITERIA, [None, None]) is None
     assert compute_year(CRITERIA, []) is None
+
+
+# --- rounding: version 2 rounds to a whole percent before banding --------------------------
+
+WHOLE = whole_percent_criteria(date(2026, 9, 1))
+ROUNDING_TABLE = [
+    # exact percent, (shown, grade) under version 1, (shown, grade) under version 2
+    ("84.5", ("84.5", 4), ("84.5", 5)),
+    ("84.917", ("84.9", 4), ("84.9", 5)),
+    ("64.5", ("64.5", 3), ("64.5", 4)),
+    ("39.5", ("39.5", 2), ("39.5", 3)),
+    ("39.958", ("40.0", 3), ("40.0", 3)),
+    ("43.11", ("43.1", 3), ("43.1", 3)),
+    ("43.52", ("43.5", 3), ("43.5", 3)),
+    ("84.49", ("84.5", 4), ("84.5", 4)),  # 84.49 -> 84: still 4 under version 2
+]
+
+
+@pytest.mark.parametrize(("exact", "old", "new"), ROUNDING_TABLE)
+def test_the_rounding_table(exact: str, old: tuple[str, int], new: tuple[str, int]):
+    value = Fraction(Decimal(exact))
+    assert exact_percent_result(CRITERIA, value) == (Decimal(old[0]), old[1])
+    assert exact_percent_result(WHOLE, value) == (Decimal(new[0]), new[1])
+
+
+def test_version_2_applies_from_its_date_and_version_1_before():
+    rules = rules_in_force(date(2026, 9, 1))
+    assert rule_for(rules, "kz-criteria", date(2026, 8, 31)).version == 1
+    assert rule_for(rules, "kz-criteria", date(2026, 12, 28)) == WHOLE
+    # FO 8.5 x 25 = 21.25; SOR 17/20 x 25 = 21.25; SOCh 21/25 x 50 = 42 -> 84.5
+    work = TermWork(fo=(9, 8), sor=((17, 20),), soch=(21, 25))
+    assert compute_term(WHOLE, work) == TermResult(Decimal("84.5"), 5, "kz-criteria", 2, ())
+    assert compute_term(CRITERIA, work) == TermResult(Decimal("84.5"), 4, "kz-criteria", 1, ())
+    assert rules_in_force(None) == DEFAULT_RULES
+    with pytest.raises(RuleError):
+        rules_in_force(date(2026, 9, 1), [WHOLE])
+
+
+def test_pass_fail_rule():
+    rule = rule_for(DEFAULT_RULES, "kz-pass-fail", TODAY)
+    # FO 4/10 x 50 = 20; SOR 39/100 x 50 = 19.5 -> 39.5 -> 40: pass
+    assert compute_term(rule, TermWork(fo=(4,), sor=((39, 100),))).result == "pass"
+    low = compute_term(rule, TermWork(fo=(4,), sor=((38, 100),)))  # 39.0
+    assert (low.percent, low.grade, low.result) == (Decimal("39.0"), None, "fail")
+
+
+def test_year_results():
+    grade = [TermMark(grade=g) for g in (4, 5, 4, 5)]
+    assert compute_year_result(WHOLE, grade).grade == 5
+    assert compute_year_result(WHOLE, [TermMark(grade=3), TermMark(grade=2)]).grade == 3
+    exempt_once = [TermMark(grade=4), TermMark(status="exempt"), TermMark(grade=5)]
+    assert compute_year_result(WHOLE, exempt_once).grade == 5  # 4.5
+    missing = compute_year_result(WHOLE, [TermMark(grade=4), TermMark()])
+    assert (missing.grade, missing.incomplete) == (None, (2,))
+    assert compute_year_result(WHOLE, [TermMark(status="exempt")] * 2).status == "exempt"
+    mixed = [TermMark(status="exempt"), TermMark(status="not_attested")]
+    assert compute_year_result(WHOLE, mixed).status == "not_attested"
+    pass_fail = rule_for(DEFAULT_RULES, "kz-pass-fail", TODAY)
+    passes = [TermMark(result="pass"), TermMark(result="pass")]
+    assert compute_year_result(pass_fail, passes).result == "pass"
+    failed = [TermMark(result="pass"), TermMark(result="fail")]
+    assert compute_year_result(pass_fail, failed).result == "fail"
 
 
 # --- versions by date -----------------------------------------------------------------------
@@ -249,7 +329,9 @@ def test_rule_for_unknown_or_too_early():
 # --- JSON configuration ---------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("rule", [*DEFAULT_RULES, V2], ids=lambda r: f"{r.rule_id}-v{r.version}")
+@pytest.mark.parametrize(
+    "rule", [*DEFAULT_RULES, V2, WHOLE], ids=lambda r: f"{r.rule_id}-v{r.version}"
+)
 def test_json_round_trip(rule: GradingRule):
     text = rule_to_json(rule)
     assert rules_from_json(text) == (rule,)

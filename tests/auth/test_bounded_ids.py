@@ -257,3 +257,24 @@ def test_views_parse_numbers_through_the_shared_helper():
                 if re.search(r"type=int\b|int\(request\.", line):
                     offenders.append(f"{path.relative_to(root)}:{number}: {line.strip()}")
     assert not offenders, "\n".join(offenders)
+
+
+def test_the_url_converter_bounds_ids_in_its_pattern():
+    """The bound lives in the converter's regular expression (werkzeug checks methods before
+    converters, so a bound checked later would answer 405 on paths with a GET and a POST view)."""
+    import random
+    import re
+
+    from journal.ids import ROW_ID_MAX, digits_at_most
+
+    for limit in (0, 9, 10, 305, 1000, ROW_ID_MAX, 2**63 - 1):
+        pattern = re.compile(digits_at_most(limit))
+        numbers = [
+            *range(1200),
+            limit,
+            limit + 1,
+            *(random.randrange(3 * limit + 1) for _ in range(2000)),
+        ]
+        for n in numbers:
+            assert bool(pattern.fullmatch(str(n))) == (n <= limit), (limit, n)
+        assert not pattern.fullmatch("01") and not pattern.fullmatch("-1")

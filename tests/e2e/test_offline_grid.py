@@ -406,6 +406,8 @@ def test_confirming_term_grades_signs_one_entry_per_unconfirmed_grade(
     kid = kid_of(page)
     page.locator("#layers [data-layer=FO]").click()
     type_marks(page, 20, 9, ["9", "6", "3"])  # column 9: no other test writes FO there
+    for row in (20, 21, 22):  # stored: the counter alone may read 0 before they are queued
+        cell(page, row, 9).locator(".v-FO[data-state='synced']").wait_for()
     wait_unsynced(page, 0)
     page.reload()  # the server computes the term grades from the synced marks
     page.wait_for_selector("body[data-grid-ready='1']")
@@ -437,4 +439,24 @@ def test_confirming_term_grades_signs_one_entry_per_unconfirmed_grade(
     strings = json.loads(str(page.locator("#grid-strings").text_content()))
     assert page.locator("#grid-message").inner_text() == strings["termNothing"]
     assert unsynced(page) == 0
+    context.close()
+
+
+def test_the_device_refuses_marks_for_a_lesson_that_has_not_taken_place(
+    chromium, journal_server: Server, grid_world: GridWorld, teacher: Teacher
+):
+    """Issue 14: offline too, by the device's clock in the school's time zone."""
+    context = new_device(chromium, journal_server)
+    page = open_grid(context, journal_server, teacher, grid_world)
+    # 3 November, 09:00 in Almaty: column 5 is a lesson of 4 November.
+    page.clock.set_fixed_time("2026-11-03T04:00:00Z")
+    before = outbox_ids(page)
+    cell(page, 2, 5).click()
+    page.keyboard.type("1")
+    assert "has not taken place" in page.locator("#grid-message").inner_text()
+    page.keyboard.press("Enter")
+    assert outbox_ids(page) == before and unsynced(page) == 0
+    # A lesson of the day itself (3 November) takes the mark as usual.
+    type_marks(page, 2, 0, ["2"])
+    wait_unsynced(page, 0)
     context.close()

@@ -585,7 +585,8 @@ def assert_pdfa_clean(report) -> None:  # type: ignore[no-untyped-def]
     cover the file specs; pdfsig covers the signature)."""
     not_covered = ("embedded files", "interactive forms")
     errors = [
-        f for f in report.findings
+        f
+        for f in report.findings
         if not (f.kind == "unsupported" and any(part in f.message for part in not_covered))
     ]
     assert not errors, report
@@ -774,3 +775,37 @@ def test_rows_must_have_one_cell_per_lesson():
         SubjectSheet("Алгебра", "T", lessons(3), (StudentRow("Әлібек", ((), ())),))
     with pytest.raises(ValueError, match="quarter"):
         make_journal(quarter=5)
+
+
+def test_ledger_prints_half_year_subjects_in_their_own_columns(tmp_path: Path):
+    """Issue 14: a half-year subject has the columns I, II and the year; results that are not
+    grades are printed in words (here in Kazakh)."""
+    rows = (
+        LedgerRow(
+            "Әлібек Нұрлан",
+            {
+                "Алгебра": ("5", "4", "4", "5", "5"),
+                "Көркем еңбек": ("4", "5", "5"),
+                "Дене шынықтыру": ("exempt", "exempt", "", "", ""),
+            },
+            3,
+            1,
+        ),
+    )
+    doc = LedgerDocument(
+        "Мектеп",
+        "7Ә",
+        "2026-2027",
+        ("Алгебра", "Көркем еңбек", "Дене шынықтыру"),
+        rows,
+        None,
+        generated_at=GENERATED,
+        charts=False,
+    )
+    pages = pages_text(write(tmp_path, render_ledger_pdf(doc, language="kk")))
+    header = next(line for line in pages[0].splitlines() if " II " in f" {line} ")
+    assert header.split()[:13] == ["1", "2", "3", "4", "Ж", "I", "II", "Ж", "1", "2", "3", "4", "Ж"]
+    row = next(line for line in pages[0].splitlines() if "Әлібек" in line)
+    assert row.split()[3:11] == ["5", "4", "4", "5", "5", "4", "5", "5"]
+    assert row.count("бос.") == 2  # exempt, in Kazakh
+    assert "Жасалған уақыты: 2" in pages[0] and "(UTC+05:00)" in pages[0]

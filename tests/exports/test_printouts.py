@@ -62,6 +62,8 @@ def test_journal_text_holds_every_name_and_grade_from_the_database(journal_pdf, 
     q1 = session.scalar(sa.select(Term).where(Term.kind == "quarter", Term.number == 1))
     expected: dict[tuple[str, str], Counter] = {}
     for subject in session.scalars(sa.select(Subject)):
+        if subject.by_half_year:
+            continue  # printed in the half-year journal, not the quarter's
         lessons = session.scalars(
             sa.select(Lesson.id).where(Lesson.subject_id == subject.id, Lesson.date <= q1.ends_on)
         ).all()
@@ -275,12 +277,93 @@ def test_teacher_and_parent_cannot_download(app, session, demo):
 
 def test_admin_closes_a_quarter_from_the_page(app, session, demo):
     admin = sign_in(app, session, "admin")
-    page = admin.get("/admin/terms")
-    assert page.status_code == 200
+    assert admin.get("/admin/terms").status_code == 200
     q2 = session.scalar(sa.select(Term).where(Term.kind == "quarter", Term.number == 2))
+    page = admin.get(f"/admin/terms/{q2.id}/close")
+    assert page.status_code == 200 and 'id="pre-close-report"' in page.text
     token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
     assert admin.post(f"/admin/terms/{q2.id}/close").status_code == 400  # no CSRF token
-    response = admin.post(f"/admin/terms/{q2.id}/close", data={"csrf_token": token})
+    form = {"csrf_token": token, "confirm": "yes", "reason": "closing for the test"}
+    response = admin.post(f"/admin/terms/{q2.id}/close", data=form)
     assert response.status_code == 302
     session.expire_all()
     assert session.get(Term, q2.id).closed_at is not None
+
+
+def test_a_half_year_subject_is_printed_and_archived_by_half_year(app, session, demo, tmp_path):
+    """The demo's «Көркем еңбек» is graded by half-years: its grid, its sealed results, its own
+    printout and its own bag; the quarterly printout leaves it out."""
+    import datetime as dt
+
+    from archive.services import ArchiveSettings, bag_content, due_journal_bags, plan_bag
+    from archive.storage import LocalWormStorage
+    from journal.keys import load_log_key
+    from journal.models import School
+    from journal.year.closing import close_term
+
+    need_tool("pdftotext")
+    school = session.scalar(sa.select(School))
+    log_key = load_log_key(app.config["KEYS_DIR"], school.domain)
+    terms = {(t.kind, t.number): t for t in session.scalars(sa.select(Term))}
+    at = dt.datetime(2026, 12, 29, 6, 0, tzinfo=dt.UTC)
+    close_term(session, terms["quarter", 2], log_key, closed_by=None, now=at)
+    close_term(session, terms["half", 1], log_key, closed_by=None, now=at)
+    sealed = [
+        json.loads(leaf)["payload"]
+        for leaf in session.scalars(sa.select(Entry.leaf).where(Entry.kind == "sealed_term_grade"))
+    ]
+    by_half = [p for p in sealed if p["term"]["kind"] == "half"]
+    assert by_half and {p["subject"]["name"] for p in by_half} == {"Көркем еңбек"}
+    assert "Көркем еңбек" not in {
+        p["subject"]["name"]
+        for p in sealed
+        if p["term"]["number"] == 2 and p["term"]["kind"] == "quarter"
+    }
+
+    files = printouts.printouts_for(session, demo, terms["half", 1])
+    (name,) = files
+    assert name == f"journal-class{demo.id}-h1.pdf"
+    path = tmp_path / name
+    path.write_bytes(files[name])
+    text = subprocess.run(
+        ["pdftotext", "-layout", str(path), "-"], capture_output=True, text=True
+    ).stdout
+    assert "1 полугодие" in text and "Көркем еңбек" in text and "Математика" not in text
+    quarter = tmp_path / "q2.pdf"
+    quarter.write_bytes(printouts.journal_pdf(session, app.config, demo, 2))
+    quarter_text = subprocess.run(
+        ["pdftotext", "-layout", str(quarter), "-"], capture_output=True, text=True
+    ).stdout
+    assert "Математика" in quarter_text and "Көркем еңбек" not in quarter_text
+
+    settings = ArchiveSettings(
+        storage=LocalWormStorage(tmp_path / "archive"),
+        staging_dir=tmp_path / "staging",
+        keys_dir=tmp_path,
+        today=dt.date(2026, 12, 30),
+    )
+    due = [d for d in due_journal_bags(session, school, settings.day()) if d.kind == "journal_half"]
+    (half_bag,) = due
+    bag = plan_bag(session, settings, school, half_bag, log_key)
+    assert bag.key.endswith(f"journal-2026-2027-class{demo.id}-h1.tar")
+    payload, info = bag_content(session, bag, settings)
+    assert f"printouts/journal-class{demo.id}-h1.pdf" in payload
+    assert info["Half-Year"] == "1" and "Quarter" not in info
+
+
+def test_the_demo_calendar_has_kazakhstans_public_holidays(session, demo):
+    import datetime as dt
+
+    from journal.models import Holiday, Lesson
+
+    holidays = {h.name: (h.starts_on, h.ends_on) for h in session.scalars(sa.select(Holiday))}
+    assert holidays["Тәуелсіздік күні"] == (dt.date(2026, 12, 16), dt.date(2026, 12, 17))
+    assert holidays["Наурыз мейрамы"][0] == dt.date(2027, 3, 21)
+    assert {"Халықаралық әйелдер күні", "Жеңіс күні", "Жаңа жыл"} <= holidays.keys()
+    days = set(session.scalars(sa.select(Lesson.date).where(Lesson.class_group_id == demo.id)))
+    for first, last in holidays.values():
+        day = first
+        while day <= last:
+            assert day not in days, day
+            day += dt.timedelta(days=1)
+    assert dt.date(2026, 12, 15) in days and dt.date(2027, 3, 5) in days  # ordinary weekdays

@@ -36,11 +36,11 @@ def parent_of(session, school, *students, role: str = "parent") -> User:
 
 @pytest.fixture
 def marks(world, session):
-    """The child's FO 8 (then corrected to 9), SOR 12/15, an absence, a term grade; and a
-    classmate's FO 3."""
+    """The child's FO 8 (then corrected to 9), SOR 67/100, an absence, the teacher's term
+    grade (FO 45 + SOR 33.5 = 78.5 %, a whole 79 % gives 4); and a classmate's FO 3."""
     fo = world.signed("grade")
     record_entry(session, fo, now=NOW)
-    sor = world.signed("grade", component="SOR", value={"points": 12, "max": 15})
+    sor = world.signed("grade", component="SOR", value={"points": 67, "max": 100})
     record_entry(session, sor, now=NOW)
     absence = world.signed("attendance", value="sick")
     record_entry(session, absence, now=NOW)
@@ -60,7 +60,7 @@ def marks(world, session):
         term=world.q2.id,
         grade=4,
         percent="78.5",
-        rule={"id": "kz-criteria", "version": 1},
+        rule={"id": "kz-criteria", "version": 2},
     )
     record_entry(session, term_grade, now=NOW)
     classmate = world.add_student(last_name="Иванова", first_name="Мария")
@@ -97,8 +97,9 @@ def test_a_parent_sees_their_childs_marks(world, marks, client):
     assert page.status_code == 200
     assert "Өмірзақ Іңкәр" in html
     assert re.search(r'class="value">9</span>\s*<span class="component">FO', html)
-    assert "12/15" in html and "Sick" in html and "corrected" in html
-    assert ">4</a>" in html and "78.5 %" in html  # the term grade and its percent
+    assert "67/100" in html and "Sick" in html and "corrected" in html
+    # The quarter is open: the running percent, marked provisional, and no term grade yet.
+    assert "78.5 %" in html and "(provisional)" in html and ">4</a>" not in html
     assert 'class="value">8<' not in html  # the superseded FO 8 is gone
     assert "Иванова" not in html and 'class="value">3<' not in html
 
@@ -133,9 +134,12 @@ def test_the_api_lists_only_own_children_and_their_marks(world, marks, client, s
     assert [s["id"] for s in listed] == [world.student.id]
     record = client.get(f"/api/portal/students/{world.student.id}").get_json()
     grades = {(g["component"], str(g["value"])) for g in record["grades"]}
-    assert grades == {("FO", "{'score': 9}"), ("SOR", "{'max': 15, 'points': 12}")}
+    assert grades == {("FO", "{'score': 9}"), ("SOR", "{'max': 100, 'points': 67}")}
     assert [a["value"] for a in record["attendance"]] == ["sick"]
-    assert [(t["grade"], t["percent"]) for t in record["term_grades"]] == [(4, "78.5")]
+    assert record["term_grades"] == []  # sealed only when the school closes the quarter
+    assert [(p["percent"], p["result"], p["provisional"]) for p in record["provisional"]] == [
+        ("78.5", "4", True)
+    ]
     corrected = next(g for g in record["grades"] if g.get("corrected"))
     assert corrected["entry_id"] == marks["correction"]
     assert corrected["reason"] == "Жұмыс қайта тексерілді"
@@ -190,7 +194,7 @@ def test_a_proof_checks_out_offline_and_names_no_other_student(
     check = [sys.executable, str(CHECK_PROOF), "entry.json", "entry.tlog-proof", "school.vkey"]
     verified = subprocess.run(check, cwd=tmp_path, capture_output=True, text=True, check=False)
     assert verified.returncode == 0 and verified.stdout.startswith("VERIFIED"), verified.stdout
-    tampered = files["entry.json"].replace(b'"points":12', b'"points":15')
+    tampered = files["entry.json"].replace(b'"points":67', b'"points":97')
     (tmp_path / "entry.json").write_bytes(tampered)
     refused = subprocess.run(check, cwd=tmp_path, capture_output=True, text=True, check=False)
     assert refused.returncode == 1 and "NOT VERIFIED" in refused.stdout
@@ -261,3 +265,21 @@ def test_dates_numbers_and_grade_names_follow_the_language(
     assert f'<html lang="{language}">' in html
     assert day in html and percent in html
     assert f'<span class="component">{component}</span>' in html
+
+
+def test_parents_see_the_quarters_grades_right_after_closing(world, marks, client, session):
+    from journal.year.closing import close_term
+
+    admin = add_user(session, world.school, "school_admin")
+    close_term(session, world.q2, world.log_key, closed_by=admin, now=NOW, reason="test")
+    html = client.get(f"/portal/students/{world.student.id}").get_data(as_text=True)
+    assert ">4</a>" in html and "78.5 %" in html and "(provisional)" not in html
+    record = client.get(f"/api/portal/students/{world.student.id}").get_json()
+    (sealed,) = record["term_grades"]
+    assert (sealed["grade"], sealed["percent"], sealed["sealed"]) == (4, "78.5", True)
+    assert record["provisional"] == []
+    # The sealed grade has its own proof, like any entry.
+    proof = client.get(
+        f"/api/portal/students/{world.student.id}/entries/{sealed['entry_id']}/proof"
+    ).get_json()
+    assert '"kind":"sealed_term_grade"' in proof["leaf"]

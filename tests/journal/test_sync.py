@@ -30,10 +30,11 @@ from werkzeug.test import EnvironBuilder
 from auth.models import DeviceKey
 from exports.queries import term_grades
 from journal.db import db
+from journal.grid.importing import EXPORT_FORMAT, IMPORT_MAX_BYTES
+from journal.grid.shell import PAGES_OWNER_COOKIE
 from journal.ledger import entry as ledger_entry
 from journal.models import Entry, Lesson, TeachingAssignment
 from journal.sync import QuarantinedSubmission, replay_quarantined, upload_batch
-from journal.teacher import EXPORT_FORMAT, IMPORT_MAX_BYTES, PAGES_OWNER_COOKIE
 
 from ..factories import NOW, Device, add_device, add_user, browser_state, build_world
 
@@ -936,3 +937,90 @@ def test_the_openapi_file_is_a_valid_openapi_31_document():
     document = yaml.safe_load(SPEC_PATH.read_text())
     validate(document)
     assert document["openapi"].startswith("3.1")
+
+
+def test_grid_printouts_and_portal_agree_on_sealed_results_statuses_and_half_years(
+    browser, world, app
+):
+    """Issue 14: after closing, the grid, the printed journal and the portal give every pupil
+    the same term result: sealed grades, statuses, incomplete pupils, and by half-year."""
+    from journal.models import AssessmentPlan, Term
+    from journal.year.closing import close_term
+
+    from ..factories import add_user
+    from .test_portal import parent_of
+    from .test_school_setup import sign_in
+
+    exempt, missing = world.add_student(), world.add_student()
+    half = Term(
+        school_year_id=world.year.id,
+        kind="half",
+        number=1,
+        starts_on=world.q1.starts_on,
+        ends_on=world.q2.ends_on,
+    )
+    world.session.add(half)
+    world.session.flush()
+    browser.upload(
+        world.signed("grade", value={"score": 9}),
+        world.signed("grade", component="SOCh", value={"points": 15, "max": 20}),
+        world.signed("grade", student=missing.id, value={"score": 6}),
+        world.signed(
+            "term_grade",
+            student=exempt.id,
+            subject=world.subject.id,
+            term=world.q2.id,
+            status="exempt",
+            reason="medical certificate",
+            rule={"id": "kz-criteria", "version": 2},
+        ),
+    )
+    world.session.add(
+        AssessmentPlan(
+            class_group_id=world.class_group.id,
+            subject_id=world.subject.id,
+            term_id=world.q2.id,
+            soch_planned=True,
+            sor_count=0,
+        )
+    )
+    world.session.flush()
+    admin = add_user(world.session, world.school, "school_admin")
+
+    def compare(term):
+        html = (
+            grid_html(browser, world)
+            if term is world.q2
+            else browser.get(grid_url(world, term)).get_data(as_text=True)
+        )
+        printed = term_grades(world.session, world.class_group, world.log, term, None)
+        shown = {}
+        for student in (world.student, exempt, missing):
+            cell = re.search(
+                rf'<td class="term-grade" data-student="{student.id}" data-percent="([^"]*)" '
+                r'data-grade="[^"]*" data-result="[^"]*" data-code="([^"]*)"',
+                html,
+            )
+            assert cell is not None
+            assert cell.groups() == printed[(world.subject.id, student.id)], student.id
+            shown[student.id] = cell.group(2)
+        return shown
+
+    before = compare(world.q2)
+    # FO 9 (22.5 of 25) and SOCh 15/20 (37.5 of 50), no SOR: 60 of 75 = 80.0 % -> 4.
+    assert before == {world.student.id: "4", exempt.id: "exempt", missing.id: "incomplete"}
+    close_term(world.session, world.q2, world.log_key, closed_by=admin, reason="test")
+    assert compare(world.q2) == before
+    for student in (world.student, exempt, missing):
+        parent_browser = app.test_client()
+        sign_in(parent_browser, parent_of(world.session, world.school, student))
+        sealed = parent_browser.get(f"/api/portal/students/{student.id}").get_json()
+        (result,) = [t for t in sealed["term_grades"] if t["term"] == world.q2.id]
+        assert result["result"] == before[student.id]
+
+    # The same subject graded by half-year: its own term, computed and sealed the same way.
+    world.subject.by_half_year = True
+    world.session.flush()
+    close_term(world.session, world.q1, world.log_key, closed_by=admin, reason="test")
+    close_term(world.session, half, world.log_key, closed_by=admin, reason="test")
+    assert compare(half)[world.student.id] == "4"

@@ -4,7 +4,8 @@ Three devices (two of one teacher, one of a colleague who teaches the same class
 sign entries into their outboxes and sync through POST /api/sync/entries with a session cookie
 and the CSRF header. Between syncs they go offline, send the same entries again, lose the
 server's answer after it committed, send batches in any order, import another device's outbox,
-and correct entries the server has not seen yet (the correction may arrive first).
+and correct entries the server has not seen yet (the correction may arrive first: the server
+refuses it with bad_supersedes and the device keeps it and sends it again, as sync.js does).
 
 Invariant after every step: the journal holds each entry at most once, gap-free, and only
 entries some device made; every answer a device saw names the entry's stored seq. At the end
@@ -43,6 +44,8 @@ SETTINGS = settings(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
 STORED = ("accepted", "duplicate")
+# A correction that overtook its entry: refused, kept in the outbox, sent again later.
+WAITS = ("rejected", "bad_supersedes")
 
 
 @dataclass
@@ -200,9 +203,16 @@ class SyncModel(RuleBasedStateMachine):
     def settle(
         self, device: ModelDevice, batch: list[dict[str, Any]], answer: dict[str, Any]
     ) -> None:
-        """As sync.js: forget accepted and duplicate entries; nothing else may come back."""
-        for submission, result in zip(batch, answer["results"], strict=True):
+        """As sync.js: forget accepted and duplicate entries; keep a correction whose entry the
+        server has not seen yet; nothing else may come back."""
+        stored = {entry_id for entry_id, _seq in self.journal()}
+        for index, (submission, result) in enumerate(zip(batch, answer["results"], strict=True)):
             entry_id = submission["payload"]["entry_id"]
+            if (result["status"], result.get("code")) == WAITS:
+                # Its entry was not stored yet: not at all, or later in this very batch.
+                later = {s["payload"]["entry_id"] for s in batch[index + 1 :]}
+                assert not set(submission["payload"]["supersedes"]) <= stored - later, result
+                continue
             assert result["status"] in STORED, result
             assert result["entry_id"] == entry_id and result["journal"] == self.room.origin
             for other in self.devices:
@@ -236,13 +246,16 @@ class SyncModel(RuleBasedStateMachine):
                 assert seqs.get(entry_id) == seq, f"{device.name} was told seq {seq}"
 
     def teardown(self) -> None:
-        """Everyone comes online and syncs until every outbox is empty."""
+        """Everyone comes online and syncs until every outbox is empty (a correction that
+        waited for another device's entry goes through in a later round)."""
         for device in self.devices:
             device.online = True
-            for _round in range(3):
+        for _round in range(4):
+            for device in self.devices:
                 if device.outbox:
                     batch = list(device.outbox.values())
                     self.settle(device, batch, self.upload(device, batch))
+        for device in self.devices:
             assert not device.outbox
         stored = self.journal()
         union = set().union(*(device.made for device in self.devices))
@@ -344,8 +357,10 @@ def test_sync_keeps_every_entry_once_whatever_the_network_does(model_app: Flask)
 def test_a_correction_that_arrives_before_its_entry_leaves_one_value_in_the_cell(
     model_app: Flask,
 ) -> None:
-    """The phone grades offline; the laptop corrects that grade and syncs first. Both entries
-    are stored, and once the grade arrives the correction is the cell's only head."""
+    """The phone grades offline; the laptop corrects that grade and syncs first. The server
+    refuses the correction (it names an entry it does not hold: bad_supersedes, issue 13) and
+    stores nothing; the laptop keeps it. Once the grade arrives, the correction sent again is
+    stored, once, and is the cell's only head."""
     room, (phone, laptop, _colleague) = new_classroom(model_app)
     fields = {"lesson": room.lessons[0], "student": room.students[0], "component": "FO"}
     grade = sign_entry(phone, room.origin, "grade", {**fields, "value": {"score": 3}})
@@ -363,15 +378,19 @@ def test_a_correction_that_arrives_before_its_entry_leaves_one_value_in_the_cell
     )
     laptop_client, laptop_csrf = signed_in(model_app, laptop)
     phone_client, phone_csrf = signed_in(model_app, phone)
-    first = post_batch(laptop_client, laptop_csrf, [correction])
+    early = post_batch(laptop_client, laptop_csrf, [correction])
+    assert [(r["status"], r["code"]) for r in early["results"]] == [WAITS]
     second = post_batch(phone_client, phone_csrf, [grade])
-    assert [r["status"] for r in first["results"] + second["results"]] == ["accepted"] * 2
-    assert second["conflicts"] == []  # one head: the correction
+    again = post_batch(laptop_client, laptop_csrf, [correction])
+    assert [r["status"] for r in second["results"] + again["results"]] == ["accepted"] * 2
+    assert again["conflicts"] == []  # one head: the correction
+    twice = post_batch(laptop_client, laptop_csrf, [correction])
+    assert [r["status"] for r in twice["results"]] == ["duplicate"]
     with model_app.app_context():
         stored = db.session.scalars(
             sa.select(Entry.entry_id).where(Entry.log_id == room.log_id).order_by(Entry.seq)
         ).all()
-    assert stored == [correction["payload"]["entry_id"], grade["payload"]["entry_id"]]
+    assert stored == [grade["payload"]["entry_id"], correction["payload"]["entry_id"]]
 
 
 def post_batch(client: FlaskClient, csrf: str, batch: list[dict[str, Any]]) -> dict[str, Any]:

@@ -76,6 +76,16 @@ class GridApp {
     return `${layer}:${lesson}:${this.students[row].id}`;
   }
 
+  // The school's date on this device's clock (the server refuses later lessons anyway).
+  today() {
+    this.dayFormat ??= new Intl.DateTimeFormat("en-CA", { timeZone: this.state.timeZone });
+    return this.dayFormat.format(new Date());
+  }
+
+  future(col) {
+    return this.lessons[col].date > this.today();
+  }
+
   enrolled(row, col) {
     if (row < 0) return true;
     const day = this.lessons[col].date;
@@ -161,6 +171,7 @@ class GridApp {
 
   renderTermGrades() {
     for (const td of this.table.querySelectorAll("tbody td.term-grade")) {
+      if (td.dataset.sealed === "1") continue;
       const student = Number(td.dataset.student);
       let state = "0";
       if (this.termConfirmed.has(student)) state = "1";
@@ -184,29 +195,51 @@ class GridApp {
       return;
     }
     const button = this.confirmButton;
-    const waiting = [...this.table.querySelectorAll("tbody td.term-grade")].filter(
-      (td) => td.dataset.grade !== "" && td.dataset.confirmed === "0",
+    const cells = [...this.table.querySelectorAll("tbody td.term-grade")];
+    // New confirmations, and confirmations the marks no longer give (signed again with a
+    // reason, superseding the old one). Incomplete pupils and statuses are left alone.
+    const fresh = cells.filter(
+      (td) => (td.dataset.grade !== "" || td.dataset.result !== "") && td.dataset.confirmed === "0",
     );
-    if (!waiting.length) {
+    const stale = cells.filter(
+      (td) => td.dataset.stale === "1" && /^(\d+|pass|fail)$/.test(td.dataset.now),
+    );
+    if (!fresh.length && !stale.length) {
       this.say(this.t.termNothing);
       return;
     }
+    let reason = null;
+    if (stale.length) {
+      reason = await this.askReason(false);
+      if (!reason) return;
+    }
     this.confirming = true;
     let queued = 0;
+    const sign = (td, value, percent, extra) => {
+      const fields = {
+        journal: this.state.journal,
+        author: this.state.author,
+        kind: "term_grade",
+        student: Number(td.dataset.student),
+        subject: Number(button.dataset.subject),
+        term: Number(button.dataset.term),
+        percent: percent === "" ? null : percent,
+        rule: { id: button.dataset.ruleId, version: Number(button.dataset.ruleVersion) },
+        ...extra,
+      };
+      if (/^\d+$/.test(value)) fields.grade = Number(value);
+      else fields.result = value;
+      return this.queue(fields);
+    };
     try {
-      for (const td of waiting) {
-        const ok = await this.queue({
-          journal: this.state.journal,
-          author: this.state.author,
-          kind: "term_grade",
-          student: Number(td.dataset.student),
-          subject: Number(button.dataset.subject),
-          term: Number(button.dataset.term),
-          percent: td.dataset.percent === "" ? null : td.dataset.percent,
-          grade: Number(td.dataset.grade),
-          rule: { id: button.dataset.ruleId, version: Number(button.dataset.ruleVersion) },
-        });
-        if (!ok) break;
+      for (const td of fresh) {
+        const value = td.dataset.grade !== "" ? td.dataset.grade : td.dataset.result;
+        if (!(await sign(td, value, td.dataset.percent, {}))) break;
+        queued += 1;
+      }
+      for (const td of stale) {
+        const extra = { supersedes: [td.dataset.entry], reason };
+        if (!(await sign(td, td.dataset.now, td.dataset.nowPercent, extra))) break;
         queued += 1;
       }
     } finally {
@@ -214,6 +247,42 @@ class GridApp {
     }
     this.renderTermGrades();
     if (queued) this.say(format(this.t.termQueued, { n: queued }));
+  }
+
+  // Once every term is closed: sign the year results the server computed from the sealed term
+  // results (grades or pass/fail; statuses are signed one by one with a reason elsewhere).
+  async confirmYearGrades() {
+    const button = document.getElementById("confirm-year");
+    if (!button || this.confirming) return;
+    if (!this.key) {
+      this.say(this.t.noKey);
+      return;
+    }
+    const waiting = [...document.querySelectorAll("#year-grades td.year-grade")].filter(
+      (td) => td.dataset.confirmed === "0" && /^(\d+|pass|fail)$/.test(td.dataset.code),
+    );
+    this.confirming = true;
+    let queued = 0;
+    try {
+      for (const td of waiting) {
+        const fields = {
+          journal: this.state.journal,
+          author: this.state.author,
+          kind: "year_grade",
+          student: Number(td.dataset.student),
+          subject: Number(button.dataset.subject),
+          rule: { id: button.dataset.ruleId, version: Number(button.dataset.ruleVersion) },
+        };
+        if (/^\d+$/.test(td.dataset.code)) fields.grade = Number(td.dataset.code);
+        else fields.result = td.dataset.code;
+        if (!(await this.queue(fields))) break;
+        td.dataset.confirmed = "pending";
+        queued += 1;
+      }
+    } finally {
+      this.confirming = false;
+    }
+    this.say(queued ? format(this.t.yearQueued, { n: queued }) : this.t.termNothing);
   }
 
   renderCounter() {
@@ -291,6 +360,10 @@ class GridApp {
         this.say(this.t.notEnrolled);
         return;
       }
+      if (this.future(this.col)) {
+        this.say(this.t.futureLesson);
+        return;
+      }
       this.buffer += key;
       this.renderCell(this.row, this.col);
     }
@@ -356,6 +429,11 @@ class GridApp {
     if (heads.length === 1 && sameValue(heads[0].v, value)) return true;
     const [layer, lesson, student] = cell.split(":");
     const kind = layer === "att" ? "attendance" : layer === "topic" ? "topic" : "grade";
+    const col = this.lessons.findIndex((item) => item.id === Number(lesson));
+    if (kind !== "topic" && col >= 0 && this.future(col)) {
+      this.say(this.t.futureLesson);
+      return false;
+    }
     const fields = { journal: this.state.journal, author: this.state.author, lesson: Number(lesson) };
     if (kind !== "topic") fields.student = Number(student);
     if (kind === "grade") fields.component = layer;
@@ -656,6 +734,9 @@ class GridApp {
     });
     document.getElementById("export").addEventListener("click", () => this.exportUnsynced());
     this.confirmButton?.addEventListener("click", () => this.confirmTermGrades());
+    document
+      .getElementById("confirm-year")
+      ?.addEventListener("click", () => this.confirmYearGrades());
     this.info.addEventListener("click", async (event) => {
       const button = event.target.closest("button.discard");
       if (!button) return;

@@ -66,10 +66,15 @@ export class Syncer extends EventTarget {
     });
   }
 
+  // A correction that overtook the entry it corrects (another device still offline) is
+  // refused with bad_supersedes and kept: it goes again with every sync until it is stored.
   async drain(everything) {
     if (this.author === null || this.author === undefined) return true; // nobody's to send
     const records = (await outboxRecords(this.author)).filter(
-      (record) => everything || record.state === "pending",
+      (record) =>
+        everything ||
+        record.state === "pending" ||
+        (record.state === "rejected" && record.code === "bad_supersedes"),
     );
     for (let start = 0; start < records.length; start += BATCH_SIZE) {
       if (!(await this.send(records.slice(start, start + BATCH_SIZE)))) return false;
