@@ -142,6 +142,8 @@ def journal_verify(journal_id: int) -> None:
 @click.argument("journal_ids", type=int, nargs=-1)
 def journal_checkpoint(journal_ids: tuple[int, ...]) -> None:
     """Sign a checkpoint of each log that grew (all logs when no id is given)."""
+    from archive.timestamps import TimestampError
+
     from .services import cut_checkpoint, latest_checkpoint
 
     session = db.session
@@ -154,7 +156,10 @@ def journal_checkpoint(journal_ids: tuple[int, ...]) -> None:
         school = session.get_one(School, log.school_id)
         log_key = load_log_key(current_app.config["KEYS_DIR"], school.domain)
         before = latest_checkpoint(session, log)
-        checkpoint = cut_checkpoint(session, log, log_key)
+        try:
+            checkpoint = cut_checkpoint(session, log, log_key)
+        except TimestampError as exc:
+            raise click.ClickException(f"{log.origin}: no checkpoint cut: {exc}") from None
         fresh = before is None or before.id != checkpoint.id
         click.echo(
             f"{log.origin}: {'new' if fresh else 'unchanged'} checkpoint at size {checkpoint.size}"
@@ -167,6 +172,8 @@ def journal_checkpoint(journal_ids: tuple[int, ...]) -> None:
 @click.argument("quarter", type=click.IntRange(1, 4))
 def journal_close_term(school_year_id: int, quarter: int) -> None:
     """Close a quarter: checkpoint every journal of the year and record it in the ledger log."""
+    from archive.timestamps import TimestampError
+
     from .models import SchoolYear, Term
     from .services import TermError, close_term
 
@@ -181,13 +188,14 @@ def journal_close_term(school_year_id: int, quarter: int) -> None:
         raise click.BadParameter(f"no quarter {quarter} in school year {school_year_id}")
     school = session.get_one(School, year.school_id)
     try:
-        closures = close_term(
-            session,
-            term,
-            load_log_key(current_app.config["KEYS_DIR"], school.domain),
-            closed_by=None,
-        )
-    except TermError as exc:
+        with session.begin_nested():  # a failed close leaves nothing half done behind
+            closures = close_term(
+                session,
+                term,
+                load_log_key(current_app.config["KEYS_DIR"], school.domain),
+                closed_by=None,
+            )
+    except (TermError, TimestampError) as exc:
         raise click.ClickException(str(exc)) from exc
     session.commit()
     click.echo(f"closed quarter {quarter} of {year.name}: {len(closures)} journal(s) sealed")

@@ -27,6 +27,7 @@ from sqlalchemy.exc import OperationalError
 from wtforms import IntegerField, SelectChoice, SelectField, TextAreaField
 from wtforms.validators import DataRequired, Length, Optional
 
+from archive.timestamps import TimestampError
 from auth.access import current_user, login_required, public, roles_required
 from auth.services import record_access
 
@@ -125,14 +126,18 @@ def close_term_view(term_id: int) -> Any:
         abort(404)
     school = db.session.get_one(School, school_id)
     try:
-        close_term(
-            db.session,
-            term,
-            load_log_key(current_app.config["KEYS_DIR"], school.domain),
-            closed_by=current_user(),
-        )
+        with db.session.begin_nested():  # a failed close leaves nothing half done behind
+            close_term(
+                db.session,
+                term,
+                load_log_key(current_app.config["KEYS_DIR"], school.domain),
+                closed_by=current_user(),
+            )
     except TermError as exc:
         flash(str(exc), "error")
+        return redirect(url_for("journal.terms"))
+    except TimestampError:
+        flash(_("The timestamp authority did not answer: the quarter is still open."), "error")
         return redirect(url_for("journal.terms"))
     record_access(
         db.session,
