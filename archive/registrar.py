@@ -94,14 +94,24 @@ def ledger_bag_keys(storage: ArchiveStorage) -> Iterator[str]:
 
 
 def find_records(
-    storage: ArchiveStorage, query: Query, *, trusted_vkeys: set[str]
+    storage: ArchiveStorage,
+    query: Query,
+    *,
+    trusted_vkeys: set[str],
+    pinned: Mapping[str, str | None] | None = None,
 ) -> list[FoundRecord]:
     """Search every archived ledger bag. A bag counts only when it verifies against a school key
-    the registrar trusts (``trusted_vkeys``): a bag's own key file proves nothing."""
+    the registrar trusts (``trusted_vkeys``): a bag's own key file proves nothing.
+
+    ``pinned`` maps the keys of ledger bags this server sealed to the version it wrote: those are
+    read by that version, even when another version was put on top or a delete marker hides them.
+    Other ledger bags in the store (sealed by a server whose database is gone) are read as found.
+    """
+    pinned = dict(pinned or {})
     found: list[FoundRecord] = []
-    for key in ledger_bag_keys(storage):
+    for key in sorted(set(ledger_bag_keys(storage)) | set(pinned)):
         with tempfile.TemporaryDirectory() as tmp:
-            bag_dir = fetch_bag(storage, key, Path(tmp))  # BagIt-validated
+            bag_dir = fetch_bag(storage, key, Path(tmp), pinned.get(key))  # BagIt-validated
             found.extend(_records_in_bag(key, bag_dir, query, trusted_vkeys))
     found.sort(key=lambda r: (r.school_year, r.origin, r.seq))
     return found

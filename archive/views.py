@@ -204,6 +204,18 @@ def _trusted_vkeys() -> set[str]:
     return keys
 
 
+def _pinned_ledger_bags() -> dict[str, str | None]:
+    """The ledger bags this server sealed, by key, with the version it wrote (read that one)."""
+    from .models import ArchivedBag
+
+    rows = db.session.execute(
+        select(ArchivedBag.key, ArchivedBag.version_id).where(
+            ArchivedBag.kind == "ledger_year", ArchivedBag.state == "sealed"
+        )
+    )
+    return {key: version_id for key, version_id in rows}
+
+
 @bp.route("/registrar", methods=["GET", "POST"])
 @roles_required("registrar")
 def registrar() -> Any:
@@ -215,7 +227,10 @@ def registrar() -> Any:
         if query is not None:
             try:
                 records = find_records(
-                    storage_from_config(current_app.config), query, trusted_vkeys=_trusted_vkeys()
+                    storage_from_config(current_app.config),
+                    query,
+                    trusted_vkeys=_trusted_vkeys(),
+                    pinned=_pinned_ledger_bags(),
                 )
             except RegistrarError as exc:
                 error = str(exc)

@@ -123,3 +123,23 @@ def test_no_checkpoint_without_its_timestamp_when_the_tsa_is_down(
     answer = parent.get(f"/api/portal/students/{world.student.id}/entries/{entry_id}/proof")
     assert answer.status_code == 409 and "timestamp authority" in answer.json["message"]
     assert new_checkpoints() == []
+
+
+def test_the_archive_run(app, session, tsa_configured, new_checkpoints, tmp_path, monkeypatch):
+    """Quarter bags, the summary-ledger records and the checkpoint that ends the run."""
+    from tests.archive.school import build_past_school
+
+    for name, value in {
+        "TSA_CA_CERTS": str(tsa_configured.ca_cert),
+        "ARCHIVE_LOCAL_ROOT": str(tmp_path / "store"),
+        "ARCHIVE_STAGING_DIR": str(tmp_path / "staging"),
+    }.items():
+        monkeypatch.setitem(app.config, name, value)
+    past = build_past_school(session, app.config["KEYS_DIR"], classes=1)
+    result = app.test_cli_runner().invoke(args=["archive", "run"])
+    assert result.exit_code == 0 and "6 bag(s) sealed" in result.output, result.output
+    checkpoints = new_checkpoints()
+    assert {c.log_id for c in checkpoints} == {past.logs[0].id, past.ledger.id}
+    stamped(checkpoints, tsa_configured, len(checkpoints))
+    session.refresh(past.ledger)
+    assert max(c.size for c in checkpoints if c.log_id == past.ledger.id) == past.ledger.size

@@ -43,6 +43,7 @@ def _environment(app: Any, tmp_path: Path) -> dict[str, str]:
         "JOURNAL_KEYS_DIR": config["KEYS_DIR"],
         "JOURNAL_ARCHIVE_STORAGE": "local",
         "JOURNAL_ARCHIVE_LOCAL_ROOT": str(tmp_path / "store"),
+        "JOURNAL_ARCHIVE_LOCAL_IMMUTABLE": "false",
         "JOURNAL_ARCHIVE_STAGING_DIR": str(tmp_path / "staging"),
         "JOURNAL_IIN_ENCRYPTION_KEY": config["IIN_ENCRYPTION_KEY"],
         "JOURNAL_IIN_HMAC_KEY": config["IIN_HMAC_KEY"],
