@@ -12,7 +12,7 @@ import datetime as dt
 import json
 import tempfile
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,8 @@ from sqlalchemy.orm import Session
 from auth.models import User
 from exports.documents import LedgerDocument, LedgerRow, ProofBundle
 from exports.pdf import render_ledger_pdf
-from exports.printouts import pdf_signer, pdf_timestamper
+from exports.printouts import pdf_timestamper, with_files
+from exports.signing import anchor_for, printout_file
 from journal.db import utcnow
 from journal.keys import load_log_key
 from journal.ledger import merkle, note, tlogproof
@@ -230,7 +231,19 @@ def issue_extract(
             f"the school {domain} is not registered on this server: restore it first"
         )
     document = extract_document(records, generated_at=now)
-    data = render_ledger_pdf(document, pdf_signer(config, school), pdf_timestamper(config))
+    signer, anchor = anchor_for(session, config, school)  # who may sign for the school
+    assert document.proof is not None
+    described = printout_file(
+        {
+            "document": "duplicate_extract",
+            "school_years": sorted({r.school_year for r in records}),
+            "log": document.proof.origin,
+            "records": [r.seq for r in records],
+            "checkpoint_size": document.proof.tree_size,
+        }
+    )
+    proof = with_files(document.proof, *anchor.files, described)
+    data = render_ledger_pdf(replace(document, proof=proof), signer, pdf_timestamper(config))
     append_ledger_record(
         session,
         school,

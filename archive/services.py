@@ -86,6 +86,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cryptography import x509
 from sqlalchemy import Connection, Engine, func, select
 from sqlalchemy.orm import Session
 
@@ -157,6 +158,8 @@ class ArchiveSettings:
     timestamper: TimestampAuthority | None = None
     tsa_ca_certs: Path | None = None
     today: dt.date | None = None
+    # Roots whose PDF signatures count without a registration (PDF_TRUST_ROOTS: PEM files).
+    pdf_trust: tuple[x509.Certificate, ...] = ()
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any], instance_path: str | Path) -> ArchiveSettings:
@@ -169,6 +172,7 @@ class ArchiveSettings:
                 "nobody can check the tokens' certificate chains from the bag alone"
             )
         return cls(
+            pdf_trust=pdf_trust_roots(config),
             storage=storage_from_config(config),
             staging_dir=Path(
                 config.get("ARCHIVE_STAGING_DIR") or Path(instance_path) / "archive-staging"
@@ -180,6 +184,22 @@ class ArchiveSettings:
 
     def day(self) -> dt.date:
         return self.today or utcnow().date()
+
+
+def pdf_trust_roots(config: Mapping[str, Any]) -> tuple[x509.Certificate, ...]:
+    """``PDF_TRUST_ROOTS``: PEM files (a list, or one path) of the roots whose PDF signatures
+    count without a registration in the school ledger log, e.g. the national certificate
+    authority's for qualified signatures. ValueError when a file holds no certificate."""
+    value = config.get("PDF_TRUST_ROOTS") or ()
+    paths = [value] if isinstance(value, str | Path) else list(value)
+    roots: list[x509.Certificate] = []
+    for path in paths:
+        try:
+            found = x509.load_pem_x509_certificates(Path(path).read_bytes())
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"PDF_TRUST_ROOTS {path}: {exc}") from None
+        roots += found
+    return tuple(roots)
 
 
 def storage_label(storage: ArchiveStorage) -> str:
@@ -252,6 +272,23 @@ def printouts_for(session: Session, class_group: ClassGroup, term: Term | None) 
         return dict(render_printouts(session, class_group, term))
     except LookupError as exc:
         raise ArchiveError(f"cannot print {class_group.name}: {exc}") from exc
+
+
+def signer_chain_files(session: Session, school: School) -> dict[str, bytes]:
+    """``keys/pdf-signer.pem`` (the certificate that signs the printouts) and ``keys/pdf-ca.pem``
+    (the certificates that issued it): what ``pdfsig -nssdir`` needs to call it trusted."""
+    from flask import current_app
+
+    from exports.signing import chain_pem, school_signer
+
+    try:
+        signer_pem, issuers_pem = chain_pem(school_signer(current_app.config, school))
+    except LookupError as exc:
+        raise ArchiveError(f"cannot print for {school.domain}: {exc}") from exc
+    files = {"keys/pdf-signer.pem": signer_pem}
+    if issuers_pem:
+        files["keys/pdf-ca.pem"] = issuers_pem
+    return files
 
 
 # --------------------------------------------------------------------------- planning
@@ -471,6 +508,7 @@ def bag_content(
 
     class_group = session.get(ClassGroup, bag.class_group_id) if bag.class_group_id else None
     term = session.get(Term, bag.term_id) if bag.term_id else None
+    files.update(signer_chain_files(session, school))
     if class_group is not None:
         printouts = printouts_for(session, class_group, term)
         files.update({f"printouts/{name}": data for name, data in printouts.items()})
@@ -500,8 +538,11 @@ def bag_content(
     }
     if class_group is not None:
         info["Class-Name"] = class_group.name
+        info["Class-Id"] = str(class_group.id)
     if term is not None:
         info["Quarter"] = str(term.number)
+    # The printouts the bag must hold: a verifier fails a bag where one is missing or added.
+    info["Printouts"] = " ".join(sorted(name for name in files if name.startswith("printouts/")))
     return files, info
 
 
@@ -651,6 +692,7 @@ def verify_stored_bag(bag: ArchivedBag, settings: ArchiveSettings, vkey: str) ->
         note.parse_vkey(vkey),
         subject=bag.key,
         openssl="openssl" if shutil.which("openssl") else None,
+        trust=settings.pdf_trust,
     )
     report.checks += shipped.checks
     return report

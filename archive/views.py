@@ -135,12 +135,15 @@ def verify_page() -> Any:
     if len(data) > max_upload:
         return _render(form, error=_too_large_message(), status=413)
     name = upload.filename or "upload"
+    from .services import pdf_trust_roots
+
     report = verify_upload(
         data,
         verifier,
         name=name,
         max_files=_limit("ARCHIVE_INSPECT_MAX_FILES", DEFAULT_MAX_FILES),
         max_bytes=_limit("ARCHIVE_INSPECT_MAX_UNPACKED", DEFAULT_MAX_UNPACKED),
+        trust=pdf_trust_roots(current_app.config),  # PDF_TRUST_ROOTS, e.g. the national CA's
     )
     digest = hashlib.sha256(data).hexdigest()
     user = current_user()

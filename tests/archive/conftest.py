@@ -83,3 +83,18 @@ def s3_client(seaweedfs: SeaweedFS) -> Iterator[Any]:
 def lock_bucket(s3_client: Any) -> str:
     """A fresh bucket name per test (created by the test through ``ensure_bucket``)."""
     return "archive-" + secrets.token_hex(6)
+
+
+@pytest.fixture(scope="session")
+def real_bags(
+    tmp_path_factory: pytest.TempPathFactory, databases: Any, local_tsa: LocalTSA
+) -> Any:
+    """Bags made by the archive job (tests/archive/real_bags.py), once per test session."""
+    from tests.archive.real_bags import build_real_bags
+
+    return build_real_bags(
+        tmp_path_factory.mktemp("real-bags"),
+        databases.create("sqlite"),
+        local_tsa.url,
+        local_tsa.ca_cert,
+    )

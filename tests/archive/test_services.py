@@ -110,17 +110,21 @@ def test_run_seals_every_closed_quarter_finished_year_and_the_ledger(
         assert stored[bag.key].retain_until == dt.datetime.combine(
             bag.retain_until, dt.time(), dt.UTC
         )
-    # The ledger bag was sealed last, after the seals it holds were recorded.
-    # Then each student's summary-ledger record (what registrars issue duplicates from).
+    # The first printout registered the school's PDF certificate; the ledger bag was sealed
+    # last, after the seals it holds were recorded. Then each student's summary-ledger record
+    # (what registrars issue duplicates from).
     records = ledger_records(session, past)
     students = sum(1 for r in records if r["kind"] == "ledger_record")
     assert students > 0
     assert [r["kind"] for r in records] == (
-        ["journal_sealed"] * 10 + ["ledger_record"] * students + ["ledger_sealed"]
+        ["pdf_signer_registered"]
+        + ["journal_sealed"] * 10
+        + ["ledger_record"] * students
+        + ["ledger_sealed"]
     )
     ledger_bag = extract(settings.storage, sealed["ledger-2024-2025"].key, tmp_path / "out")
     held = (ledger_bag / "data" / "entries.jsonl").read_bytes().count(b"\n")
-    assert held == 10 + students == sealed["ledger-2024-2025"].checkpoint_size
+    assert held == 11 + students == sealed["ledger-2024-2025"].checkpoint_size
     # Every bag carries its signed printouts.
     printouts = sorted(p.name for p in (ledger_bag / "data" / "printouts").rglob("*.pdf"))
     assert printouts == [f"ledger-class{c.id}.pdf" for c in past.classes]
@@ -577,7 +581,8 @@ def test_a_bag_whose_token_does_not_verify_is_never_sealed(
     assert all("failed verification after upload" in failure for failure in outcome.failed)
     assert "imprint does not match" in outcome.failed[0]
     assert "sealed" not in {bag.state for bag in bags(session, past).values()}
-    assert session.scalar(sa.select(Log.size).where(Log.id == past.ledger.id)) == 0
+    # The ledger log holds the PDF certificate's registration and no seal.
+    assert [r["kind"] for r in ledger_records(session, past)] == ["pdf_signer_registered"]
 
 
 @pytest.fixture
