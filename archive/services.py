@@ -442,13 +442,16 @@ def _source_files(directory: Path, target: str) -> dict[str, bytes]:
 
 
 def verifier_files() -> dict[str, bytes]:
-    """``verify/`` and ``VERIFY.md``: the standalone verifier, the ledger package it imports and
-    its instructions, as they are in this version of the code."""
+    """``verify/``, ``VERIFY.md`` and ``FORMATS.md``: the standalone verifier, the ledger package
+    it imports, its instructions and the formats, as they are in this version of the code."""
     files = _source_files(_REPO / "archive" / "verify", "verify")
     files.update(_source_files(_REPO / "journal" / "ledger", "verify/ledger"))
     instructions = _REPO / "archive" / "verify" / "VERIFY.md"
     if instructions.is_file():
         files["VERIFY.md"] = instructions.read_bytes()
+    formats = _REPO / "docs" / "formats.md"  # the exact formats, for whoever has only the bag
+    if formats.is_file():
+        files["FORMATS.md"] = formats.read_bytes()
     return files
 
 

@@ -44,13 +44,14 @@ DEFAULT_MAX_UPLOAD = 256 * 1024 * 1024  # ARCHIVE_INSPECT_MAX_UPLOAD: bytes of t
 DEFAULT_MAX_UNPACKED = 1024 * 1024 * 1024  # ARCHIVE_INSPECT_MAX_UNPACKED: bytes once unpacked
 DEFAULT_MAX_FILES = 20_000  # ARCHIVE_INSPECT_MAX_FILES: files in a bag
 CHECK_TITLES = {
+    "identity": _l("Which bag this is"),
     "bag": _l("BagIt structure and manifests"),
     "seal": _l("Seal by the school's key"),
     "keys": _l("Keys in the package"),
     "log": _l("Entries, checkpoints and consistency proofs"),
     "certificates": _l("Certificates in the package"),
     "timestamps": _l("RFC 3161 timestamps"),
-    "printouts": _l("Printouts: signatures and embedded records"),
+    "printouts": _l("Printouts: signer, class and period, embedded records"),
     "pdf": _l("Printout: signatures and embedded records"),
 }
 STATUS_LABELS = {OK: _l("OK"), WARNING: _l("Warning"), FAILED: _l("Failed")}

@@ -84,10 +84,17 @@ class AuditReport:
 
     def summary(self) -> str:
         if self.ok:
+            covered = max(self.checkpoints_checked, default=0)
+            # Not a failure (entries arrive between checkpoints), but never silent.
+            uncovered = (
+                f"; the last {self.size - covered} entries are under no checkpoint yet"
+                if covered < self.size
+                else ""
+            )
             return (
                 f"OK {self.origin}: {self.size} entries, root "
                 f"{base64.b64encode(self.root).decode()}, "
-                f"{len(self.checkpoints_checked)} checkpoint(s) verified"
+                f"{len(self.checkpoints_checked)} checkpoint(s) verified{uncovered}"
             )
         first = self.first_bad_seq
         head = f"FAILED {self.origin}" + (f": first bad seq {first}" if first is not None else "")

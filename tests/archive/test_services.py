@@ -188,6 +188,10 @@ def test_a_journal_bag_holds_the_log_keys_and_verifier(
         Path("journal/ledger/audit.py").read_bytes()
     )
     assert (data / "VERIFY.md").read_bytes() == Path("archive/verify/VERIFY.md").read_bytes()
+    assert (data / "FORMATS.md").read_bytes() == Path("docs/formats.md").read_bytes()
+    # The printouts' signer and its issuer, for pdfsig's certificate database.
+    assert (data / "keys" / "pdf-signer.pem").read_bytes().startswith(b"-----BEGIN CERTIFICATE")
+    assert (data / "keys" / "pdf-ca.pem").read_bytes().startswith(b"-----BEGIN CERTIFICATE")
     assert (data / "verify" / "verify.py").is_file() and (bag_dir / "bag-seal.note").is_file()
     info = (bag_dir / "bag-info.txt").read_text()
     for line in (
@@ -266,6 +270,7 @@ def test_the_ledger_log_with_archive_records_verifies(
     assert verify_journal(session, past.ledger).ok
     result = app.test_cli_runner().invoke(args=["journal", "verify", str(past.ledger.id)])
     assert result.exit_code == 0 and result.output.startswith("OK "), result.output
+    assert "under no checkpoint" not in result.output  # the run ended with a checkpoint
 
 
 def test_a_key_that_is_not_the_schools_fails_the_school_and_writes_nothing(
