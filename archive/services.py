@@ -545,7 +545,9 @@ def bag_content(
     if term is not None:
         info["Quarter"] = str(term.number)
     # The printouts the bag must hold: a verifier fails a bag where one is missing or added.
-    info["Printouts"] = " ".join(sorted(name for name in files if name.startswith("printouts/")))
+    printouts = sorted(name for name in files if name.startswith("printouts/"))
+    if printouts:
+        info["Printouts"] = " ".join(printouts)
     return files, info
 
 
