@@ -51,22 +51,35 @@ package.
 
 A rerun skips sealed bags, so running twice stores nothing twice. One school is archived at a
 time under a PostgreSQL advisory transaction lock held on its own connection (:func:`school_lock`;
-a no-op on SQLite, whose writers queue on the database lock anyway).
+a no-op on SQLite, whose writers queue on the database lock anyway). A bag (or a class's summary
+ledger) that fails is named in the outcome and the rest of the school goes on; a year's ledger
+bag waits until all its journal bags are sealed. The upload pins the version the store wrote
+(``ArchivedBag.version_id``, also in the seal record): every later read names it. Every run that
+added ledger records ends with a signed, timestamped ledger checkpoint (:func:`checkpoint_ledger`).
 
-**Expiry** (:func:`expire_school`) deletes sealed journal bags whose retain-until has come, and
-never earlier (the app checks, and the store refuses on its own); each destruction is a
-:class:`~archive.models.BagDestruction` row and a ``package_destroyed`` record in the ledger log.
-Ledger bags are never expired by it.
+**Expiry** (:func:`expire_school`) deletes the pinned version of sealed journal bags whose
+retain-until has come, and never earlier (the app checks, and the store refuses on its own); each
+destruction is a :class:`~archive.models.BagDestruction` row and a ``package_destroyed`` record in
+the ledger log. A bag the store does not hold as pinned (missing, hidden by a delete marker,
+replaced by a newer version) is not destroyed: it is an ``integrity_incident`` record. Ledger bags
+are never expired by it.
 
-**Ledger records** (``journal_sealed``, ``ledger_sealed``, ``package_destroyed``) are made by the
-server with :func:`journal.services.append_ledger_record`: signed with the school log key (checked
-against the school's published vkey first), ``device_id`` = its kid, ``author`` null. They verify
-with ``flask journal verify <ledger log id>`` like any other log.
+**Audit** (:func:`audit_school`, ``flask archive audit`` and ``backup drill``) reads every bag back
+by its pinned version, verifies it completely, compares the store's objects and versions with the
+records, and records the result as an ``archive_audited`` record (and an
+:class:`~archive.models.ArchiveAudit` row).
+
+**Ledger records** (``journal_sealed``, ``ledger_sealed``, ``package_destroyed``,
+``integrity_incident``, ``archive_audited``; ``docs/formats.md`` §10) are made by the server with
+:func:`journal.services.append_ledger_record`: signed with the school log key (checked against the
+school's published vkey first), ``device_id`` = its kid, ``author`` null. They verify with
+``flask journal verify <ledger log id>`` like any other log.
 
 Configuration read by :meth:`ArchiveSettings.from_config`: ``ARCHIVE_STORAGE`` and friends
 (``archive/storage.py``), ``ARCHIVE_STAGING_DIR`` (default ``<instance>/archive-staging``),
-``KEYS_DIR``, ``TSA_URL`` (+ ``TSA_TIMEOUT``) and ``TSA_CA_CERTS`` (a PEM file with the TSA's CA
-certificate(s): copied into each bag as ``data/keys/tsa-ca.pem`` and used to verify tokens).
+``KEYS_DIR``, ``TSA_URL`` (+ ``TSA_TIMEOUT``), ``TSA_CA_CERTS`` (a PEM file with the TSA's CA
+certificate(s): copied into each bag as ``data/keys/tsa-ca.pem`` and used to verify tokens) and
+``PDF_TRUST_ROOTS`` (roots whose PDF signatures count without a registration).
 """
 
 from __future__ import annotations
