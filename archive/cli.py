@@ -1,4 +1,5 @@
-"""Operator commands: ``flask --app wsgi archive run|expire`` and ``backup create|restore|drill``.
+"""Operator commands: ``flask --app wsgi archive run|expire|audit`` and ``backup
+create|restore|drill`` (the drill also runs the archive audit).
 
 Each command reads the configuration, calls the services and reports; the archive services commit
 per step themselves (a crash loses at most one step, see ``archive/services.py``).
@@ -18,7 +19,9 @@ from flask.cli import AppGroup
 
 from journal.db import db
 
-archive_cli = AppGroup("archive", help="Archive packages on write-once storage: run, expire.")
+archive_cli = AppGroup(
+    "archive", help="Archive packages on write-once storage: run, expire, audit."
+)
 backup_cli = AppGroup("backup", help="Encrypted database backups: create, restore, drill.")
 
 
@@ -51,9 +54,11 @@ def archive_run(domains: tuple[str, ...]) -> None:
     """
     from .services import run_archive
 
+    settings = _settings()
     outcomes = run_archive(
-        db.session, _settings(), domains=list(domains) or None, progress=_progress
+        db.session, settings, domains=list(domains) or None, progress=_progress
     )
+    _say_write_once(settings)
     failed = False
     for outcome in outcomes:
         if outcome.locked:
@@ -65,9 +70,56 @@ def archive_run(domains: tuple[str, ...]) -> None:
             click.echo(f"{outcome.domain}: {len(outcome.sealed)} bag(s) sealed")
             for key in outcome.sealed:
                 click.echo(f"  sealed {key}")
+            for problem in outcome.failed:
+                failed = True
+                click.echo(f"  FAILED {problem} (the rest of the school went on)", err=True)
     if not outcomes:
         click.echo("no schools to archive")
     sys.exit(1 if failed else 0)
+
+
+def _say_write_once(settings: Any) -> None:
+    note = settings.storage.write_once_note()
+    if note:
+        click.echo(f"WARNING: {note}", err=True)
+
+
+@archive_cli.command("audit")
+@click.option("--school", "domains", multiple=True, help="Only this school (domain); repeatable.")
+def archive_audit(domains: tuple[str, ...]) -> None:
+    """Read back every stored bag by its pinned version and verify it; report missing objects,
+    replaced current versions, delete markers and unexpected objects. The result goes to each
+    school's ledger log. Exits 1 on any finding."""
+    from .services import run_audit
+
+    settings = _settings()
+    outcomes = run_audit(db.session, settings, domains=list(domains) or None)
+    sys.exit(0 if _report_audit(settings, outcomes) else 1)
+
+
+def _report_audit(settings: Any, outcomes: list[Any]) -> bool:
+    """Print each school's audit; True when nothing was found."""
+    _say_write_once(settings)
+    ok = True
+    for outcome in outcomes:
+        if outcome.locked:
+            click.echo(f"{outcome.domain}: skipped, an archive run holds this school")
+            continue
+        if outcome.error:
+            ok = False
+            click.echo(f"{outcome.domain}: audit FAILED: {outcome.error}", err=True)
+            continue
+        where = f", recorded at ledger seq {outcome.ledger_seq}" if outcome.ledger_seq else ""
+        click.echo(
+            f"{outcome.domain}: {outcome.checked} bag(s) read back by their pinned version and "
+            f"verified, {len(outcome.findings)} finding(s){where}"
+        )
+        if outcome.elsewhere:
+            click.echo(f"  {outcome.elsewhere} bag(s) recorded in another store were not audited")
+        for finding in outcome.findings:
+            ok = False
+            click.echo(f"  FINDING {finding}", err=True)
+    return ok
 
 
 @archive_cli.command("expire")
@@ -110,6 +162,9 @@ def archive_expire(today: dt.datetime | None) -> None:
         for problem in outcome.refused:
             failed = True
             click.echo(f"  refused {problem}", err=True)
+        for incident in outcome.incidents:
+            failed = True
+            click.echo(f"  INCIDENT {incident} (recorded in the ledger log)", err=True)
     sys.exit(1 if failed else 0)
 
 
@@ -186,4 +241,10 @@ def backup_drill(file: Path | None) -> None:
         click.echo(f"  FAILED {failure}", err=True)
     verdict = "PASSED" if report.ok else "FAILED"
     click.echo(f"drill {verdict}: {report.journals} journal(s) verified from {path.name}")
-    sys.exit(0 if report.ok else 1)
+    # The drill proves the database can come back; the archive audit that the bags are there.
+    from .services import run_audit
+
+    click.echo("archive audit:")
+    settings = _settings()
+    audited = _report_audit(settings, run_audit(db.session, settings))
+    sys.exit(0 if report.ok and audited else 1)

@@ -4,7 +4,8 @@ An :class:`ArchivedBag` row walks ``planned`` → ``built`` → ``sealed`` (→ 
 committed step at a time, so an archive run killed at any point resumes where it stopped
 (``archive/services.py`` explains the steps). :class:`BagDestruction` rows are history: the
 database refuses UPDATE and DELETE on them (migration ``0007archive``), and each one is also a
-leaf of the school ledger log.
+leaf of the school ledger log. :class:`ArchiveAudit` rows say when ``archive audit`` read every
+bag back and what it found; they are history too.
 """
 
 from __future__ import annotations
@@ -82,9 +83,15 @@ class ArchivedBag(Base):
     storage: Mapped[str] = mapped_column(String(300))  # e.g. "s3://bucket", "local:/srv/archive"
     sha512: Mapped[str | None] = mapped_column(String(128))
     size: Mapped[int | None] = mapped_column(BigId)
+    # The S3 version written at upload: every later read, audit and delete names it, because
+    # Object Lock protects versions, not keys. None on the local store (one version per key).
+    version_id: Mapped[str | None] = mapped_column(String(1024))
     planned_at: Mapped[timestamp] = mapped_column(default=utcnow)
     sealed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     destroyed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    # Set (and committed) just before expiry deletes the object: a run that dies between the
+    # delete and its record finds the object gone and knows that it was its own doing.
+    destroy_started_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     # The seq of the ledger-log record that says this bag was sealed.
     ledger_seq: Mapped[int | None] = mapped_column(BigId)
     run_id: Mapped[int | None] = mapped_column(ForeignKey("archive_runs.id"))
@@ -117,3 +124,23 @@ class BagDestruction(Base):
     object_found: Mapped[bool] = mapped_column(default=True)
     ledger_seq: Mapped[int] = mapped_column(BigId)
     run_id: Mapped[int | None] = mapped_column(ForeignKey("archive_runs.id"))
+
+
+class ArchiveAudit(Base):
+    """One ``archive audit`` of one school's stored bags (append-only history).
+
+    The result is also a ``archive_audited`` record in the school ledger log (``ledger_seq``);
+    ``findings`` holds one line per finding, empty when the audit found nothing.
+    """
+
+    __tablename__ = "archive_audits"
+
+    id: Mapped[intpk]
+    school_id: Mapped[int] = mapped_column(ForeignKey("schools.id"), index=True)
+    storage: Mapped[str] = mapped_column(String(300))
+    started_at: Mapped[timestamp] = mapped_column(default=utcnow)
+    finished_at: Mapped[timestamp] = mapped_column(default=utcnow)
+    bags_checked: Mapped[int] = mapped_column(default=0)
+    finding_count: Mapped[int] = mapped_column(default=0)
+    findings: Mapped[str] = mapped_column(Text, default="")
+    ledger_seq: Mapped[int] = mapped_column(BigId)

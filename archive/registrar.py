@@ -12,7 +12,7 @@ import datetime as dt
 import json
 import tempfile
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,8 @@ from auth import policy
 from auth.models import User
 from exports.documents import LedgerDocument, LedgerRow, ProofBundle
 from exports.pdf import render_ledger_pdf
-from exports.printouts import pdf_signer, pdf_timestamper
+from exports.printouts import pdf_timestamper, with_files
+from exports.signing import anchor_for, printout_file
 from journal.db import utcnow
 from journal.keys import load_log_key
 from journal.ledger import merkle, note, tlogproof
@@ -102,14 +103,25 @@ def find_records(
     *,
     trusted_vkeys: set[str],
     prefixes: list[str] | None = None,
+    pinned: Mapping[str, str | None] | None = None,
 ) -> list[FoundRecord]:
     """Search the archived ledger bags under ``prefixes`` (None: every bag). A bag counts only
     when it verifies against a school key the registrar trusts (``trusted_vkeys``): a bag's own
-    key file proves nothing."""
+    key file proves nothing.
+
+    ``pinned`` maps the keys of ledger bags this server sealed to the version it wrote: those are
+    read by that version, even when another version was put on top or a delete marker hides them.
+    Other ledger bags in the store (sealed by a server whose database is gone) are read as found.
+    """
+    pinned = {
+        key: version
+        for key, version in (pinned or {}).items()
+        if prefixes is None or any(key.startswith(prefix) for prefix in prefixes)
+    }
     found: list[FoundRecord] = []
-    for key in ledger_bag_keys(storage, prefixes):
+    for key in sorted(set(ledger_bag_keys(storage, prefixes)) | set(pinned)):
         with tempfile.TemporaryDirectory() as tmp:
-            bag_dir = fetch_bag(storage, key, Path(tmp))  # BagIt-validated
+            bag_dir = fetch_bag(storage, key, Path(tmp), pinned.get(key))  # BagIt-validated
             found.extend(_records_in_bag(key, bag_dir, query, trusted_vkeys))
     found.sort(key=lambda r: (r.school_year, r.origin, r.seq))
     return found
@@ -230,7 +242,19 @@ def issue_extract(
     if not policy.can_issue_extract(registrar, school.id):
         raise RegistrarError(f"you are not a registrar of {domain}")
     document = extract_document(records, generated_at=now)
-    data = render_ledger_pdf(document, pdf_signer(config, school), pdf_timestamper(config))
+    signer, anchor = anchor_for(session, config, school)  # who may sign for the school
+    assert document.proof is not None
+    described = printout_file(
+        {
+            "document": "duplicate_extract",
+            "school_years": sorted({r.school_year for r in records}),
+            "log": document.proof.origin,
+            "records": [r.seq for r in records],
+            "checkpoint_size": document.proof.tree_size,
+        }
+    )
+    proof = with_files(document.proof, *anchor.files, described)
+    data = render_ledger_pdf(replace(document, proof=proof), signer, pdf_timestamper(config))
     append_ledger_record(
         session,
         school,

@@ -53,22 +53,35 @@ package.
 
 A rerun skips sealed bags, so running twice stores nothing twice. One school is archived at a
 time under a PostgreSQL advisory transaction lock held on its own connection (:func:`school_lock`;
-a no-op on SQLite, whose writers queue on the database lock anyway).
+a no-op on SQLite, whose writers queue on the database lock anyway). A bag (or a class's summary
+ledger) that fails is named in the outcome and the rest of the school goes on; a year's ledger
+bag waits until all its journal bags are sealed. The upload pins the version the store wrote
+(``ArchivedBag.version_id``, also in the seal record): every later read names it. Every run that
+added ledger records ends with a signed, timestamped ledger checkpoint (:func:`checkpoint_ledger`).
 
-**Expiry** (:func:`expire_school`) deletes sealed journal bags whose retain-until has come, and
-never earlier (the app checks, and the store refuses on its own); each destruction is a
-:class:`~archive.models.BagDestruction` row and a ``package_destroyed`` record in the ledger log.
-Ledger bags are never expired by it.
+**Expiry** (:func:`expire_school`) deletes the pinned version of sealed journal bags whose
+retain-until has come, and never earlier (the app checks, and the store refuses on its own); each
+destruction is a :class:`~archive.models.BagDestruction` row and a ``package_destroyed`` record in
+the ledger log. A bag the store does not hold as pinned (missing, hidden by a delete marker,
+replaced by a newer version) is not destroyed: it is an ``integrity_incident`` record. Ledger bags
+are never expired by it.
 
-**Ledger records** (``journal_sealed``, ``ledger_sealed``, ``package_destroyed``) are made by the
-server with :func:`journal.services.append_ledger_record`: signed with the school log key (checked
-against the school's published vkey first), ``device_id`` = its kid, ``author`` null. They verify
-with ``flask journal verify <ledger log id>`` like any other log.
+**Audit** (:func:`audit_school`, ``flask archive audit`` and ``backup drill``) reads every bag back
+by its pinned version, verifies it completely, compares the store's objects and versions with the
+records, and records the result as an ``archive_audited`` record (and an
+:class:`~archive.models.ArchiveAudit` row).
+
+**Ledger records** (``journal_sealed``, ``ledger_sealed``, ``package_destroyed``,
+``integrity_incident``, ``archive_audited``; ``docs/formats.md`` §10) are made by the server with
+:func:`journal.services.append_ledger_record`: signed with the school log key (checked against the
+school's published vkey first), ``device_id`` = its kid, ``author`` null. They verify with
+``flask journal verify <ledger log id>`` like any other log.
 
 Configuration read by :meth:`ArchiveSettings.from_config`: ``ARCHIVE_STORAGE`` and friends
 (``archive/storage.py``), ``ARCHIVE_STAGING_DIR`` (default ``<instance>/archive-staging``),
-``KEYS_DIR``, ``TSA_URL`` (+ ``TSA_TIMEOUT``) and ``TSA_CA_CERTS`` (a PEM file with the TSA's CA
-certificate(s): copied into each bag as ``data/keys/tsa-ca.pem`` and used to verify tokens).
+``KEYS_DIR``, ``TSA_URL`` (+ ``TSA_TIMEOUT``), ``TSA_CA_CERTS`` (a PEM file with the TSA's CA
+certificate(s): copied into each bag as ``data/keys/tsa-ca.pem`` and used to verify tokens) and
+``PDF_TRUST_ROOTS`` (roots whose PDF signatures count without a registration).
 """
 
 from __future__ import annotations
@@ -88,6 +101,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cryptography import x509
 from sqlalchemy import Connection, Engine, func, select
 from sqlalchemy.orm import Session
 
@@ -107,14 +121,17 @@ from .bag import bag_to_tar, build_bag, tar_to_bag, validate_bag
 from .models import (
     JOURNAL_TIER,
     LEDGER_TIER,
+    ArchiveAudit,
     ArchivedBag,
     ArchiveRun,
     BagDestruction,
 )
 from .storage import (
     ArchiveStorage,
+    Finding,
     LocalWormStorage,
     ObjectNotFound,
+    Pinned,
     RetentionError,
     S3ObjectLockStorage,
     StorageError,
@@ -156,6 +173,8 @@ class ArchiveSettings:
     timestamper: TimestampAuthority | None = None
     tsa_ca_certs: Path | None = None
     today: dt.date | None = None
+    # Roots whose PDF signatures count without a registration (PDF_TRUST_ROOTS: PEM files).
+    pdf_trust: tuple[x509.Certificate, ...] = ()
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any], instance_path: str | Path) -> ArchiveSettings:
@@ -168,6 +187,7 @@ class ArchiveSettings:
                 "nobody can check the tokens' certificate chains from the bag alone"
             )
         return cls(
+            pdf_trust=pdf_trust_roots(config),
             storage=storage_from_config(config),
             staging_dir=Path(
                 config.get("ARCHIVE_STAGING_DIR") or Path(instance_path) / "archive-staging"
@@ -179,6 +199,22 @@ class ArchiveSettings:
 
     def day(self) -> dt.date:
         return self.today or utcnow().date()
+
+
+def pdf_trust_roots(config: Mapping[str, Any]) -> tuple[x509.Certificate, ...]:
+    """``PDF_TRUST_ROOTS``: PEM files (a list, or one path) of the roots whose PDF signatures
+    count without a registration in the school ledger log, e.g. the national certificate
+    authority's for qualified signatures. ValueError when a file holds no certificate."""
+    value = config.get("PDF_TRUST_ROOTS") or ()
+    paths = [value] if isinstance(value, str | Path) else list(value)
+    roots: list[x509.Certificate] = []
+    for path in paths:
+        try:
+            found = x509.load_pem_x509_certificates(Path(path).read_bytes())
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"PDF_TRUST_ROOTS {path}: {exc}") from None
+        roots += found
+    return tuple(roots)
 
 
 def storage_label(storage: ArchiveStorage) -> str:
@@ -251,6 +287,23 @@ def printouts_for(session: Session, class_group: ClassGroup, term: Term | None) 
         return dict(render_printouts(session, class_group, term))
     except LookupError as exc:
         raise ArchiveError(f"cannot print {class_group.name}: {exc}") from exc
+
+
+def signer_chain_files(session: Session, school: School) -> dict[str, bytes]:
+    """``keys/pdf-signer.pem`` (the certificate that signs the printouts) and ``keys/pdf-ca.pem``
+    (the certificates that issued it): what ``pdfsig -nssdir`` needs to call it trusted."""
+    from flask import current_app
+
+    from exports.signing import chain_pem, school_signer
+
+    try:
+        signer_pem, issuers_pem = chain_pem(school_signer(current_app.config, school))
+    except LookupError as exc:
+        raise ArchiveError(f"cannot print for {school.domain}: {exc}") from exc
+    files = {"keys/pdf-signer.pem": signer_pem}
+    if issuers_pem:
+        files["keys/pdf-ca.pem"] = issuers_pem
+    return files
 
 
 # --------------------------------------------------------------------------- planning
@@ -419,13 +472,16 @@ def _source_files(directory: Path, target: str) -> dict[str, bytes]:
 
 
 def verifier_files() -> dict[str, bytes]:
-    """``verify/`` and ``VERIFY.md``: the standalone verifier, the ledger package it imports and
-    its instructions, as they are in this version of the code."""
+    """``verify/``, ``VERIFY.md`` and ``FORMATS.md``: the standalone verifier, the ledger package
+    it imports, its instructions and the formats, as they are in this version of the code."""
     files = _source_files(_REPO / "archive" / "verify", "verify")
     files.update(_source_files(_REPO / "journal" / "ledger", "verify/ledger"))
     instructions = _REPO / "archive" / "verify" / "VERIFY.md"
     if instructions.is_file():
         files["VERIFY.md"] = instructions.read_bytes()
+    formats = _REPO / "docs" / "formats.md"  # the exact formats, for whoever has only the bag
+    if formats.is_file():
+        files["FORMATS.md"] = formats.read_bytes()
     return files
 
 
@@ -485,6 +541,7 @@ def bag_content(
 
     class_group = session.get(ClassGroup, bag.class_group_id) if bag.class_group_id else None
     term = session.get(Term, bag.term_id) if bag.term_id else None
+    files.update(signer_chain_files(session, school))
     if class_group is not None:
         printouts = printouts_for(session, class_group, term)
         files.update({f"printouts/{name}": data for name, data in printouts.items()})
@@ -514,8 +571,13 @@ def bag_content(
     }
     if class_group is not None:
         info["Class-Name"] = class_group.name
+        info["Class-Id"] = str(class_group.id)
     if term is not None:
         info["Half-Year" if term.kind == "half" else "Quarter"] = str(term.number)
+    # The printouts the bag must hold: a verifier fails a bag where one is missing or added.
+    printouts = sorted(name for name in files if name.startswith("printouts/"))
+    if printouts:
+        info["Printouts"] = " ".join(printouts)
     return files, info
 
 
@@ -577,27 +639,34 @@ def build_staged_bag(
 def upload_bag(
     session: Session, bag: ArchivedBag, settings: ArchiveSettings, log_key: LogKey
 ) -> None:
-    """Put the staged tar under the bag's key with its retain-until (a no-op when it is there).
+    """Put the staged tar under the bag's key with its retain-until (a no-op when it is there),
+    and pin the version the store wrote (``version_id``): every later read names it.
 
     When the staged tar is gone (another machine, a cleaned disk) and the store does not hold
     the recorded bytes either, the bag is built again and its new sha512 recorded: nothing was
     uploaded under the key, so nothing is replaced.
     """
     assert bag.sha512 is not None
-    stored = settings.storage.head(bag.key)
+    stored = settings.storage.head(bag.key, bag.version_id)
     if stored is not None:
         if stored.sha512 != bag.sha512:
             raise ArchiveError(
                 f"{bag.key} is stored with other bytes than the bag recorded (sha512 "
                 f"{stored.sha512[:16]}… not {bag.sha512[:16]}…); refusing to go on"
             )
+        bag.version_id = stored.version_id  # uploaded by a run that died before recording it
         return
+    if bag.version_id is not None:
+        raise ArchiveError(f"{bag.key}: the version {bag.version_id} uploaded earlier is gone")
     path = staged_path(settings, bag)
     if not path.is_file() or _file_sha512(path) != bag.sha512:
         log.warning("staged tar of %s is missing or changed: building it again", bag.key)
         path = build_staged_bag(session, bag, settings, log_key)
     _crash_point("uploading")
-    settings.storage.put(bag.key, path, retain_until=bag.retain_until, sha512=bag.sha512)
+    stored = settings.storage.put(
+        bag.key, path, retain_until=bag.retain_until, sha512=bag.sha512
+    )
+    bag.version_id = stored.version_id
 
 
 def _file_sha512(path: Path) -> str:
@@ -614,7 +683,8 @@ def _file_sha512(path: Path) -> str:
 def verify_stored_bag(bag: ArchivedBag, settings: ArchiveSettings, vkey: str) -> Report:
     """Read the bag back from storage and check it completely, as an inspector would.
 
-    The stored bytes must be the recorded ones; the tar must unpack into a bag that ``bagit``
+    The pinned version is read (never merely the current one); its bytes must be the recorded
+    ones; the tar must unpack into a bag that ``bagit``
     validates; then the standalone verifier that ships in every bag
     (:func:`archive.verify.verify.verify_bag_files`, with the school's published ``vkey``) checks
     the seal, the keys, every entry's signature, the Merkle tree against every checkpoint, the
@@ -624,7 +694,7 @@ def verify_stored_bag(bag: ArchivedBag, settings: ArchiveSettings, vkey: str) ->
     report = Report("bag", bag.key)
     check = report.check("archive", "The stored object is the bag that was planned")
     try:
-        data = settings.storage.get(bag.key)
+        data = settings.storage.get(bag.key, bag.version_id)
     except StorageError as exc:
         check.fail(bag.key, f"cannot be read back: {exc}")
         return report
@@ -657,6 +727,7 @@ def verify_stored_bag(bag: ArchivedBag, settings: ArchiveSettings, vkey: str) ->
         note.parse_vkey(vkey),
         subject=bag.key,
         openssl="openssl" if shutil.which("openssl") else None,
+        trust=settings.pdf_trust,
     )
     report.checks += shipped.checks
     return report
@@ -698,6 +769,7 @@ def seal_bag(session: Session, bag: ArchivedBag, settings: ArchiveSettings, log_
                 "bagging_date": bag.bagging_date.isoformat(),
                 "retain_until": bag.retain_until.isoformat(),
                 "storage": bag.storage,
+                "version_id": bag.version_id,
             },
             "school_year": year.name,
             "class_group": class_group.id if class_group else None,
@@ -720,15 +792,22 @@ def seal_bag(session: Session, bag: ArchivedBag, settings: ArchiveSettings, log_
 
 @dataclass
 class SchoolOutcome:
-    """What one run did for one school."""
+    """What one run did for one school. ``failed`` names each bag (or class) that could not be
+    finished this time, with why; the others went on. ``incidents`` are integrity findings."""
 
     domain: str
     sealed: list[str] = field(default_factory=list)
     destroyed: list[str] = field(default_factory=list)
     refused: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    incidents: list[str] = field(default_factory=list)
     kept: int = 0
     locked: bool = False
     error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not (self.error or self.failed or self.incidents or self.refused)
 
 
 def _no_progress(_label: str, _length: int) -> AbstractContextManager[Any]:
@@ -792,11 +871,12 @@ def _finish_bag(
         session.commit()
         _crash_point("built")
     upload_bag(session, bag, settings, log_key)
-    session.commit()  # a rebuild in upload_bag may have recorded a new sha512
+    session.commit()  # the pinned version, and a new sha512 when upload_bag had to rebuild
     _crash_point("uploaded")
     report = verify_stored_bag(bag, settings, log_key.vkey)
     if not report.ok:
-        raise ArchiveError(f"{bag.key} failed verification after upload:\n{report.text()}")
+        log.error("%s failed verification after upload:\n%s", bag.key, report.text())
+        raise ArchiveError(f"failed verification after upload: {report.first_failure}")
     _crash_point("verified")
     seal_bag(session, bag, settings, log_key)
     session.commit()
@@ -813,6 +893,22 @@ def _close_interrupted_runs(session: Session, school: School) -> None:
         stale.error = "interrupted: the process stopped before the run finished"
 
 
+def checkpoint_ledger(
+    session: Session, settings: ArchiveSettings, school: School, log_key: LogKey
+) -> Checkpoint:
+    """End a run that added ledger records: a signed (and, with a TSA, timestamped) checkpoint
+    of the school ledger log, so no record is left outside every checkpoint. Commits."""
+    checkpoint = cut_checkpoint(
+        session, ensure_ledger_log(session, school), log_key, timestamper=settings.timestamper
+    )
+    session.commit()
+    return checkpoint
+
+
+def _failure(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:1000] or type(exc).__name__
+
+
 def archive_school(
     session: Session,
     settings: ArchiveSettings,
@@ -820,7 +916,12 @@ def archive_school(
     *,
     progress: Progress = _no_progress,
 ) -> SchoolOutcome:
-    """Seal every bag of one school that is due (the lock must be held). Commits per step."""
+    """Seal every bag of one school that is due (the lock must be held). Commits per step.
+
+    One bag (or one class's summary ledger) failing is reported in ``outcome.failed`` and the
+    others go on; the failed bag stays planned or built and the next run takes it up again. A
+    year's ledger bag waits until every journal bag of that year is sealed.
+    """
     outcome = SchoolOutcome(school.domain)
     log_key = _load_key(settings, school)
     _close_interrupted_runs(session, school)
@@ -828,52 +929,77 @@ def archive_school(
     session.add(run)
     session.commit()
     today = settings.day()
+    given_up: set[str] = set()
     try:
         for phase in ("journal", "ledger"):
             if phase == "ledger":
-                _record_summary_ledgers(session, school, today, log_key)
+                _record_summary_ledgers(session, school, today, log_key, outcome)
             due = (
                 due_journal_bags(session, school, today)
                 if phase == "journal"
                 else due_ledger_bags(session, school, today)
             )
             for item in due:
-                plan_bag(session, settings, school, item, log_key, run)
-            session.commit()
+                try:
+                    plan_bag(session, settings, school, item, log_key, run)
+                    session.commit()
+                except Exception as exc:  # noqa: BLE001 - reported, and the others go on
+                    session.rollback()
+                    log.exception("planning %s failed", _due_name(item))
+                    outcome.failed.append(f"{_due_name(item)}: {_failure(exc)}")
             _crash_point("planned")
-            pending = _unfinished(session, school)
+            pending = [bag for bag in _unfinished(session, school) if bag.key not in given_up]
             if not pending:
                 continue
             with progress(f"{school.domain} {phase} bags", len(pending)) as bar:
                 for bag in pending:
-                    _finish_bag(session, bag, settings, log_key)
-                    outcome.sealed.append(bag.key)
+                    key = bag.key
+                    try:
+                        _finish_bag(session, bag, settings, log_key)
+                    except Exception as exc:  # noqa: BLE001 - reported, and the others go on
+                        session.rollback()
+                        log.exception("archiving %s failed", key)
+                        outcome.failed.append(f"{key}: {_failure(exc)}")
+                        given_up.add(key)  # once per run: the next run tries it again
+                    else:
+                        outcome.sealed.append(key)
                     bar.update(1)
+        if outcome.sealed:
+            checkpoint_ledger(session, settings, school, log_key)
     except Exception as exc:
         session.rollback()
         run.status, run.error = "failed", str(exc)[:2000]
         run.finished_at, run.bags_done = utcnow(), len(outcome.sealed)
         session.commit()
         raise
-    run.status, run.finished_at, run.bags_done = "done", utcnow(), len(outcome.sealed)
+    run.status = "failed" if outcome.failed else "done"
+    run.error = "\n".join(outcome.failed)[:2000] or None
+    run.finished_at, run.bags_done = utcnow(), len(outcome.sealed)
     session.commit()
     sweep_staging(session, settings, school)
     return outcome
 
 
 def _record_summary_ledgers(
-    session: Session, school: School, today: dt.date, log_key: LogKey
+    session: Session, school: School, today: dt.date, log_key: LogKey, outcome: SchoolOutcome
 ) -> None:
     """Before a finished year's ledger bag: each class's summary-ledger records (one per
-    student, the 25-year record registrars issue duplicates from) go to the school ledger log."""
+    student, the 25-year record registrars issue duplicates from) go to the school ledger log.
+    A class that fails is reported; the others are recorded."""
     from exports.queries import record_summary_ledger
 
     due_years = {due.year.id for due in due_ledger_bags(session, school, today)}
     for class_group in session.scalars(
         select(ClassGroup).where(ClassGroup.school_year_id.in_(due_years)).order_by(ClassGroup.id)
-    ):
-        record_summary_ledger(session, class_group, log_key)
-    session.commit()
+    ).all():
+        name = class_group.name
+        try:
+            record_summary_ledger(session, class_group, log_key)
+            session.commit()
+        except Exception as exc:  # noqa: BLE001 - reported, and the others go on
+            session.rollback()
+            log.exception("summary ledger of %s failed", name)
+            outcome.failed.append(f"summary ledger of class {name}: {_failure(exc)}")
 
 
 def run_archive(
@@ -906,6 +1032,63 @@ def run_archive(
     return outcomes
 
 
+# --------------------------------------------------------------------------- integrity
+
+
+class IntegrityIncident(StorageError):
+    """The store does not hold what the archive recorded: missing, hidden or replaced."""
+
+
+def _pinned(bag: ArchivedBag) -> Pinned:
+    assert bag.sha512 is not None
+    return Pinned(bag.key, bag.sha512, bag.version_id)
+
+
+def _package(bag: ArchivedBag) -> dict[str, Any]:
+    return {
+        "key": bag.key,
+        "kind": bag.kind,
+        "tier": bag.tier,
+        "sha512": bag.sha512,
+        "version_id": bag.version_id,
+        "retain_until": bag.retain_until.isoformat(),
+        "storage": bag.storage,
+        "sealed_at_seq": bag.ledger_seq,
+    }
+
+
+def bag_findings(settings: ArchiveSettings, bag: ArchivedBag) -> list[Finding]:
+    """What the store says about one bag's pinned object (missing, hidden, replaced)."""
+    found = settings.storage.audit_objects({bag.key: _pinned(bag)}, bag.key)
+    return [finding for finding in found if finding.key == bag.key]
+
+
+def record_incident(
+    session: Session,
+    school: School,
+    log_key: LogKey,
+    bag: ArchivedBag,
+    findings: list[str],
+    *,
+    found_by: str,
+    today: dt.date,
+) -> int:
+    """An ``integrity_incident`` record in the school ledger log: a sealed bag the store does not
+    hold as recorded. Flushes; returns the record's seq."""
+    return append_ledger_record(
+        session,
+        school,
+        log_key,
+        "integrity_incident",
+        {
+            "package": _package(bag),
+            "findings": findings[:100],
+            "found_by": found_by,
+            "found_on": today.isoformat(),
+        },
+    ).seq
+
+
 # --------------------------------------------------------------------------- expiry
 
 
@@ -918,10 +1101,14 @@ def destroy_bag(
     today: dt.date,
     run: ArchiveRun | None = None,
 ) -> BagDestruction:
-    """Delete a sealed journal bag whose retention has ended and record the destruction.
+    """Delete a sealed journal bag's pinned version whose retention has ended and record the
+    destruction.
 
     Raises :class:`~archive.storage.RetentionError` (nothing recorded) when the bag is still
-    retained or under a legal hold, by the app's reckoning or the store's.
+    retained or under a legal hold, by the app's reckoning or the store's, and
+    :class:`IntegrityIncident` when the pinned object is not there to delete, unless this bag's
+    own deletion was begun by an earlier run (``destroy_started_at``) that died before recording
+    it: then the destruction is recorded with ``object_found`` false.
     """
     if bag.tier != JOURNAL_TIER:
         raise RetentionError(f"{bag.key} is a {bag.tier} bag: expiry never removes those")
@@ -932,9 +1119,11 @@ def destroy_bag(
     assert bag.sha512 is not None
     found = True
     try:
-        settings.storage.delete(bag.key, today=today)
-    except ObjectNotFound:
-        found = False  # a run that deleted it died before recording: record it now
+        settings.storage.delete(bag.key, today=today, version_id=bag.version_id)
+    except ObjectNotFound as exc:
+        if bag.destroy_started_at is None:
+            raise IntegrityIncident(f"{bag.key}: the pinned object is gone: {exc}") from exc
+        found = False  # this run's predecessor deleted it and died before recording it
     _crash_point("deleted")
     school = session.get_one(School, bag.school_id)
     now = utcnow()
@@ -944,15 +1133,7 @@ def destroy_bag(
         log_key,
         "package_destroyed",
         {
-            "package": {
-                "key": bag.key,
-                "kind": bag.kind,
-                "tier": bag.tier,
-                "sha512": bag.sha512,
-                "retain_until": bag.retain_until.isoformat(),
-                "storage": bag.storage,
-                "sealed_at_seq": bag.ledger_seq,
-            },
+            "package": _package(bag),
             "destroyed_on": today.isoformat(),
             "object_found": found,
         },
@@ -979,7 +1160,13 @@ def destroy_bag(
 def expire_school(
     session: Session, settings: ArchiveSettings, school: School, *, today: dt.date
 ) -> SchoolOutcome:
-    """Destroy every sealed journal bag of a school whose retention ended by ``today``. Commits."""
+    """Destroy every sealed journal bag of a school whose retention ended by ``today``. Commits.
+
+    Before deleting, the store must hold the bag's pinned version as the current one, with no
+    delete marker and no other version on top: otherwise the bag is not destroyed but recorded
+    as an integrity incident (``outcome.incidents``). The intent to delete is committed before
+    the delete, so a run that dies in between is finished honestly by the next one.
+    """
     outcome = SchoolOutcome(school.domain)
     log_key = _load_key(settings, school)
     here = storage_label(settings.storage)
@@ -987,6 +1174,7 @@ def expire_school(
     run = ArchiveRun(school_id=school.id, kind="expire")
     session.add(run)
     session.commit()
+    records = False
     bags = session.scalars(
         select(ArchivedBag)
         .where(ArchivedBag.school_id == school.id, ArchivedBag.state == "sealed")
@@ -999,15 +1187,38 @@ def expire_school(
         if bag.storage != here:
             outcome.refused.append(f"{bag.key}: stored in {bag.storage}, not in {here}")
             continue
+        key = bag.key
         try:
+            if bag.destroy_started_at is None:
+                findings = [str(f) for f in bag_findings(settings, bag)]
+                if findings:
+                    raise IntegrityIncident("; ".join(findings))
+                bag.destroy_started_at = utcnow()
+                session.commit()
             destroy_bag(session, bag, settings, log_key, today=today, run=run)
+        except IntegrityIncident as exc:
+            session.rollback()
+            record_incident(
+                session, school, log_key, bag, [str(exc)], found_by="archive expire", today=today
+            )
+            session.commit()
+            records = True
+            outcome.incidents.append(f"{key}: not destroyed, an integrity incident: {exc}")
+            continue
         except RetentionError as exc:
             session.rollback()
-            outcome.refused.append(f"{bag.key}: {exc}")
+            bag.destroy_started_at = None  # nothing was deleted: no intent stays behind
+            session.commit()
+            outcome.refused.append(f"{key}: {exc}")
             continue
         session.commit()
-        outcome.destroyed.append(bag.key)
-    run.status, run.finished_at, run.bags_done = "done", utcnow(), len(outcome.destroyed)
+        records = True
+        outcome.destroyed.append(key)
+    if records:
+        checkpoint_ledger(session, settings, school, log_key)
+    run.status = "done" if outcome.ok else "failed"
+    run.error = "\n".join(outcome.incidents + outcome.refused)[:2000] or None
+    run.finished_at, run.bags_done = utcnow(), len(outcome.destroyed)
     session.commit()
     return outcome
 
@@ -1027,4 +1238,119 @@ def run_expire(
             except (ArchiveError, StorageError, LookupError) as exc:
                 log.exception("archive expire failed for %s", school.domain)
                 outcomes.append(SchoolOutcome(school.domain, error=str(exc)))
+    return outcomes
+
+
+# --------------------------------------------------------------------------- audit
+
+
+@dataclass
+class AuditOutcome:
+    """One school's ``archive audit``: what was read back and verified, and every finding."""
+
+    domain: str
+    checked: int = 0
+    findings: list[str] = field(default_factory=list)
+    elsewhere: int = 0  # sealed bags recorded in another store, not audited here
+    ledger_seq: int | None = None
+    locked: bool = False
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not (self.error or self.findings)
+
+
+def audit_school(
+    session: Session, settings: ArchiveSettings, school: School, *, today: dt.date | None = None
+) -> AuditOutcome:
+    """Read back every stored bag of a school by its pinned version and verify it fully; compare
+    what the store holds with what the archive recorded (missing objects, replaced current
+    versions, delete markers, unexpected objects, files that lost their protection). Records the
+    result as an ``archive_audited`` record in the school ledger log (and an
+    :class:`~archive.models.ArchiveAudit` row), then a signed, timestamped ledger checkpoint.
+    Commits."""
+    outcome = AuditOutcome(school.domain)
+    here = storage_label(settings.storage)
+    started = utcnow()
+    rows = list(
+        session.scalars(
+            select(ArchivedBag)
+            .where(
+                ArchivedBag.school_id == school.id,
+                ArchivedBag.state.in_(("built", "sealed")),
+                ArchivedBag.sha512.is_not(None),
+            )
+            .order_by(ArchivedBag.id)
+        )
+    )
+    mine = [bag for bag in rows if bag.storage == here]
+    outcome.elsewhere = sum(1 for bag in rows if bag.storage != here and bag.state == "sealed")
+    pinned = {bag.key: _pinned(bag) for bag in mine}
+    outcome.findings += [
+        str(finding)
+        for finding in settings.storage.audit_objects(pinned, f"{school.domain}/")
+    ]
+    for bag in mine:  # verify_stored_bag needs the published key only, not the private one
+        if bag.state != "sealed":
+            continue  # uploaded by a run that has not sealed it yet: the next run verifies it
+        report = verify_stored_bag(bag, settings, school.log_vkey or "")
+        outcome.checked += 1
+        if not report.ok:
+            outcome.findings.append(f"{bag.key}: {report.first_failure}")
+    if not rows and not outcome.findings:
+        return outcome  # nothing archived, nothing stray: nothing to record
+    log_key = _load_key(settings, school)
+    finished = utcnow()
+    outcome.ledger_seq = append_ledger_record(
+        session,
+        school,
+        log_key,
+        "archive_audited",
+        {
+            "storage": here,
+            "started_at": started.isoformat(timespec="seconds"),
+            "bags_checked": outcome.checked,
+            "finding_count": len(outcome.findings),
+            "findings": outcome.findings[:100],
+            "on": (today or finished.date()).isoformat(),
+        },
+        now=finished,
+    ).seq
+    session.add(
+        ArchiveAudit(
+            school_id=school.id,
+            storage=here,
+            started_at=started,
+            finished_at=finished,
+            bags_checked=outcome.checked,
+            finding_count=len(outcome.findings),
+            findings="\n".join(outcome.findings),
+            ledger_seq=outcome.ledger_seq,
+        )
+    )
+    session.commit()
+    checkpoint_ledger(session, settings, school, log_key)
+    return outcome
+
+
+def run_audit(
+    session: Session, settings: ArchiveSettings, *, domains: list[str] | None = None
+) -> list[AuditOutcome]:
+    """``archive audit`` over every school (or the named ones), each under its archive lock."""
+    query = select(School).order_by(School.id)
+    if domains:
+        query = query.where(School.domain.in_(domains))
+    outcomes = []
+    for school in list(session.scalars(query)):
+        with school_lock(session, school.id) as locked:
+            if not locked:
+                outcomes.append(AuditOutcome(school.domain, locked=True))
+                continue
+            try:
+                outcomes.append(audit_school(session, settings, school))
+            except (ArchiveError, StorageError, LookupError) as exc:
+                session.rollback()
+                log.exception("archive audit failed for %s", school.domain)
+                outcomes.append(AuditOutcome(school.domain, error=str(exc)))
     return outcomes

@@ -14,14 +14,23 @@ Both implementations keep the same promises:
 - ``delete`` is refused before the retain-until moment and while a legal hold is on
   (:class:`RetentionError`, :class:`LegalHoldError`); ``today`` is passed in, so callers and
   tests decide what day it is;
-- ``get`` checks the bytes against the stored sha512 (:class:`IntegrityError`).
+- ``get`` checks the bytes against the stored sha512 (:class:`IntegrityError`);
+- ``put`` returns the version it wrote (S3 version id) and ``get``, ``head`` and ``delete`` take
+  that ``version_id``: the archive pins the version it sealed and reads nothing else, because
+  Object Lock protects versions, not keys (a plain PutObject or CopyObject makes a new current
+  version on top of a locked one, and a delete marker hides it);
+- ``audit_objects`` compares what the archive recorded (:class:`Pinned`) with what the store holds
+  and names every difference (:class:`Finding`): missing objects or versions, replaced current
+  versions, delete markers, objects nobody recorded, files that are writable or not immutable.
 
 Retain-until values are timezone-aware UTC datetimes, whole seconds, rounded up; a ``date`` means
 midnight UTC at the start of that day, so on that day deletion is allowed.
 
-Neither store is the only line of defence. :class:`LocalWormStorage` is enforced by this code and
-file permissions only: the OS user owning the directory (and root) can still chmod and delete the
-files. SeaweedFS enforces Object Lock in its S3 gateway only; its filer and volume ports can delete
+Neither store is the only line of defence. :class:`LocalWormStorage` is enforced by this code,
+file permissions and, where the process may set it (Linux, root or CAP_LINUX_IMMUTABLE, a file
+system that supports it), the immutable attribute; without that attribute the OS user owning the
+directory can still chmod and delete the files, and the store says so (``write_once_note``).
+SeaweedFS enforces Object Lock in its S3 gateway only; its filer and volume ports can delete
 locked data and must stay off the network. The school ledger's Merkle log, which records every
 sealed journal's final checkpoint, is the second line that makes such a deletion evident.
 """
@@ -94,20 +103,50 @@ class StoredObject:
     retention_mode: str | None = None  # "COMPLIANCE" on S3; None for the local store
 
 
+@dataclass(frozen=True)
+class Pinned:
+    """What the archive recorded when it sealed an object: its sha512 and the version it wrote
+    (None on the local store, which keeps one version per key)."""
+
+    key: str
+    sha512: str
+    version_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One difference between the archive's records and the store. ``kind`` is one of
+    ``missing``, ``replaced``, ``hidden``, ``unexpected``, ``altered``, ``writable``,
+    ``mutable``."""
+
+    key: str
+    kind: str
+    what: str
+
+    def __str__(self) -> str:
+        return f"{self.key}: {self.what}"
+
+
 class ArchiveStorage(Protocol):
     def put(
         self, key: str, data: Data, *, retain_until: RetainUntil, sha512: str
     ) -> StoredObject: ...
 
-    def get(self, key: str) -> bytes: ...
+    def get(self, key: str, version_id: str | None = None) -> bytes: ...
 
-    def head(self, key: str) -> StoredObject | None: ...
+    def head(self, key: str, version_id: str | None = None) -> StoredObject | None: ...
 
     def list(self, prefix: str = "") -> Iterator[StoredObject]: ...
 
-    def delete(self, key: str, *, today: dt.date) -> None: ...
+    def delete(self, key: str, *, today: dt.date, version_id: str | None = None) -> None: ...
 
     def set_legal_hold(self, key: str, on: bool) -> None: ...
+
+    def audit_objects(
+        self, pinned: Mapping[str, Pinned], prefix: str
+    ) -> builtins.list[Finding]: ...
+
+    def write_once_note(self) -> str | None: ...
 
 
 # --------------------------------------------------------------------------- shared checks
@@ -195,6 +234,43 @@ def _verified_digests(data: Data, sha512: str) -> _Digests:
 # --------------------------------------------------------------------------- local
 
 
+# Linux inode flags (linux/fs.h): FS_IOC_GETFLAGS/SETFLAGS and FS_IMMUTABLE_FL ("chattr +i").
+_FS_IOC_GETFLAGS = 0x80086601
+_FS_IOC_SETFLAGS = 0x40086602
+_FS_IMMUTABLE_FL = 0x00000010
+
+
+def _inode_flags(path: Path) -> int:
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    try:
+        buffer = bytearray(8)
+        fcntl.ioctl(fd, _FS_IOC_GETFLAGS, buffer, True)
+        return int.from_bytes(buffer[:4], "little")
+    finally:
+        os.close(fd)
+
+
+def is_immutable(path: Path) -> bool:
+    """True when the file carries the immutable attribute (False where flags are unsupported)."""
+    try:
+        return bool(_inode_flags(path) & _FS_IMMUTABLE_FL)
+    except OSError:
+        return False
+
+
+def set_immutable(path: Path, on: bool) -> None:
+    """Set or clear the immutable attribute; OSError when the process or file system cannot."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    try:
+        buffer = bytearray(8)
+        fcntl.ioctl(fd, _FS_IOC_GETFLAGS, buffer, True)
+        flags = int.from_bytes(buffer[:4], "little")
+        flags = flags | _FS_IMMUTABLE_FL if on else flags & ~_FS_IMMUTABLE_FL
+        fcntl.ioctl(fd, _FS_IOC_SETFLAGS, bytearray(flags.to_bytes(4, "little") + bytes(4)))
+    finally:
+        os.close(fd)
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
@@ -213,19 +289,66 @@ class LocalWormStorage:
     size, sha512, retain-until and legal hold. Writers serialize on ``flock(root/.lock)``, so
     several processes may share a root. :meth:`audit` compares the index with the files.
 
-    This protects against the application and against mistakes, not against the machine's owner:
-    anyone who owns the files (or root) can chmod and delete them. Object Lock storage and the
-    ledger's Merkle log cover that.
+    With ``immutable=True`` each object also gets the immutable attribute (``chattr +i``), which
+    only a process with CAP_LINUX_IMMUTABLE (root) can clear: then neither ``rm``, ``mv -f`` nor
+    ``chmod u+w`` works on a stored bag, even for the files' owner. Where the attribute cannot be
+    set (not root, not Linux, a file system without it) the store still works, and
+    :meth:`write_once_note` says plainly that it is not write-once. Without the attribute this
+    protects against the application and against mistakes, not against the machine's owner;
+    Object Lock storage, ``archive audit`` and the ledger's Merkle log cover that.
     """
 
-    def __init__(self, root: Path | str, *, clock: Clock = utc_now) -> None:
+    def __init__(
+        self, root: Path | str, *, clock: Clock = utc_now, immutable: bool = False
+    ) -> None:
         self.root = Path(root)
         self.objects = self.root / "objects"
         self.index_path = self.root / "index.jsonl"
         self._tmp = self.root / "tmp"
         self._clock = clock
+        self.immutable = immutable
+        self._immutable_error: str | None = None
         for directory in (self.root, self.objects, self._tmp):
             directory.mkdir(parents=True, exist_ok=True)
+
+    def _make_immutable(self, path: Path) -> None:
+        if not self.immutable:
+            return
+        try:
+            set_immutable(path, True)
+        except OSError as exc:  # EPERM (not root), ENOTTY/EOPNOTSUPP (file system): say so
+            self._immutable_error = f"{exc.strerror or exc}"
+            log.warning("%s: cannot set the immutable attribute on %s: %s", self, path, exc)
+
+    def write_once_note(self) -> str | None:
+        """None when objects are protected by the immutable attribute; else why they are not."""
+        if not self.immutable:
+            return (
+                "the local store is not write-once: ARCHIVE_LOCAL_IMMUTABLE is off, so the files' "
+                "owner (and root) can delete or replace a bag; archive audit finds it afterwards"
+            )
+        if self._immutable_error is None:
+            self._probe_immutable()
+        if self._immutable_error is not None:
+            return (
+                "the local store is not write-once: this process cannot set the immutable "
+                f"attribute in {self.root} ({self._immutable_error}; it needs Linux, root or "
+                "CAP_LINUX_IMMUTABLE, and a file system that supports it), so the files' owner "
+                "can delete or replace a bag; archive audit finds it afterwards"
+            )
+        return None
+
+    def _probe_immutable(self) -> None:
+        fd, name = tempfile.mkstemp(dir=self._tmp, prefix="probe-")
+        os.close(fd)
+        probe = Path(name)
+        try:
+            set_immutable(probe, True)
+            set_immutable(probe, False)
+        except OSError as exc:
+            self._immutable_error = f"{exc.strerror or exc}"
+        finally:
+            probe.unlink(missing_ok=True)
 
     def __repr__(self) -> str:
         return f"LocalWormStorage({str(self.root)!r})"
@@ -317,6 +440,7 @@ class LocalWormStorage:
                 if not path.is_file() or _digests(path).sha512 != digests.sha512:
                     raise WriteOnceError(f"{key} already exists with other bytes")
                 log.warning("indexing %s, found on disk without an index entry", key)
+                self._make_immutable(path)
             else:
                 if until <= self._clock():
                     raise ValueError(f"retain_until {until.isoformat()} is not in the future")
@@ -361,6 +485,7 @@ class LocalWormStorage:
             _fsync_dir(path.parent)
         finally:
             tmp.unlink(missing_ok=True)
+        self._make_immutable(path)  # after the temporary name is gone: it shares the inode
 
     def _make_parents(self, directory: Path) -> None:
         missing = []
@@ -371,8 +496,8 @@ class LocalWormStorage:
             new.mkdir()
             _fsync_dir(new.parent)
 
-    def get(self, key: str) -> bytes:
-        stored = self.head(key)
+    def get(self, key: str, version_id: str | None = None) -> bytes:
+        stored = self.head(key, version_id)
         if stored is None:
             raise ObjectNotFound(key)
         try:
@@ -383,8 +508,11 @@ class LocalWormStorage:
             raise IntegrityError(f"{key} does not match its sha512")
         return data
 
-    def head(self, key: str) -> StoredObject | None:
+    def head(self, key: str, version_id: str | None = None) -> StoredObject | None:
+        """The object's state; ``version_id`` must be None (one version per key here)."""
         check_key(key)
+        if version_id is not None:
+            return None  # the local store has no versions: a version id names nothing here
         return self._state().get(key)
 
     def list(self, prefix: str = "") -> Iterator[StoredObject]:
@@ -393,17 +521,28 @@ class LocalWormStorage:
             if key.startswith(prefix):
                 yield state[key]
 
-    def delete(self, key: str, *, today: dt.date) -> None:
+    def delete(self, key: str, *, today: dt.date, version_id: str | None = None) -> None:
+        """Remove the object once its retention has ended. ObjectNotFound when the index does not
+        hold it or its file is gone: only a file this store finds and removes counts as deleted."""
         path = self._path(key)
         with self._locked():
-            stored = self._state().get(key)
+            stored = self._state().get(key) if version_id is None else None
             if stored is None:
                 raise ObjectNotFound(key)
             if stored.legal_hold:
                 raise LegalHoldError(f"{key} is under a legal hold")
             if not retention_allows_delete(stored.retain_until, today):
                 raise RetentionError(f"{key} is retained until {stored.retain_until}")
-            path.unlink(missing_ok=True)
+            if not path.is_file():
+                raise ObjectNotFound(f"{key}: indexed, but its file is gone")
+            if is_immutable(path):
+                try:
+                    set_immutable(path, False)
+                except OSError as exc:
+                    raise RetentionError(
+                        f"cannot clear the immutable attribute of {key}: {exc.strerror or exc}"
+                    ) from exc
+            path.unlink()
             _fsync_dir(path.parent)
             self._append({"op": "delete", "key": key})
 
@@ -434,6 +573,44 @@ class LocalWormStorage:
                 problems.append(f"{key}: file not in the index")
         return problems
 
+    def audit_objects(self, pinned: Mapping[str, Pinned], prefix: str) -> builtins.list[Finding]:
+        """Compare the archive's records (keys under ``prefix``) with the index and the files.
+
+        Contents are not hashed here: the caller reads every pinned object back and checks it.
+        """
+        state = {key: value for key, value in self._state().items() if key.startswith(prefix)}
+        protected = self.immutable and self.write_once_note() is None
+        findings = []
+        for key, pin in sorted(pinned.items()):
+            path = self._path(key)
+            stored = state.get(key)
+            if stored is None:
+                findings.append(Finding(key, "missing", "the store's index no longer holds it"))
+            elif stored.sha512 != pin.sha512:
+                findings.append(
+                    Finding(key, "altered", "the store's index records another sha512")
+                )
+            if not path.is_file():
+                findings.append(Finding(key, "missing", "its file is gone"))
+                continue
+            if path.stat().st_mode & 0o222:
+                findings.append(Finding(key, "writable", "its file is writable"))
+            if protected and not is_immutable(path):
+                findings.append(
+                    Finding(key, "mutable", "its file does not carry the immutable attribute")
+                )
+        for key in sorted(set(state) - set(pinned)):
+            findings.append(
+                Finding(key, "unexpected", "in the store's index, in no archive record")
+            )
+        base = self.objects.joinpath(*prefix.rstrip("/").split("/")) if prefix else self.objects
+        if base.is_dir():
+            for path in sorted(p for p in base.rglob("*") if not p.is_dir()):
+                key = path.relative_to(self.objects).as_posix()
+                if key not in state and key not in pinned:
+                    findings.append(Finding(key, "unexpected", "a file in no index or record"))
+        return findings
+
 
 # --------------------------------------------------------------------------- S3
 
@@ -455,8 +632,9 @@ class S3ObjectLockStorage:
     parameters), ``If-None-Match: *`` (no silent overwrite, even when two writers race), the
     retain-until date and the sha512 as user metadata. The store, not this class, is the proof of
     retention: no request from here can delete or shorten a COMPLIANCE version before its date.
-    ``delete`` removes the object's current *version* (not merely adding a delete marker) once the
-    date has passed. Reads and heads act on the current version.
+    ``delete`` removes one *version* (not merely adding a delete marker) once the date has passed,
+    and checks afterwards that the store no longer has it. ``put`` returns the version it wrote;
+    reads, heads and deletes act on the version given, else on the current one.
 
     ``storage_class`` (e.g. ``STANDARD_IA``) is optional; if the store rejects it the put is
     retried without it and a warning is logged. Single PUTs limit objects to 5 GiB.
@@ -534,7 +712,7 @@ class S3ObjectLockStorage:
         if self.storage_class:
             params["StorageClass"] = self.storage_class
         try:
-            self._put_object(params, data)
+            answer = self._put_object(params, data)
         except ClientError as exc:
             code = _error_code(exc)
             if code in {"PreconditionFailed", "412"}:  # another writer won the race
@@ -549,20 +727,22 @@ class S3ObjectLockStorage:
                 )
                 self.storage_class = None
                 del params["StorageClass"]
-                self._put_object(params, data)
+                answer = self._put_object(params, data)
             else:
                 raise
-        stored = self.head(key)
+        # The version this put wrote: what the archive pins, whatever lands on the key later.
+        stored = self.head(key, answer.get("VersionId") or None)
         if stored is None or stored.sha512 != digests.sha512:
             raise IntegrityError(f"{key} was not stored as sent")
         return stored
 
-    def _put_object(self, params: dict[str, Any], data: Data) -> None:
+    def _put_object(self, params: dict[str, Any], data: Data) -> dict[str, Any]:
         if isinstance(data, bytes | bytearray | memoryview):
-            self.client.put_object(Body=bytes(data), **params)
+            answer: dict[str, Any] = self.client.put_object(Body=bytes(data), **params)
         else:
             with Path(data).open("rb") as body:
-                self.client.put_object(Body=body, **params)
+                answer = self.client.put_object(Body=body, **params)
+        return answer
 
     def _same_again(
         self, existing: StoredObject, digests: _Digests, until: dt.datetime
@@ -579,14 +759,18 @@ class S3ObjectLockStorage:
             return replace(existing, retain_until=until, retention_mode="COMPLIANCE")
         return existing
 
-    def head(self, key: str) -> StoredObject | None:
+    def head(self, key: str, version_id: str | None = None) -> StoredObject | None:
         from botocore.exceptions import ClientError
 
         check_key(key)
+        params = {"Bucket": self.bucket, "Key": key}
+        if version_id is not None:
+            params["VersionId"] = version_id
         try:
-            answer = self.client.head_object(Bucket=self.bucket, Key=key)
+            answer = self.client.head_object(**params)
         except ClientError as exc:
-            if _error_code(exc) in _NOT_FOUND:
+            # 405: the version named is a delete marker, which has no object to describe.
+            if _error_code(exc) in _NOT_FOUND | {"405", "MethodNotAllowed"}:
                 return None
             raise
         version_id = answer.get("VersionId")
@@ -599,7 +783,12 @@ class S3ObjectLockStorage:
                 )["Retention"]
                 mode, until = retention.get("Mode"), retention.get("RetainUntilDate")
             except ClientError as exc:
-                if _error_code(exc) not in {"NoSuchObjectLockConfiguration", *_NOT_FOUND}:
+                # A version written without retention (not by this archive) has no lock to read.
+                if _error_code(exc) not in {
+                    "NoSuchObjectLockConfiguration",
+                    "ObjectLockConfigurationNotFoundError",
+                    *_NOT_FOUND,
+                }:
                     raise
         hold = answer.get("ObjectLockLegalHoldStatus")
         if hold is None:
@@ -622,15 +811,19 @@ class S3ObjectLockStorage:
             retention_mode=mode,
         )
 
-    def get(self, key: str) -> bytes:
+    def get(self, key: str, version_id: str | None = None) -> bytes:
         from botocore.exceptions import ClientError
 
         check_key(key)
+        params = {"Bucket": self.bucket, "Key": key}
+        if version_id is not None:
+            params["VersionId"] = version_id
         try:
-            answer = self.client.get_object(Bucket=self.bucket, Key=key)
+            answer = self.client.get_object(**params)
         except ClientError as exc:
-            if _error_code(exc) in _NOT_FOUND:
-                raise ObjectNotFound(key) from exc
+            if _error_code(exc) in _NOT_FOUND | {"405", "MethodNotAllowed"}:
+                name = f"{key} (version {version_id})" if version_id else key
+                raise ObjectNotFound(name) from exc
             raise
         with answer["Body"] as body:
             data: bytes = body.read()
@@ -649,12 +842,13 @@ class S3ObjectLockStorage:
                 if stored is not None:
                     yield stored
 
-    def delete(self, key: str, *, today: dt.date) -> None:
+    def delete(self, key: str, *, today: dt.date, version_id: str | None = None) -> None:
+        """Delete one version (``version_id``, else the current one) and check it is gone."""
         from botocore.exceptions import ClientError
 
-        stored = self.head(key)
+        stored = self.head(key, version_id)
         if stored is None:
-            raise ObjectNotFound(key)
+            raise ObjectNotFound(f"{key} (version {version_id})" if version_id else key)
         if stored.legal_hold:
             raise LegalHoldError(f"{key} is under a legal hold")
         if not retention_allows_delete(stored.retain_until, today):
@@ -665,6 +859,72 @@ class S3ObjectLockStorage:
             if _error_code(exc) in _REFUSED:
                 raise RetentionError(f"the store refused to delete {key}: {exc}") from exc
             raise
+        if self.head(key, stored.version_id) is not None:
+            raise StorageError(f"the store answered the delete but still holds {key}")
+
+    def _versions(self, prefix: str) -> dict[str, builtins.list[dict[str, Any]]]:
+        """Every version and delete marker under ``prefix`` by key, newest first."""
+        found: dict[str, builtins.list[dict[str, Any]]] = {}
+        paginator = self.client.get_paginator("list_object_versions")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+            for item in page.get("Versions") or []:
+                found.setdefault(item["Key"], []).append({**item, "DeleteMarker": False})
+            for item in page.get("DeleteMarkers") or []:
+                found.setdefault(item["Key"], []).append({**item, "DeleteMarker": True})
+        for versions in found.values():
+            versions.sort(key=lambda v: (not v.get("IsLatest"), -v["LastModified"].timestamp()))
+        return found
+
+    def audit_objects(self, pinned: Mapping[str, Pinned], prefix: str) -> builtins.list[Finding]:
+        """Compare the pinned versions with every version and delete marker under ``prefix``.
+
+        Contents are not read here: the caller reads every pinned version back and checks it.
+        """
+        found = self._versions(prefix)
+        findings = []
+        for key, pin in sorted(pinned.items()):
+            versions = found.pop(key, [])
+            objects = [v for v in versions if not v["DeleteMarker"]]
+            wanted = pin.version_id or (objects[-1]["VersionId"] if objects else None)
+            if wanted is None or wanted not in {v["VersionId"] for v in objects}:
+                findings.append(
+                    Finding(key, "missing", f"the pinned version {pin.version_id} is gone")
+                )
+            latest = next((v for v in versions if v.get("IsLatest")), None)
+            if latest is not None and latest["DeleteMarker"]:
+                findings.append(
+                    Finding(
+                        key,
+                        "hidden",
+                        f"a delete marker ({latest['VersionId']}) hides it: a plain GET "
+                        "finds nothing",
+                    )
+                )
+            for version in versions:
+                if version["VersionId"] == wanted or version is latest and version["DeleteMarker"]:
+                    continue
+                what = "delete marker" if version["DeleteMarker"] else "version"
+                findings.append(
+                    Finding(
+                        key,
+                        "replaced" if version is latest else "unexpected",
+                        f"another {what} {version['VersionId']} of "
+                        f"{version['LastModified']:%Y-%m-%d %H:%M:%S}Z"
+                        + (" is the current one: a plain GET returns it" if version is latest
+                           else ""),
+                    )
+                )
+        for key, versions in sorted(found.items()):
+            for version in versions:
+                what = "delete marker" if version["DeleteMarker"] else "object"
+                findings.append(
+                    Finding(key, "unexpected", f"an {what} in no archive record "
+                            f"(version {version['VersionId']})")
+                )
+        return findings
+
+    def write_once_note(self) -> str | None:
+        return None  # Object Lock in COMPLIANCE mode, checked by ensure_bucket
 
     def set_legal_hold(self, key: str, on: bool) -> None:
         stored = self.head(key)
@@ -684,7 +944,8 @@ class S3ObjectLockStorage:
 def storage_from_config(config: Mapping[str, Any]) -> ArchiveStorage:
     """Build the configured store.
 
-    ``ARCHIVE_STORAGE`` is ``local`` (default; ``ARCHIVE_LOCAL_ROOT``) or ``s3``
+    ``ARCHIVE_STORAGE`` is ``local`` (default; ``ARCHIVE_LOCAL_ROOT``, and
+    ``ARCHIVE_LOCAL_IMMUTABLE``, default true: set the immutable attribute where possible) or ``s3``
     (``ARCHIVE_S3_BUCKET``, optional ``ARCHIVE_S3_ENDPOINT``, ``ARCHIVE_S3_REGION``,
     ``ARCHIVE_S3_STORAGE_CLASS``, ``ARCHIVE_S3_ACCESS_KEY`` + ``ARCHIVE_S3_SECRET_KEY``; without
     them boto3 uses the standard AWS variables and credential files). Does not create buckets:
@@ -695,7 +956,8 @@ def storage_from_config(config: Mapping[str, Any]) -> ArchiveStorage:
         root = config.get("ARCHIVE_LOCAL_ROOT")
         if not root:
             raise ValueError("ARCHIVE_LOCAL_ROOT is required for local archive storage")
-        return LocalWormStorage(Path(root))
+        immutable = _flag(config.get("ARCHIVE_LOCAL_IMMUTABLE", True))
+        return LocalWormStorage(Path(root), immutable=immutable)
     if kind == "s3":
         import boto3
         from botocore.config import Config
@@ -721,6 +983,12 @@ def storage_from_config(config: Mapping[str, Any]) -> ArchiveStorage:
             client, str(bucket), config.get("ARCHIVE_S3_STORAGE_CLASS") or None
         )
     raise ValueError(f"ARCHIVE_STORAGE must be 'local' or 's3', not {kind!r}")
+
+
+def _flag(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() not in ("", "0", "false", "no", "off")
+    return bool(value)
 
 
 # --------------------------------------------------------------------------- bags
@@ -772,8 +1040,11 @@ def put_bag(
     )
 
 
-def fetch_bag(storage: ArchiveStorage, key: str, dest: Path) -> Path:
-    """Download a bag tar, extract it safely under ``dest`` and validate it; return the bag."""
-    bag_dir = tar_to_bag(storage.get(key), Path(dest))
+def fetch_bag(
+    storage: ArchiveStorage, key: str, dest: Path, version_id: str | None = None
+) -> Path:
+    """Download a bag tar (the pinned version when given), extract it safely under ``dest`` and
+    validate it; return the bag."""
+    bag_dir = tar_to_bag(storage.get(key, version_id), Path(dest))
     validate_bag(bag_dir)
     return bag_dir

@@ -175,6 +175,15 @@ def timestamp_authority_from_config(config: Mapping[str, Any]) -> HttpTimestampA
     return HttpTimestampAuthority(str(url), float(config.get("TSA_TIMEOUT") or 10.0))
 
 
+def configured_timestamper() -> HttpTimestampAuthority | None:
+    """The TSA of the running app's configuration, or None outside an app or without TSA_URL."""
+    from flask import current_app, has_app_context
+
+    if not has_app_context():
+        return None
+    return timestamp_authority_from_config(current_app.config)
+
+
 def verify_timestamp(
     data: bytes,
     tsr: bytes,

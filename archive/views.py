@@ -46,13 +46,14 @@ DEFAULT_MAX_UPLOAD = 256 * 1024 * 1024  # ARCHIVE_INSPECT_MAX_UPLOAD: bytes of t
 DEFAULT_MAX_UNPACKED = 1024 * 1024 * 1024  # ARCHIVE_INSPECT_MAX_UNPACKED: bytes once unpacked
 DEFAULT_MAX_FILES = 20_000  # ARCHIVE_INSPECT_MAX_FILES: files in a bag
 CHECK_TITLES = {
+    "identity": _l("Which bag this is"),
     "bag": _l("BagIt structure and manifests"),
     "seal": _l("Seal by the school's key"),
     "keys": _l("Keys in the package"),
     "log": _l("Entries, checkpoints and consistency proofs"),
     "certificates": _l("Certificates in the package"),
     "timestamps": _l("RFC 3161 timestamps"),
-    "printouts": _l("Printouts: signatures and embedded records"),
+    "printouts": _l("Printouts: signer, class and period, embedded records"),
     "pdf": _l("Printout: signatures and embedded records"),
 }
 STATUS_LABELS = {OK: _l("OK"), WARNING: _l("Warning"), FAILED: _l("Failed")}
@@ -137,12 +138,15 @@ def verify_page() -> Any:
     if len(data) > max_upload:
         return _render(form, error=_too_large_message(), status=413)
     name = upload.filename or "upload"
+    from .services import pdf_trust_roots
+
     report = verify_upload(
         data,
         verifier,
         name=name,
         max_files=_limit("ARCHIVE_INSPECT_MAX_FILES", DEFAULT_MAX_FILES),
         max_bytes=_limit("ARCHIVE_INSPECT_MAX_UNPACKED", DEFAULT_MAX_UNPACKED),
+        trust=pdf_trust_roots(current_app.config),  # PDF_TRUST_ROOTS, e.g. the national CA's
     )
     digest = hashlib.sha256(data).hexdigest()
     user = current_user()
@@ -229,6 +233,18 @@ def _registrar_scope(user: User) -> tuple[set[str], list[str] | None]:
     return {s.log_vkey for s in schools if s.log_vkey}, [f"{s.domain}/" for s in schools]
 
 
+def _pinned_ledger_bags() -> dict[str, str | None]:
+    """The ledger bags this server sealed, by key, with the version it wrote (read that one)."""
+    from .models import ArchivedBag
+
+    rows = db.session.execute(
+        select(ArchivedBag.key, ArchivedBag.version_id).where(
+            ArchivedBag.kind == "ledger_year", ArchivedBag.state == "sealed"
+        )
+    )
+    return {key: version_id for key, version_id in rows}
+
+
 @bp.route("/registrar", methods=["GET", "POST"])
 @roles_required("registrar")
 def registrar() -> Any:
@@ -247,6 +263,7 @@ def registrar() -> Any:
                     query,
                     trusted_vkeys=trusted,
                     prefixes=prefixes,
+                    pinned=_pinned_ledger_bags(),
                 )
             except RegistrarError as exc:
                 error = str(exc)

@@ -196,11 +196,14 @@ LABELS: Final[dict[str, dict[str, str]]] = {
 
 @dataclass(frozen=True)
 class PdfSigner:
-    """The school's signing key and certificate, PEM encoded.
+    """The school's signing key and certificate: PEM files, or one PKCS#12 file.
 
     RSA only (3072 bits recommended): poppler's ``pdfsig`` cannot read Ed25519 PDF signatures, and
     pyHanko moves ECDSA-signed files to PDF 2.0, which is not PDF/A-3. ``chain_pem`` holds the
-    intermediate and root certificates to embed in the signature.
+    intermediate and root certificates to embed in the signature. With ``pkcs12`` (the bytes of a
+    ``.p12``/``.pfx``, e.g. issued by the national certificate authority, and its
+    ``pkcs12_passphrase``) the key, certificate and chain come from that file instead and
+    ``key_pem``/``cert_pem`` stay empty.
     """
 
     key_pem: bytes
@@ -208,6 +211,8 @@ class PdfSigner:
     chain_pem: tuple[bytes, ...] = ()
     reason: str = "Class journal printout, signed by the school"
     location: str = ""
+    pkcs12: bytes = b""
+    pkcs12_passphrase: bytes | None = None
 
 
 # --- public API -----------------------------------------------------------------------------
@@ -1437,9 +1442,7 @@ class _LoadedKeySigner(signers.SimpleSigner):
         return self._key.sign(data, PKCS1v15(), getattr(hashes, digest_algorithm.upper())())
 
 
-@functools.lru_cache(maxsize=8)
-def _pyhanko_signer(signer: PdfSigner) -> signers.SimpleSigner:
-    key = serialization.load_pem_private_key(signer.key_pem, password=None)
+def _check_rsa(key: object) -> None:
     if not isinstance(key, rsa.RSAPrivateKey):
         raise ValueError(
             "PDF signing needs an RSA key (3072 bits recommended): pdfsig cannot read Ed25519 "
@@ -1447,6 +1450,32 @@ def _pyhanko_signer(signer: PdfSigner) -> signers.SimpleSigner:
         )
     if key.key_size < 2048:
         raise ValueError(f"RSA key of {key.key_size} bits is too small for signing printouts")
+
+
+def _pkcs12_signer(signer: PdfSigner) -> signers.SimpleSigner:
+    """pyHanko's signer from a PKCS#12 file (the key, its certificate and the chain in it)."""
+    from cryptography.hazmat.primitives.serialization import pkcs12
+
+    try:
+        key, _cert, _others = pkcs12.load_key_and_certificates(
+            signer.pkcs12, signer.pkcs12_passphrase
+        )
+    except ValueError as exc:
+        raise ValueError(f"the PKCS#12 file cannot be opened (wrong passphrase?): {exc}") from None
+    _check_rsa(key)
+    extra = [c for pem in signer.chain_pem for c in load_certs_from_pemder_data(pem)]
+    return signers.SimpleSigner.load_pkcs12_data(
+        signer.pkcs12, other_certs=extra, passphrase=signer.pkcs12_passphrase
+    )
+
+
+@functools.lru_cache(maxsize=8)
+def _pyhanko_signer(signer: PdfSigner) -> signers.SimpleSigner:
+    if signer.pkcs12:
+        return _pkcs12_signer(signer)
+    key = serialization.load_pem_private_key(signer.key_pem, password=None)
+    _check_rsa(key)
+    assert isinstance(key, rsa.RSAPrivateKey)
     cert = next(iter(load_certs_from_pemder_data(signer.cert_pem)))
     chain = [c for pem in signer.chain_pem for c in load_certs_from_pemder_data(pem)]
     return _LoadedKeySigner(

@@ -1,29 +1,34 @@
 """Signed printouts, ready to hand out: the one place that joins the queries, the school's PDF
-certificate, the optional timestamp authority and the renderer (used by the `export`
-commands, the download pages and the archive job)."""
+certificate (with its registration in the school ledger log, ``exports/signing.py``), the
+optional timestamp authority and the renderer (used by the `export` commands, the download pages
+and the archive job).
+
+Besides the proof of its content, every printout embeds ``signer.jsonl`` and
+``signer.tlog-proof`` (who may sign for the school) and ``printout.json`` (which document it is:
+class, school year, quarter, the log and the range of it shown), so a verifier can bind it to a
+bag's class and period.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy.orm import Session
 
-from journal.keys import load_pdf_signer
-from journal.models import ClassGroup, School
+from journal.ledger import audit
+from journal.models import ClassGroup, School, SchoolYear
 
 from . import queries
+from .documents import JournalDocument, LedgerDocument, ProofBundle
 from .pdf import PdfSigner, render_journal_pdf, render_ledger_pdf
+from .signing import anchor_for, printout_file, school_signer
 
 
 def pdf_signer(config: Mapping[str, Any], school: School) -> PdfSigner:
-    files = load_pdf_signer(config["KEYS_DIR"], school.domain)
-    return PdfSigner(
-        key_pem=files.key_pem,
-        cert_pem=files.cert_pem,
-        chain_pem=files.chain_pem,
-        location=school.name,
-    )
+    """The school's signer (PKCS#12 or PEM files in KEYS_DIR)."""
+    return school_signer(config, school)
 
 
 def pdf_timestamper(config: Mapping[str, Any]) -> Any:
@@ -34,6 +39,18 @@ def pdf_timestamper(config: Mapping[str, Any]) -> Any:
     from pyhanko.sign.timestamps import HTTPTimeStamper
 
     return HTTPTimeStamper(url)
+
+
+def with_files(proof: ProofBundle, *files: tuple[str, bytes]) -> ProofBundle:
+    """The proof bundle with more files to embed."""
+    return dataclasses.replace(proof, extra_files=(*proof.extra_files, *files))
+
+
+def _first_seq(proof: ProofBundle) -> int:
+    for name, data in proof.extra_files:
+        if name == audit.RANGE_FILE:
+            return audit.parse_range_file(data.decode("ascii"))[0]
+    return 0
 
 
 def journal_pdf(
@@ -47,9 +64,30 @@ def journal_pdf(
 ) -> bytes:
     """The journal of a quarter, or with ``kind="half"`` of a half-year (half-year subjects)."""
     school = session.get_one(School, class_group.school_id)
-    document = queries.journal_document(session, class_group, quarter, kind=kind)
+    year = session.get_one(SchoolYear, class_group.school_year_id)
+    signer, anchor = anchor_for(session, config, school)
+    document: JournalDocument = queries.journal_document(session, class_group, quarter, kind=kind)
+    assert document.proof is not None
+    half = kind == "half"
+    described = printout_file(
+        {
+            "document": "journal_half" if half else "journal_quarter",
+            "school_year": year.name,
+            "class_id": class_group.id,
+            "class_name": class_group.name,
+            "quarter": None if half else quarter,
+            "half_year": quarter if half else None,
+            "log": document.proof.origin,
+            "first_seq": _first_seq(document.proof),
+            "checkpoint_size": document.proof.tree_size,
+        }
+    )
+    proof = with_files(document.proof, *anchor.files, described)
     return render_journal_pdf(
-        document, pdf_signer(config, school), pdf_timestamper(config), language=language
+        dataclasses.replace(document, proof=proof),
+        signer,
+        pdf_timestamper(config),
+        language=language,
     )
 
 
@@ -61,9 +99,28 @@ def ledger_pdf(
     language: str = "ru",
 ) -> bytes:
     school = session.get_one(School, class_group.school_id)
-    document = queries.ledger_document(session, class_group)
+    year = session.get_one(SchoolYear, class_group.school_year_id)
+    signer, anchor = anchor_for(session, config, school)
+    document: LedgerDocument = queries.ledger_document(session, class_group)
+    assert document.proof is not None
+    described = printout_file(
+        {
+            "document": "summary_ledger",
+            "school_year": year.name,
+            "class_id": class_group.id,
+            "class_name": class_group.name,
+            "quarter": None,
+            "log": document.proof.origin,
+            "first_seq": None,
+            "checkpoint_size": document.proof.tree_size,
+        }
+    )
+    proof = with_files(document.proof, *anchor.files, described)
     return render_ledger_pdf(
-        document, pdf_signer(config, school), pdf_timestamper(config), language=language
+        dataclasses.replace(document, proof=proof),
+        signer,
+        pdf_timestamper(config),
+        language=language,
     )
 
 

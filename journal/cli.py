@@ -153,6 +153,8 @@ def journal_verify(journal_id: int) -> None:
 @click.argument("journal_ids", type=int, nargs=-1)
 def journal_checkpoint(journal_ids: tuple[int, ...]) -> None:
     """Sign a checkpoint of each log that grew (all logs when no id is given)."""
+    from archive.timestamps import TimestampError
+
     from .services import cut_checkpoint, latest_checkpoint
 
     session = db.session
@@ -165,7 +167,10 @@ def journal_checkpoint(journal_ids: tuple[int, ...]) -> None:
         school = session.get_one(School, log.school_id)
         log_key = load_log_key(current_app.config["KEYS_DIR"], school.domain)
         before = latest_checkpoint(session, log)
-        checkpoint = cut_checkpoint(session, log, log_key)
+        try:
+            checkpoint = cut_checkpoint(session, log, log_key)
+        except TimestampError as exc:
+            raise click.ClickException(f"{log.origin}: no checkpoint cut: {exc}") from None
         fresh = before is None or before.id != checkpoint.id
         click.echo(
             f"{log.origin}: {'new' if fresh else 'unchanged'} checkpoint at size {checkpoint.size}"
@@ -184,6 +189,8 @@ def journal_close_term(
 ) -> None:
     """Close a quarter (or, with --half, a half-year): print the pre-close report, then, with
     --yes, seal every journal's results, checkpoint them and record it in the ledger log."""
+    from archive.timestamps import TimestampError
+
     from .models import SchoolYear, Term
     from .year.closing import HOLD_MESSAGES, TermError, close_term, pre_close_report
 
@@ -211,14 +218,15 @@ def journal_close_term(
         sys.exit(1)
     school = session.get_one(School, year.school_id)
     try:
-        closures = close_term(
-            session,
-            term,
-            load_log_key(current_app.config["KEYS_DIR"], school.domain),
-            closed_by=None,
-            reason=reason,
-        )
-    except TermError as exc:
+        with session.begin_nested():  # a failed close leaves nothing half done behind
+            closures = close_term(
+                session,
+                term,
+                load_log_key(current_app.config["KEYS_DIR"], school.domain),
+                closed_by=None,
+                reason=reason,
+            )
+    except (TermError, TimestampError) as exc:
         raise click.ClickException(str(exc)) from exc
     session.commit()
     click.echo(f"closed {name}: {len(closures)} journal(s) sealed")
@@ -230,6 +238,8 @@ def journal_close_term(
 @click.option("--yes", is_flag=True, help="Close (else only say what would be closed).")
 def journal_close_year(school_year_id: int, reason: str, yes: bool) -> None:
     """Close a school year whose terms are all closed: seal every pupil's year results."""
+    from archive.timestamps import TimestampError
+
     from .models import SchoolYear
     from .year.closing import TermError, close_year
 
@@ -245,14 +255,15 @@ def journal_close_year(school_year_id: int, reason: str, yes: bool) -> None:
         sys.exit(1)
     school = session.get_one(School, year.school_id)
     try:
-        sealed = close_year(
-            session,
-            year,
-            load_log_key(current_app.config["KEYS_DIR"], school.domain),
-            closed_by=None,
-            reason=reason,
-        )
-    except TermError as exc:
+        with session.begin_nested():  # a failed close leaves nothing half done behind
+            sealed = close_year(
+                session,
+                year,
+                load_log_key(current_app.config["KEYS_DIR"], school.domain),
+                closed_by=None,
+                reason=reason,
+            )
+    except (TermError, TimestampError) as exc:
         raise click.ClickException(str(exc)) from exc
     session.commit()
     click.echo(f"closed {year.name}: {sealed} year results sealed")

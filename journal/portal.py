@@ -323,7 +323,12 @@ def entry_proof(session: Session, entry: Entry, keys_dir: str) -> EntryProof:
             log_key = load_log_key(keys_dir, school.domain)
         except LookupError as exc:
             raise ProofNotReady(str(exc)) from None
-        checkpoint = cut_checkpoint(session, log, log_key)
+        from archive.timestamps import TimestampError
+
+        try:
+            checkpoint = cut_checkpoint(session, log, log_key)
+        except TimestampError as exc:  # a TSA is configured: no checkpoint goes out without it
+            raise ProofNotReady(f"the timestamp authority did not answer: {exc}") from None
     hashes = leaf_hashes(session, log, checkpoint.size)
     proof = make_tlog_proof(hashes, entry.seq, checkpoint.note)
     return EntryProof(

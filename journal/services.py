@@ -848,8 +848,10 @@ def cut_checkpoint(
 ) -> Checkpoint:
     """Sign a checkpoint of the log as it is now; returns the latest one if nothing was added.
 
-    Stores the consistency proof from the previous checkpoint and, when a timestamp authority
-    is given, an RFC 3161 token over the note.
+    Stores the consistency proof from the previous checkpoint and an RFC 3161 token over the
+    note: from ``timestamper`` when given, else from the app's configured TSA (``TSA_URL``), so
+    every path that cuts a checkpoint (closing a term, the hourly job, the portal, the ledger)
+    timestamps it. With a TSA configured and unreachable, no checkpoint is cut (TimestampError).
     """
     # Serialize cuts of one log and read a size whose entries are all committed.
     size = session.execute(select(Log.size).where(Log.id == log.id).with_for_update()).scalar_one()
@@ -867,6 +869,10 @@ def cut_checkpoint(
     if previous is not None and previous.size > 0:
         proof = merkle.consistency_proof(hashes, previous.size, size)
         proof_text = "".join(base64.b64encode(h).decode() + "\n" for h in proof)
+    if timestamper is None:
+        from archive.timestamps import configured_timestamper  # the app's TSA, if any
+
+        timestamper = configured_timestamper()
     checkpoint = Checkpoint(
         log_id=log.id,
         size=size,

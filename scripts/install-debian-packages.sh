@@ -2,7 +2,7 @@
 # Installs the Debian packages the journal and its tests need. Idempotent; needs root.
 # Skips the network entirely when every package is already present.
 set -eu
-PACKAGES="poppler-utils qpdf fonts-dejavu-core openssl postgresql-client chromium libicu-dev pkg-config g++ python3-dev tzdata"
+PACKAGES="poppler-utils qpdf fonts-dejavu-core openssl postgresql-client chromium libicu-dev pkg-config g++ python3-dev tzdata libnss3-tools"
 missing=""
 for p in $PACKAGES; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -79,6 +79,9 @@ def make_app(database_url: str, keys_dir: Path, **overrides: object) -> Flask:
         "IIN_HMAC_KEY": TEST_IIN_HMAC_KEY,
         "BACKUP_KEY": TEST_BACKUP_KEY,
         "ARCHIVE_LOCAL_ROOT": str(keys_dir.parent / "archive"),
+        # Immutable files would outlive the test's temporary directory (only root clears them);
+        # tests/archive/test_audit.py sets the attribute on purpose and clears it again.
+        "ARCHIVE_LOCAL_IMMUTABLE": False,
         "BACKUP_DIR": str(keys_dir.parent / "backups"),
         "SESSION_COOKIE_SECURE": False,
         "WTF_CSRF_ENABLED": True,

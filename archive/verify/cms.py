@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -443,7 +444,7 @@ def verify_signed_data(
         for element in rest[0].children():
             expect(element, SEQUENCE, "certificate")
             try:
-                certificates.append(x509.load_der_x509_certificate(element.raw))
+                certificates.append(load_der_certificate(element.raw))
             except ValueError as exc:
                 raise CmsError(f"a certificate in the signature is damaged: {exc}") from None
         rest = rest[1:]
@@ -634,9 +635,22 @@ def read_gen_time(tsr: bytes) -> dt.datetime:
 # --- PEM ----------------------------------------------------------------------------------------
 
 
+def load_der_certificate(der: bytes) -> x509.Certificate:
+    """A DER certificate; CmsError also for what ``cryptography`` only warns about today (a
+    serial number that is not positive, RFC 5280 §4.1.2.2): a verifier refuses it."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        try:
+            return x509.load_der_x509_certificate(der)
+        except (ValueError, Warning) as exc:
+            raise CmsError(f"a certificate is malformed: {exc}") from None
+
+
 def load_pem_certificates(text: bytes) -> list[x509.Certificate]:
     """Every certificate in a PEM file (text around the blocks is allowed, as OpenSSL allows)."""
-    try:
-        return x509.load_pem_x509_certificates(text)
-    except ValueError as exc:
-        raise CmsError(f"not a PEM certificate file: {exc}") from None
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        try:
+            return x509.load_pem_x509_certificates(text)
+        except (ValueError, Warning) as exc:
+            raise CmsError(f"not a PEM certificate file: {exc}") from None

@@ -261,6 +261,8 @@ def _unpredict(data: bytes, params: dict[str, PdfValue]) -> bytes:
 
 
 def _inflate(data: bytes) -> bytes:
+    if not data:
+        return b""  # an empty embedded file is written as an empty FlateDecode stream (qpdf)
     decompressor = zlib.decompressobj()
     try:
         out = decompressor.decompress(data, MAX_DECODED)

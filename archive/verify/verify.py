@@ -1,8 +1,9 @@
 """journal-verify: check an archive bag, a printout or an inclusion proof without our server.
 
-    journal-verify bag PATH --vkey VKEY              a bag directory, or a .zip/.tar of one
+    journal-verify bag PATH --vkey VKEY [--trust PEM]   a bag directory, or a .zip/.tar of one
+    journal-verify log DIR --vkey VKEY                  a `flask journal export` directory
     journal-verify proof --vkey VKEY --leaf FILE PROOF
-    journal-verify pdf FILE --vkey VKEY
+    journal-verify pdf FILE --vkey VKEY [--trust PEM]
 
 ``VKEY`` is the school's published verifier key (``<name>+<key id>+<key>``) or a file holding it.
 It must come from the school, not from the bag: whoever could rewrite a bag could rewrite
@@ -25,9 +26,12 @@ What ``bag`` checks, in order (DESIGN §5; ``VERIFY.md`` explains each step by h
    consistency proofs hold; the last checkpoint covers every entry and is the one bag-info names.
 5. RFC 3161 tokens (``*.tsr``): each covers its file, its signature and certificate chain verify
    here, and ``openssl ts -verify -attime <genTime>`` agrees when openssl is installed.
-6. Printouts (``data/printouts/**.pdf``): each PDF signature's digest and signature; the embedded
-   ``entries.jsonl`` is a run of the bag's entries, the embedded checkpoint is signed by VKEY and
-   has the root of the bag's tree at its size, and each embedded ``.tlog-proof`` verifies.
+6. Printouts (``data/printouts/**.pdf``): each PDF signature's digest and signature, by the
+   certificate the school registered in its ledger log (the embedded ``signer.jsonl`` and its
+   ``signer.tlog-proof``, signed by VKEY; ``journal/ledger/signer.py``) within the registered
+   period, or by one chaining to a ``--trust`` root; the embedded ``entries.jsonl`` is a run of
+   the bag's entries, the embedded checkpoint is signed by VKEY and has the root of the bag's
+   tree at its size, and each embedded ``.tlog-proof`` verifies.
 """
 
 from __future__ import annotations
@@ -55,6 +59,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING or __package__:
     from journal.ledger import audit, merkle, note, tlogproof
+    from journal.ledger import signer as registrations
     from journal.ledger.entry import KeyFormatError, PayloadError, key_id, parse_leaf
 
     from . import cms, pdf, seal
@@ -65,6 +70,7 @@ else:  # run as a script from a bag: data/verify/ holds this file and the ledger
     import pdf
     import seal
     from ledger import audit, merkle, note, tlogproof
+    from ledger import signer as registrations
     from ledger.entry import KeyFormatError, PayloadError, key_id, parse_leaf
 
 from cryptography import x509
@@ -594,9 +600,13 @@ def _check_log(
         leaves, keys, list(notes.values()), verifier, origin, consistency=proofs
     )
     for problem in audit_report.problems:
-        check.fail(
-            _entry_where("data/entries.jsonl", problem.seq, "data/checkpoints/"), problem.what
+        # A root that does not match names a range, not an entry: say which checkpoint.
+        where = (
+            _entry_where("data/entries.jsonl", problem.seq, "data/checkpoints/")
+            if problem.exact
+            else f"data/checkpoints/{problem.checkpoint}.checkpoint"
         )
+        check.fail(where, problem.what)
     signed = sorted(audit_report.checkpoints_checked)
     if max(notes) != len(leaves):
         check.fail(
@@ -699,6 +709,7 @@ def _check_timestamps(
     check = report.check("timestamps", "RFC 3161 timestamps")
     tokens = sorted(name for name in files if name.endswith(".tsr"))
     executable = shutil.which(openssl) if openssl else None
+    agreed = 0
     for name in tokens:
         covered = name.removesuffix(".tsr")
         if name.startswith("data/checkpoints/"):
@@ -725,6 +736,7 @@ def _check_timestamps(
             if failure is not None:
                 check.fail(name, f"openssl ts -verify fails: {failure}")
                 continue
+            agreed += 1
         check.note(f"{name}: times {covered} at {when}, signed by {tsa}")
     if not tokens:
         check.note("no RFC 3161 tokens in the bag (no timestamp authority was configured)")
@@ -732,8 +744,12 @@ def _check_timestamps(
         check.warn("no TSA CA certificate in data/keys/: the chains were not checked")
     elif executable is None:
         check.warn("skipped: openssl not found; the tokens were checked by this verifier alone")
-    else:
+    elif agreed == len(tokens):
         check.note(f"openssl ts -verify -attime <genTime> agrees on all {len(tokens)} tokens")
+    else:
+        check.note(
+            f"openssl ts -verify -attime <genTime> agrees on {agreed} of the {len(tokens)} tokens"
+        )
     for size in sorted(int(m.group(1)) for n in files if (m := _CHECKPOINT_NAME.fullmatch(n))):
         if f"data/checkpoints/{size}.tsr" not in files:
             check.note(f"checkpoint {size} has no timestamp")
@@ -756,6 +772,32 @@ def _pdf_date(text: str | None) -> dt.datetime | None:
     return moment
 
 
+def _registration(
+    embedded: Mapping[str, bytes], verifier: note.Verifier
+) -> tuple[registrations.Registration | None, str]:
+    """The printout's embedded signer registration, verified; else None and why not."""
+    record = embedded.get(registrations.RECORD_FILE)
+    proof = embedded.get(registrations.PROOF_FILE)
+    if record is None and proof is None:
+        return None, (
+            f"the printout embeds no registration of its signer ({registrations.RECORD_FILE}, "
+            f"{registrations.PROOF_FILE})"
+        )
+    if record is None or proof is None:
+        return None, (
+            f"the printout embeds only one of {registrations.RECORD_FILE} and "
+            f"{registrations.PROOF_FILE}"
+        )
+    try:
+        return registrations.verify_registration(record, proof, verifier), ""
+    except registrations.RegistrationError as exc:
+        return None, f"its embedded signer registration {exc}"
+
+
+def _moment(value: dt.datetime) -> str:
+    return f"{value:%Y-%m-%d %H:%M:%S}Z"
+
+
 def check_pdf_signatures(
     check: Check,
     where: str,
@@ -764,8 +806,18 @@ def check_pdf_signatures(
     anchors: Sequence[x509.Certificate],
     *,
     required: bool,
+    verifier: note.Verifier | None = None,
+    embedded: Mapping[str, bytes] | None = None,
+    trust: Sequence[x509.Certificate] = (),
 ) -> None:
-    """Every signature's digest and signature; the last one must cover the whole file."""
+    """Every signature's digest and signature; the last one must cover the whole file.
+
+    A document signature counts for the school only when its certificate is the one the school
+    registered in its ledger log (the embedded ``signer.jsonl`` and ``signer.tlog-proof``, checked
+    against ``verifier``) and it was signed within the registration's period, or when its chain
+    reaches a root of the operator's ``trust`` list (a national certificate authority, for a
+    qualified signature). ``anchors`` (the bag's own certificates) only anchor timestamps.
+    """
     try:
         signatures = document.signatures()
     except pdf.PdfError as exc:
@@ -779,40 +831,125 @@ def check_pdf_signatures(
         return
     if not signatures[-1].covers(len(data)):
         check.fail(where, "bytes were added after the last signature")
+    registration, unregistered = (
+        _registration(embedded or {}, verifier)
+        if verifier is not None
+        else (None, "no school key was given to check a registration")
+    )
     for signature in signatures:
         label = f"{where} signature {signature.field_name!r}"
         signed = signature.signed_bytes(data)
+        revision = "the whole file" if signature.covers(len(data)) else "its revision"
         try:
             if signature.sub_filter == "ETSI.RFC3161":
                 stamp = cms.verify_timestamp_token(
                     signature.contents, signed, anchors=anchors, zero_padding=True
                 )
-                signer = stamp.signature
-                what = f"document timestamp of {stamp.gen_time:%Y-%m-%d %H:%M:%S}Z"
-            elif signature.sub_filter in ("ETSI.CAdES.detached", "adbe.pkcs7.detached"):
-                signer = cms.verify_signed_data(
-                    signature.contents,
-                    detached=signed,
-                    anchors=anchors,
-                    at=_pdf_date(signature.signing_time),
-                    zero_padding=True,
+                tsa = stamp.signature
+                trusted = (
+                    "chains to a certificate in data/keys/"
+                    if tsa.anchored
+                    else f"root {cms.subject_name(tsa.root)} (check it against the TSA's CA)"
                 )
-                what = "signature"
-            else:
+                check.note(
+                    f"{where}: document timestamp of {_moment(stamp.gen_time)} by "
+                    f"{cms.subject_name(tsa.signer)} valid over {revision}; {trusted}"
+                )
+                continue
+            if signature.sub_filter not in ("ETSI.CAdES.detached", "adbe.pkcs7.detached"):
                 check.fail(label, f"unsupported signature type {signature.sub_filter!r}")
                 continue
+            signed_at = _pdf_date(signature.signing_time)
+            signer = cms.verify_signed_data(
+                signature.contents,
+                detached=signed,
+                anchors=trust,
+                at=signed_at,
+                zero_padding=True,
+            )
         except cms.CmsError as exc:
             check.fail(label, str(exc))
             continue
-        trust = (
-            "chains to a certificate in data/keys/"
-            if signer.anchored
-            else f"root {cms.subject_name(signer.root)} (check it with pdfsig and the school's CA)"
+        signed_at = signed_at or signer.signing_time
+        who = cms.subject_name(signer.signer)
+        fingerprint = cms.fingerprint(signer.signer)
+        if registration is not None and registration.sha256 == fingerprint:
+            period = f"{_moment(registration.valid_from)} to {_moment(registration.valid_until)}"
+            if signed_at is None:
+                check.fail(label, "has no signing time to compare with its registration")
+            elif not registration.covers(signed_at):
+                check.fail(
+                    label,
+                    f"was made at {_moment(signed_at)}, outside the period its certificate is "
+                    f"registered for ({period}, school ledger seq {registration.seq}): the "
+                    "school did not let this certificate sign then",
+                )
+            else:
+                check.note(
+                    f"{where}: signature by {who} valid over {revision}, made at "
+                    f"{_moment(signed_at)} with the certificate the school registered in its "
+                    f"ledger log (seq {registration.seq}, SHA-256 {fingerprint[:16]}…, {period})"
+                )
+            continue
+        if signer.anchored:
+            check.note(
+                f"{where}: signature by {who} valid over {revision}; its certificate chains to "
+                f"{cms.subject_name(signer.root)}, a root of the trust list given (--trust)"
+            )
+            continue
+        why = (
+            f"the school registered SHA-256 {registration.sha256[:16]}… ({registration.subject})"
+            if registration is not None
+            else unregistered
         )
-        check.note(
-            f"{where}: {what} by {cms.subject_name(signer.signer)} valid over "
-            f"{'the whole file' if signature.covers(len(data)) else 'its revision'}; {trust}"
+        check.fail(
+            label,
+            f"is by {who} (SHA-256 {fingerprint[:16]}…), a certificate the school did not "
+            f"register in its ledger log ({why}), and it does not chain to a root of the trust "
+            "list: anyone can make a certificate with the school's names, so nothing shows this "
+            "printout comes from the school",
         )
+
+
+@dataclass
+class Printout:
+    """What a printout says it is and what it proved: ``described`` is its ``printout.json``;
+    ``authentic`` the embedded records its own signed checkpoint proves, by seq."""
+
+    described: dict[str, Any] | None = None
+    origin: str | None = None
+    size: int | None = None
+    authentic: dict[int, bytes] = field(default_factory=dict)
+
+
+def _described(check: Check, where: str, data: bytes | None) -> dict[str, Any] | None:
+    if data is None:
+        return None
+    try:
+        value = json.loads(data.decode("utf-8"), object_pairs_hook=_reject_duplicates)
+        if not isinstance(value, dict):
+            raise ValueError("not a JSON object")
+    except (ValueError, UnicodeDecodeError) as exc:
+        check.fail(f"{where} printout.json", f"is not a description of the printout: {exc}")
+        return None
+    return value
+
+
+def describe_printout(described: Mapping[str, Any]) -> str:
+    """``printout.json`` in words."""
+    kind = described.get("document")
+    klass = f"class {described.get('class_name')} (id {described.get('class_id')})"
+    year = described.get("school_year") or ", ".join(described.get("school_years") or [])
+    if kind == "journal_quarter":
+        return f"the quarterly journal of {klass}, {year}, quarter {described.get('quarter')}"
+    if kind == "journal_half":
+        half = described.get("half_year")
+        return f"the half-year journal of {klass}, {year}, half-year {half}"
+    if kind == "summary_ledger":
+        return f"the summary ledger of {klass}, {year}"
+    if kind == "duplicate_extract":
+        return f"a duplicate-certificate extract ({year})"
+    return f"a printout of kind {kind!r}"
 
 
 def check_printout(
@@ -824,28 +961,43 @@ def check_printout(
     anchors: Sequence[x509.Certificate] = (),
     *,
     signature_required: bool,
-) -> None:
+    trust: Sequence[x509.Certificate] = (),
+) -> Printout:
     """A printout's signatures and the records embedded in it (``entries.jsonl``), against its
     embedded checkpoint, which must be signed by ``verifier``; and against ``log`` when the
     printout is from the same log.
 
-    The records are proven in one of three ways: all of them, from seq 0 to the checkpoint's
-    size, hash to its root; a run of them plus ``entries-range.txt`` (the compact range before
-    the run) hashes to it; or each has an embedded ``.tlog-proof``. With embedded device keys,
-    each record's signature is checked too.
+    The records are proven on their own in one of three ways: all of them, from seq 0 to the
+    checkpoint's size, hash to its root; a run of them plus ``entries-range.txt`` (the compact
+    range before the run) hashes to it; or each has an embedded ``.tlog-proof``. Records so
+    proven are authentic copies: where the bag's log differs from them, the bag's entry is the
+    changed one (``Printout.authentic``, reported by the log check at its seq). With embedded
+    device keys, each record's signature is checked too.
     """
+    facts = Printout()
     try:
         document = pdf.PdfDocument(data)
         embedded = document.embedded_files()
     except pdf.PdfError as exc:
         check.fail(where, f"cannot be read as a PDF: {exc}")
-        return
-    check_pdf_signatures(check, where, data, document, anchors, required=signature_required)
+        return facts
+    check_pdf_signatures(
+        check,
+        where,
+        data,
+        document,
+        anchors,
+        required=signature_required,
+        verifier=verifier,
+        embedded=embedded,
+        trust=trust,
+    )
+    facts.described = _described(check, where, embedded.get("printout.json"))
     for name in ("entries.jsonl", "checkpoint"):
         if name not in embedded:
             check.fail(where, f"has no embedded {name}")
     if "entries.jsonl" not in embedded or "checkpoint" not in embedded:
-        return
+        return facts
     vkey_file = embedded.get("log.vkey")
     if vkey_file is not None and vkey_file.decode("utf-8", "replace").strip() != verifier.vkey():
         check.fail(f"{where} log.vkey", "is not the key given with --vkey")
@@ -853,46 +1005,33 @@ def check_printout(
         checkpoint = note.verify_checkpoint(embedded["checkpoint"], verifier)
     except (note.NoteError, ValueError) as exc:
         check.fail(f"{where} checkpoint", f"is not signed by the school's key: {exc}")
-        return
+        return facts
+    facts.origin, facts.size = checkpoint.origin, checkpoint.size
     records = f"{where} entries.jsonl"
     try:
         leaves = split_leaves(embedded["entries.jsonl"])
         seqs = [(audit.parse_leaf_fast(leaf) or parse_leaf(leaf)).seq for leaf in leaves]
     except (PayloadError, ValueError, KeyError) as exc:
         check.fail(records, f"is not a list of log records: {exc}")
-        return
+        return facts
     by_seq = dict(zip(seqs, leaves, strict=True))
     if len(by_seq) != len(leaves):
         check.fail(records, "holds a record twice")
-        return
+        return facts
     if seqs and max(seqs) >= checkpoint.size:
         check.fail(records, f"holds seq {max(seqs)}, beyond its checkpoint of {checkpoint.size}")
-        return
+        return facts
     first = seqs[0] if seqs else 0
     run = seqs == list(range(first, first + len(seqs)))
     same_log = log is not None and checkpoint.origin == log.origin
+
+    # 1. On their own: the records against the printout's signed checkpoint.
     proven: set[int] = set()
     how = ""
-    if log is not None and same_log:
-        if checkpoint.size > len(log.leaves):
-            check.fail(
-                f"{where} checkpoint",
-                f"covers {checkpoint.size} entries, the bag's log holds {len(log.leaves)}",
-            )
-            return
-        if log.tree.root(checkpoint.size) != checkpoint.root_hash:
-            check.fail(f"{where} checkpoint", "does not match the bag's entries at its size")
-            return
-        for seq, leaf in by_seq.items():
-            if leaf != log.leaves[seq]:
-                check.fail(records, f"seq {seq} differs from the bag's data/entries.jsonl")
-                return
-        proven = set(seqs)
-        how = f"are the bag's; its checkpoint {checkpoint.size} is the bag's tree at that size"
-    elif run and first == 0 and len(leaves) == checkpoint.size:
+    if run and first == 0 and len(leaves) == checkpoint.size:
         if merkle.root([merkle.leaf_hash(leaf) for leaf in leaves]) != checkpoint.root_hash:
             check.fail(records, "does not hash to its checkpoint's root")
-            return
+            return facts
         proven = set(seqs)
         how = f"hash to the signed checkpoint {checkpoint.origin} size {checkpoint.size}"
     if run and audit.RANGE_FILE in embedded:
@@ -903,16 +1042,16 @@ def check_printout(
             audit.verify_range(start, prefix, leaves, checkpoint)
         except (ValueError, UnicodeDecodeError) as exc:
             check.fail(f"{where} {audit.RANGE_FILE}", str(exc))
-            return
+            return facts
         if not proven:
             how = (
                 f"with {audit.RANGE_FILE}, hash to the signed checkpoint {checkpoint.origin} "
                 f"size {checkpoint.size}"
             )
         proven = set(seqs)
-
     proofs = 0
-    for name in sorted(n for n in embedded if n.endswith(tlogproof.FILE_EXTENSION)):
+    record_proofs = (n for n in embedded if n.endswith(tlogproof.FILE_EXTENSION))
+    for name in sorted(n for n in record_proofs if n != registrations.PROOF_FILE):
         label = f"{where} {name}"
         try:
             index = tlogproof.parse_tlog_proof(embedded[name]).index
@@ -931,16 +1070,36 @@ def check_printout(
         except merkle.ProofError as exc:
             check.fail(label, str(exc))
             continue
-        if (
-            log is not None
-            and proved.origin == log.origin
-            and (proved.size > len(log.leaves) or log.tree.root(proved.size) != proved.root_hash)
-        ):
-            check.fail(label, "its checkpoint is not the bag's tree at that size")
-            continue
         proofs += 1
         if proved.origin == checkpoint.origin and index in by_seq:
             proven.add(index)
+    if proofs and not how:
+        how = f"each have an inclusion proof to the signed checkpoint size {checkpoint.size}"
+    facts.authentic = {seq: by_seq[seq] for seq in proven}
+
+    # 2. Against the bag's log, when the printout is of it.
+    if log is not None and same_log:
+        if checkpoint.size > len(log.leaves):
+            check.fail(
+                f"{where} checkpoint",
+                f"covers {checkpoint.size} entries, the bag's log holds {len(log.leaves)}",
+            )
+            return facts
+        unproven = [seq for seq in seqs if seq not in proven]
+        if unproven:  # nothing of its own proves them: they must be the bag's
+            if log.tree.root(checkpoint.size) != checkpoint.root_hash:
+                check.fail(f"{where} checkpoint", "does not match the bag's entries at its size")
+                return facts
+            differing = [seq for seq in unproven if by_seq[seq] != log.leaves[seq]]
+            if differing:
+                check.fail(records, f"seq {differing[0]} differs from the bag's data/entries.jsonl")
+                return facts
+            proven |= set(unproven)
+            how = how or f"are the bag's; its checkpoint {checkpoint.size} is the bag's tree"
+        elif all(log.leaves[seq] == leaf for seq, leaf in facts.authentic.items()):
+            how += "; the bag's data/entries.jsonl holds the same records"
+            if log.tree.root(checkpoint.size) != checkpoint.root_hash:
+                how += " (its tree differs from this checkpoint before them: see the log check)"
     unproven = [seq for seq in seqs if seq not in proven]
     if unproven:
         check.fail(
@@ -948,13 +1107,11 @@ def check_printout(
             f"{len(unproven)} records (first seq {unproven[0]}) are proven neither by the "
             "checkpoint nor by an inclusion proof",
         )
-        return
-    if proofs and not how:
-        how = f"each have an inclusion proof to the signed checkpoint size {checkpoint.size}"
+        return facts
 
     signatures = ""
     keys_file = embedded.get("device-keys.json")
-    if not same_log and keys_file is not None:
+    if not same_log and keys_file is not None:  # the bag's own entries are checked by the log
         keys = _device_keys(check, f"{where} device-keys.json", keys_file)
         for problem in audit.check_leaves(leaves, seqs, keys, checkpoint.origin):
             check.fail(f"{records} seq {problem.seq}", problem.what)
@@ -962,7 +1119,55 @@ def check_printout(
     elif not same_log:
         signatures = "; entry signatures not checked (no device-keys.json embedded)"
     span = f"seq {first}..{seqs[-1]}" if seqs else "none"
-    check.note(f"{where}: {len(leaves)} embedded records ({span}) {how}{signatures}")
+    what = f"{describe_printout(facts.described)}: " if facts.described else ""
+    check.note(f"{where}: {what}{len(leaves)} embedded records ({span}) {how}{signatures}")
+    return facts
+
+
+_CLASS_FOLDER = re.compile(r"data/printouts/class([0-9]+)/[^/]+")
+
+
+def _bind_printout(
+    check: Check, name: str, facts: Printout, info: Mapping[str, str], verifier: note.Verifier
+) -> None:
+    """A printout in a bag must be of the bag's class and period (its ``printout.json`` and its
+    signed checkpoint's log say which)."""
+    kind = info.get("Bag-Kind")
+    origin = info.get("Log-Origin")
+    year = info.get("School-Year")
+    if kind is None or facts.origin is None:
+        return
+    described = facts.described
+    if described is None:
+        check.fail(name, "has no printout.json: nothing says which class and period it shows")
+        return
+    if described.get("log") != facts.origin or described.get("checkpoint_size") != facts.size:
+        check.fail(name, "printout.json does not name its own embedded checkpoint")
+    if described.get("school_year") != year:
+        check.fail(name, f"is of the school year {described.get('school_year')!r}, not {year}")
+    if kind == "journal_quarter":
+        wanted = {"document": "journal_quarter", "class_id": info.get("Class-Id"),
+                  "quarter": info.get("Quarter")}  # fmt: skip
+    elif kind == "journal_half":
+        wanted = {"document": "journal_half", "class_id": info.get("Class-Id"),
+                  "half_year": info.get("Half-Year")}  # fmt: skip
+    elif kind == "journal_year":
+        wanted = {"document": "summary_ledger", "class_id": info.get("Class-Id")}
+    else:
+        folder = _CLASS_FOLDER.fullmatch(name)
+        wanted = {"document": "summary_ledger", "class_id": folder and folder.group(1)}
+    for label, value in wanted.items():
+        if str(described.get(label)) != str(value):
+            check.fail(
+                name,
+                f"is {describe_printout(described)}, not a printout of this bag's "
+                f"{label.replace('_', ' ')} ({value})",
+            )
+            return
+    journals = f"{verifier.name}/journal/{year}/"
+    allowed = {origin} if kind != "ledger_year" else {origin, f"{journals}{wanted['class_id']}"}
+    if facts.origin not in allowed:
+        check.fail(name, f"shows the log {facts.origin}, not this bag's {origin}")
 
 
 def _check_printouts(
@@ -971,16 +1176,124 @@ def _check_printouts(
     verifier: note.Verifier,
     log: VerifiedLog | None,
     anchors: Sequence[x509.Certificate],
-) -> None:
+    trust: Sequence[x509.Certificate],
+    info: Mapping[str, str],
+) -> dict[int, tuple[str, bytes]]:
+    """Every printout, bound to the bag's class and period; the printouts listed in bag-info's
+    ``Printouts`` must all be there, and no other. Returns the authentic copies of log records
+    (seq → (printout, leaf)) for the log check."""
     names = sorted(n for n in files if n.startswith("data/printouts/"))
-    check = report.check("printouts", "Printouts: signatures and embedded records")
+    check = report.check("printouts", "Printouts: signer, class and period, embedded records")
+    listed = info.get("Printouts")
+    if listed is not None:
+        declared = {f"data/{path}" for path in listed.split()}
+        for missing in sorted(declared - set(names)):
+            check.fail(missing, "is listed in bag-info.txt (Printouts) but is not in the bag")
+        for extra in sorted(set(names) - declared):
+            check.fail(extra, "is in the bag but not listed in bag-info.txt (Printouts)")
+    elif info.get("Bag-Kind") is not None:
+        check.fail("bag-info.txt", "does not list the bag's printouts (Printouts)")
     if not names:
         check.note("no printouts in the bag")
+    authentic: dict[int, tuple[str, bytes]] = {}
     for name in names:
         if not name.lower().endswith(".pdf"):
             check.warn(f"{name} is not a PDF (covered by the manifests only)")
             continue
-        check_printout(check, name, files[name], verifier, log, anchors, signature_required=False)
+        facts = check_printout(
+            check, name, files[name], verifier, log, anchors, signature_required=False, trust=trust
+        )
+        _bind_printout(check, name, facts, info, verifier)
+        if log is not None and facts.origin == log.origin:
+            authentic.update({seq: (name, leaf) for seq, leaf in facts.authentic.items()})
+    return authentic
+
+
+def _check_copies(
+    report: Report, log: VerifiedLog | None, authentic: Mapping[int, tuple[str, bytes]]
+) -> None:
+    """Entries of the bag that differ from a copy a printout proves on its own: the bag's entry
+    is the changed one, and this names it at its own seq."""
+    if log is None:
+        return
+    check = next(c for c in report.checks if c.key == "log")
+    for seq, (printout, leaf) in sorted(authentic.items()):
+        if seq < len(log.leaves) and log.leaves[seq] != leaf:
+            check.fail(
+                _entry_where("data/entries.jsonl", seq, ""),
+                f"differs from the copy of seq {seq} in {printout}, which its signed checkpoint "
+                "proves",
+            )
+    proven = sorted(seq for seq in authentic if seq < len(log.leaves))
+    if proven:
+        check.note(
+            f"{len(proven)} entries compared with the copies printouts prove on their own "
+            f"(seq {proven[0]}..{proven[-1]})"
+        )
+
+
+def _check_identity(report: Report, info: Mapping[str, str], verifier: note.Verifier) -> None:
+    """Which bag this is (bag-info.txt), first, and whether its names agree with each other and
+    with the school of the key given."""
+    check = report.check("identity", "Which bag this is")
+    ident = info.get("External-Identifier", "")
+    kind = info.get("Bag-Kind")
+    year = info.get("School-Year", "?")
+    class_id = info.get("Class-Id")
+    check.note(f"External-Identifier: {ident or '(none)'}")
+    check.note(
+        f"school: {info.get('Source-Organization', '(not named)')}, whose key {verifier.name} "
+        "was given with --vkey"
+    )
+    if kind == "journal_quarter":
+        what = (
+            f"the journal of class {info.get('Class-Name')} (id {class_id}), school year "
+            f"{year}, up to the close of quarter {info.get('Quarter')}"
+        )
+        name, origin = f"journal-{year}-class{class_id}-q{info.get('Quarter')}", "journal"
+    elif kind == "journal_half":
+        what = (
+            f"the journal of class {info.get('Class-Name')} (id {class_id}), school year "
+            f"{year}, up to the close of half-year {info.get('Half-Year')}"
+        )
+        name, origin = f"journal-{year}-class{class_id}-h{info.get('Half-Year')}", "journal"
+    elif kind == "journal_year":
+        what = f"the journal of class {info.get('Class-Name')} (id {class_id}), school year {year}"
+        name, origin = f"journal-{year}-class{class_id}-year", "journal"
+    elif kind == "ledger_year":
+        what = f"the school ledger log of the school year {year} (summary ledgers, seals)"
+        name, origin = f"ledger-{year}", "ledger"
+    else:
+        check.warn("bag-info.txt does not say which journal and period this is (no Bag-Kind)")
+        what, name, origin = "", "", ""
+    if what:
+        check.note(
+            f"{what}; tier {info.get('Tier')}, retained until {info.get('Retention-Until')}"
+        )
+    size = info.get("Checkpoint-Size")
+    if size is not None:
+        span = f"seq 0..{int(size) - 1}" if size.isdigit() and int(size) else "no entries"
+        check.note(f"log {info.get('Log-Origin')}: {span} under its checkpoint of size {size}")
+    if ident and ident.split("/", 1)[0] != verifier.name:
+        check.fail(
+            "bag-info.txt",
+            f"External-Identifier names {ident.split('/', 1)[0]}, not the school of the key "
+            f"given ({verifier.name})",
+        )
+    if not name:
+        return
+    if ident != f"{verifier.name}/{name}":
+        check.fail("bag-info.txt", f"External-Identifier is {ident}, not {verifier.name}/{name}")
+    expected_origin = (
+        f"{verifier.name}/journal/{year}/{class_id}"
+        if origin == "journal"
+        else f"{verifier.name}/ledger"
+    )
+    if info.get("Log-Origin") != expected_origin:
+        check.fail("bag-info.txt", f"Log-Origin is {info.get('Log-Origin')}, not {expected_origin}")
+    tier = "ledger-25y" if origin == "ledger" else "journal-5y"
+    if info.get("Tier") != tier:
+        check.fail("bag-info.txt", f"Tier is {info.get('Tier')}, not {tier} for a {kind} bag")
 
 
 # --- the three commands -------------------------------------------------------------------------
@@ -992,10 +1305,12 @@ def verify_bag_files(
     *,
     subject: str = ".",
     openssl: str | None = "openssl",
+    trust: Sequence[x509.Certificate] = (),
 ) -> Report:
     """Everything ``journal-verify bag`` checks, on a bag's files (POSIX path → bytes)."""
     report = Report("bag", subject)
     digests = _Digests(files)
+    _check_identity(report, _bag_info(Check("", ""), files.get("bag-info.txt")), verifier)
     info = _check_bagit(report, files, digests)
     _check_seal(report, files, verifier)
     keys = _check_keys(report, files, verifier)
@@ -1007,11 +1322,18 @@ def verify_bag_files(
         or "none"
     )
     _check_timestamps(report, files, anchors, openssl)
-    _check_printouts(report, files, verifier, log, anchors)
+    authentic = _check_printouts(report, files, verifier, log, anchors, trust, info)
+    _check_copies(report, log, authentic)
     return report
 
 
-def verify_bag(path: Path, verifier: note.Verifier, *, openssl: str | None = "openssl") -> Report:
+def verify_bag(
+    path: Path,
+    verifier: note.Verifier,
+    *,
+    openssl: str | None = "openssl",
+    trust: Sequence[x509.Certificate] = (),
+) -> Report:
     """``journal-verify bag``: a bag directory, or a zip or tar file holding one."""
     path = Path(path)
     report = Report("bag", str(path))
@@ -1020,15 +1342,103 @@ def verify_bag(path: Path, verifier: note.Verifier, *, openssl: str | None = "op
     except (ArchiveRefused, OSError) as exc:
         report.check("bag", "BagIt structure and manifests").fail(str(path), str(exc))
         return report
-    return verify_bag_files(files, verifier, subject=str(path), openssl=openssl)
+    return verify_bag_files(files, verifier, subject=str(path), openssl=openssl, trust=trust)
 
 
-def verify_pdf(data: bytes, verifier: note.Verifier, *, subject: str = "") -> Report:
-    """``journal-verify pdf``: a printout's signatures and its records against its checkpoint."""
+def verify_pdf(
+    data: bytes,
+    verifier: note.Verifier,
+    *,
+    subject: str = "",
+    trust: Sequence[x509.Certificate] = (),
+) -> Report:
+    """``journal-verify pdf``: a printout's signatures (by the school's registered certificate
+    or one chaining to ``trust``) and its records against its checkpoint."""
     report = Report("pdf", subject)
     check = report.check("pdf", "Printout: signatures and embedded records")
-    check_printout(check, subject or "the PDF", data, verifier, None, signature_required=True)
+    check_printout(
+        check, subject or "the PDF", data, verifier, None, signature_required=True, trust=trust
+    )
     return report
+
+
+EXPORT_FILES = ("entries.jsonl", "checkpoint", "log.vkey", "device-keys.json")
+
+
+def verify_log_files(
+    files: Mapping[str, bytes], verifier: note.Verifier, *, subject: str = "."
+) -> Report:
+    """``journal-verify log``: a ``flask journal export`` directory (``entries.jsonl``,
+    ``checkpoint``, ``log.vkey``, ``device-keys.json``): every entry's form and signature, the
+    checkpoint's signature by VKEY and its root over the entries."""
+    report = Report("log", subject)
+    check = report.check("export", "The exported files")
+    missing = [name for name in EXPORT_FILES if name not in files]
+    for name in missing:
+        check.fail(name, "is missing (flask journal export writes it)")
+    if missing:
+        return report
+    check.note(f"{', '.join(EXPORT_FILES)} present")
+    keys_check = report.check("keys", "Keys in the export")
+    stored = files["log.vkey"].decode("utf-8", "replace").strip()
+    if stored != verifier.vkey():
+        keys_check.fail("log.vkey", f"is {stored}, not the key given with --vkey")
+    else:
+        keys_check.note(f"log.vkey is the key given with --vkey: {verifier.vkey()}")
+    keys = _device_keys(keys_check, "device-keys.json", files["device-keys.json"])
+    if not keys_check.problems:
+        keys_check.note(f"device-keys.json: {len(keys)} keys, each id matches its key")
+    check = report.check("log", "Entries and checkpoint")
+    try:
+        leaves = split_leaves(files["entries.jsonl"])
+    except ValueError as exc:
+        check.fail("entries.jsonl", str(exc))
+        return report
+    text = files["checkpoint"].decode("utf-8", "replace")
+    try:
+        claimed = note.parse_checkpoint(note.split_note(text)[0])
+    except note.NoteError as exc:
+        check.fail("checkpoint", f"is not a checkpoint: {exc}")
+        return report
+    audit_report = audit.verify_log(leaves, keys, [text], verifier, claimed.origin)
+    for problem in audit_report.problems:
+        where = (
+            _entry_where("entries.jsonl", problem.seq, "checkpoint")
+            if problem.exact
+            else "checkpoint"
+        )
+        check.fail(where, problem.what)
+    if audit_report.checkpoints_checked:
+        check.note(
+            f"{claimed.origin}: checkpoint of size {claimed.size} signed by {verifier.name}, "
+            f"its root {base64.b64encode(claimed.root_hash).decode()} is the root of the first "
+            f"{claimed.size} entries"
+        )
+    if not any(problem.seq is not None for problem in audit_report.problems):
+        check.note(
+            f"{len(leaves)} entries, each a canonical record of {claimed.origin} signed by one "
+            f"of {len(keys)} keys"
+        )
+    if len(leaves) > claimed.size:
+        check.warn(
+            f"{len(leaves) - claimed.size} entries after the checkpoint (seq {claimed.size} "
+            "on) are signed by their devices but not yet covered by a school checkpoint: run "
+            "`flask --app wsgi journal checkpoint` before exporting"
+        )
+    return report
+
+
+def verify_log_directory(path: Path, verifier: note.Verifier) -> Report:
+    """``journal-verify log DIR``: the files of a ``flask journal export`` directory."""
+    files: dict[str, bytes] = {}
+    for name in EXPORT_FILES:
+        try:
+            files[name] = (Path(path) / name).read_bytes()
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            raise UsageError(f"cannot read {Path(path) / name}: {exc.strerror or exc}") from None
+    return verify_log_files(files, verifier, subject=str(path))
 
 
 def verify_proof(
@@ -1076,17 +1486,18 @@ def verify_upload(
     max_files: int = MAX_FILES,
     max_bytes: int = MAX_BYTES,
     openssl: str | None = "openssl",
+    trust: Sequence[x509.Certificate] = (),
 ) -> Report:
     """A file handed to the inspector page: a PDF printout, or a bag as zip or tar."""
     if data.startswith(b"%PDF-"):
-        return verify_pdf(data, verifier, subject=name)
+        return verify_pdf(data, verifier, subject=name, trust=trust)
     try:
         files = read_archive(data, max_files=max_files, max_bytes=max_bytes)
     except ArchiveRefused as exc:
         report = Report("bag", name)
         report.check("bag", "BagIt structure and manifests").fail(name, str(exc))
         return report
-    return verify_bag_files(files, verifier, subject=name, openssl=openssl)
+    return verify_bag_files(files, verifier, subject=name, openssl=openssl, trust=trust)
 
 
 # --- command line -------------------------------------------------------------------------------
@@ -1100,20 +1511,32 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="journal-verify",
-        description="Verify a class-journal archive bag, printout or inclusion proof offline.",
+        description=(
+            "Verify a class-journal archive bag, journal export, printout or inclusion proof "
+            "offline."
+        ),
     )
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     vkey_help = "the school's verifier key <name>+<key id>+<key>, or a file holding it"
+    trust_help = (
+        "a PEM file of root certificates whose PDF signatures count without a registration in "
+        "the school's ledger log (e.g. the national certificate authority's); repeatable"
+    )
     bag = commands.add_parser("bag", help="verify an archive bag (directory, .zip or .tar)")
     bag.add_argument("path", type=Path)
     bag.add_argument("--vkey", required=True, help=vkey_help)
+    bag.add_argument("--trust", action="append", default=[], type=Path, help=trust_help)
     proof = commands.add_parser("proof", help="verify a .tlog-proof for a leaf")
     proof.add_argument("proof", type=Path)
     proof.add_argument("--leaf", required=True, type=Path, help="file with the leaf bytes")
     proof.add_argument("--vkey", required=True, help=vkey_help)
-    printout = commands.add_parser("pdf", help="verify a printout's embedded records")
+    export = commands.add_parser("log", help="verify a `flask journal export` directory")
+    export.add_argument("directory", type=Path)
+    export.add_argument("--vkey", required=True, help=vkey_help)
+    printout = commands.add_parser("pdf", help="verify a printout's signer and embedded records")
     printout.add_argument("file", type=Path)
     printout.add_argument("--vkey", required=True, help=vkey_help)
+    printout.add_argument("--trust", action="append", default=[], type=Path, help=trust_help)
     return parser
 
 
@@ -1122,6 +1545,20 @@ def _read(path: Path) -> bytes:
         return path.read_bytes()
     except OSError as exc:
         raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+def read_trust(paths: Sequence[Path]) -> list[x509.Certificate]:
+    """The certificates of the ``--trust`` PEM files; UsageError when one holds none."""
+    roots: list[x509.Certificate] = []
+    for path in paths:
+        try:
+            found = cms.load_pem_certificates(_read(path))
+        except cms.CmsError as exc:
+            raise UsageError(f"--trust {path}: {exc}") from None
+        if not found:
+            raise UsageError(f"--trust {path} holds no PEM certificate")
+        roots += found
+    return roots
 
 
 def _check_cryptography() -> None:
@@ -1144,13 +1581,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "bag":
             if not args.path.exists():
                 raise UsageError(f"{args.path} does not exist")
-            report = verify_bag(args.path, verifier)
+            report = verify_bag(args.path, verifier, trust=read_trust(args.trust))
+        elif args.command == "log":
+            if not args.directory.is_dir():
+                raise UsageError(f"{args.directory} is not a directory")
+            report = verify_log_directory(args.directory, verifier)
         elif args.command == "proof":
             report = verify_proof(
                 _read(args.leaf), _read(args.proof), verifier, subject=str(args.proof)
             )
         else:
-            report = verify_pdf(_read(args.file), verifier, subject=str(args.file))
+            trust = read_trust(args.trust)
+            report = verify_pdf(_read(args.file), verifier, subject=str(args.file), trust=trust)
     except UsageError as exc:
         parser.print_usage(sys.stderr)
         print(f"journal-verify: error: {exc}", file=sys.stderr)

@@ -50,6 +50,10 @@ class DeviceKeyInfo:
 class Problem:
     seq: int | None  # the first leaf concerned, when one can be named
     what: str
+    # False when ``seq`` only starts the range a checkpoint's root does not match: the change is
+    # somewhere in it. ``checkpoint`` is then that checkpoint's size.
+    exact: bool = True
+    checkpoint: int | None = None
 
     def __str__(self) -> str:
         return f"seq {self.seq}: {self.what}" if self.seq is not None else self.what
@@ -68,8 +72,10 @@ class AuditReport:
     def ok(self) -> bool:
         return not self.problems
 
-    def add(self, seq: int | None, what: str) -> None:
-        self.problems.append(Problem(seq, what))
+    def add(
+        self, seq: int | None, what: str, *, exact: bool = True, checkpoint: int | None = None
+    ) -> None:
+        self.problems.append(Problem(seq, what, exact, checkpoint))
 
     @property
     def first_bad_seq(self) -> int | None:
@@ -78,10 +84,17 @@ class AuditReport:
 
     def summary(self) -> str:
         if self.ok:
+            covered = max(self.checkpoints_checked, default=0)
+            # Not a failure (entries arrive between checkpoints), but never silent.
+            uncovered = (
+                f"; the last {self.size - covered} entries are under no checkpoint yet"
+                if covered < self.size
+                else ""
+            )
             return (
                 f"OK {self.origin}: {self.size} entries, root "
                 f"{base64.b64encode(self.root).decode()}, "
-                f"{len(self.checkpoints_checked)} checkpoint(s) verified"
+                f"{len(self.checkpoints_checked)} checkpoint(s) verified{uncovered}"
             )
         first = self.first_bad_seq
         head = f"FAILED {self.origin}" + (f": first bad seq {first}" if first is not None else "")
@@ -177,6 +190,8 @@ def verify_log(
                 None if named or previous_size >= checkpoint.size else previous_size,
                 f"the entries do not hash to the root of checkpoint {checkpoint.size} "
                 f"(a change between seq {previous_size} and {checkpoint.size - 1})",
+                exact=False,
+                checkpoint=checkpoint.size,
             )
         else:
             report.checkpoints_checked.append(checkpoint.size)

@@ -15,6 +15,7 @@ from flask import Blueprint, abort, current_app, flash, redirect, render_templat
 from flask_babel import gettext as _
 from sqlalchemy import select
 
+from archive.timestamps import TimestampError
 from auth.access import current_user, roles_required
 from auth.services import record_access
 
@@ -140,15 +141,19 @@ def close_term_view(term_id: int) -> Any:
         return redirect(target)
     school = admin_school()
     try:
-        close_term(
-            db.session,
-            term,
-            load_log_key(current_app.config["KEYS_DIR"], school.domain),
-            closed_by=current_user(),
-            reason=request.form.get("reason", ""),
-        )
+        with db.session.begin_nested():  # a failed close leaves nothing half done behind
+            close_term(
+                db.session,
+                term,
+                load_log_key(current_app.config["KEYS_DIR"], school.domain),
+                closed_by=current_user(),
+                reason=request.form.get("reason", ""),
+            )
     except TermError as error:
         refused(error)
+        return redirect(target)
+    except TimestampError:
+        flash(_("The timestamp authority did not answer: the quarter is still open."), "error")
         return redirect(target)
     record_access(
         db.session,
@@ -222,15 +227,19 @@ def close_year_view(year_id: int) -> Any:
         return redirect(target)
     school = admin_school()
     try:
-        close_year(
-            db.session,
-            year,
-            load_log_key(current_app.config["KEYS_DIR"], school.domain),
-            closed_by=current_user(),
-            reason=request.form.get("reason", ""),
-        )
+        with db.session.begin_nested():  # a failed close leaves nothing half done behind
+            close_year(
+                db.session,
+                year,
+                load_log_key(current_app.config["KEYS_DIR"], school.domain),
+                closed_by=current_user(),
+                reason=request.form.get("reason", ""),
+            )
     except TermError as error:
         refused(error)
+        return redirect(target)
+    except TimestampError:
+        flash(_("The timestamp authority did not answer: the year is still open."), "error")
         return redirect(target)
     record_access(
         db.session,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ class SeaweedFS:
     endpoint: str
     access_key: str
     secret_key: str
+    ports: dict[str, int] = field(default_factory=dict)  # s3, filer, master, volume
 
     def client(self) -> Any:
         import boto3
@@ -45,14 +46,15 @@ class LocalTSA:
 @pytest.fixture(scope="session")
 def seaweedfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedFS]:
     """``weed mini`` on 127.0.0.1 with free ports, admin credentials, telemetry off."""
+    ports: dict[str, int] = {}
     try:
         endpoint, access_key, secret_key, stop = start_seaweedfs(
-            tmp_path_factory.mktemp("seaweedfs")
+            tmp_path_factory.mktemp("seaweedfs"), ports=ports
         )
     except ServiceUnavailable as exc:
         missing(str(exc))
     try:
-        yield SeaweedFS(endpoint, access_key, secret_key)
+        yield SeaweedFS(endpoint, access_key, secret_key, ports)
     finally:
         stop()
 
@@ -81,3 +83,18 @@ def s3_client(seaweedfs: SeaweedFS) -> Iterator[Any]:
 def lock_bucket(s3_client: Any) -> str:
     """A fresh bucket name per test (created by the test through ``ensure_bucket``)."""
     return "archive-" + secrets.token_hex(6)
+
+
+@pytest.fixture(scope="session")
+def real_bags(
+    tmp_path_factory: pytest.TempPathFactory, databases: Any, local_tsa: LocalTSA
+) -> Any:
+    """Bags made by the archive job (tests/archive/real_bags.py), once per test session."""
+    from tests.archive.real_bags import build_real_bags
+
+    return build_real_bags(
+        tmp_path_factory.mktemp("real-bags"),
+        databases.create("sqlite"),
+        local_tsa.url,
+        local_tsa.ca_cert,
+    )

@@ -176,6 +176,80 @@ def _certificate(
     )
 
 
+def make_registration(
+    log_key: Ed25519PrivateKey,
+    certificate: x509.Certificate,
+    chain: tuple[x509.Certificate, ...] = (),
+    *,
+    key_name: str = KEY_NAME,
+    valid_until: dt.datetime | None = None,
+    records_before: int = 2,
+) -> tuple[tuple[str, bytes], tuple[str, bytes]]:
+    """``signer.jsonl`` and ``signer.tlog-proof`` as the school ledger log would give them: a
+    ``pdf_signer_registered`` record signed by the log key after ``records_before`` others, in a
+    checkpoint of that log signed by the same key."""
+    from journal.ledger import signer as registrations
+
+    der = serialization.Encoding.DER
+    raw = ledger_entry.public_key_bytes(log_key.public_key())[1]
+    kid = ledger_entry.key_id("ed25519", raw)
+    origin = f"{key_name}/ledger"
+    leaves = []
+    for seq in range(records_before + 1):
+        fields: dict[str, object] = {"note": f"record {seq}"}
+        kind = "term_closed"
+        if seq == records_before:
+            kind = registrations.KIND
+            fields = registrations.registration_fields(
+                certificate.public_bytes(der),
+                [c.public_bytes(der) for c in chain],
+                valid_until=valid_until,
+            )
+        payload = {
+            **fields,
+            "v": 1,
+            "entry_id": str(uuid.UUID(int=seq + 1, version=4)),
+            "journal": origin,
+            "kind": kind,
+            "device_id": kid,
+            "device_seq": seq,
+            "author": None,
+            "created_at": "2026-09-01T08:00:00Z",
+        }
+        sig = ledger_entry.sign_payload(log_key, ledger_entry.canonical_json(payload))
+        leaves.append(
+            ledger_entry.leaf_bytes(seq, "2026-09-01T08:00:00Z", payload, "ed25519", kid, sig)
+        )
+    tree = merkle.MerkleTree([merkle.leaf_hash(leaf) for leaf in leaves])
+    checkpoint = note.sign_checkpoint(
+        note.Checkpoint(origin, len(leaves), tree.root(len(leaves))), key_name, log_key
+    )
+    proof = tlogproof.format_tlog_proof(tlogproof.make_tlog_proof(tree, records_before, checkpoint))
+    return (
+        (registrations.RECORD_FILE, leaves[-1] + b"\n"),
+        (registrations.PROOF_FILE, proof.encode()),
+    )
+
+
+def make_signer(
+    subject: str = "Мектеп 7 мөрі",
+) -> tuple[object, x509.Certificate, x509.Certificate]:
+    """A PdfSigner with a certificate from a test CA: (signer, certificate, CA certificate)."""
+    from exports.pdf import PdfSigner
+
+    pem = serialization.Encoding.PEM
+    ca_key = rsa.generate_private_key(65537, 2048)
+    ca = _certificate("Мектеп 7 test CA", ca_key, None)
+    key = rsa.generate_private_key(65537, 2048)
+    cert = _certificate(subject, key, (ca.subject, ca_key))
+    signer = PdfSigner(
+        key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()),
+        cert.public_bytes(pem),
+        (ca.public_bytes(pem),),
+    )
+    return signer, cert, ca
+
+
 def make_printout(
     log: SampleLog,
     size: int,
@@ -185,11 +259,18 @@ def make_printout(
     origin: str = ORIGIN,
     start: int = 0,
     chosen: tuple[int, ...] | None = None,
+    log_key: Ed25519PrivateKey | None = None,
+    signer: tuple[object, x509.Certificate, x509.Certificate] | None = None,
+    anchor: tuple[tuple[str, bytes], ...] | None = None,
+    described: dict[str, object] | None = None,
 ) -> bytes:
     """A signed (and, with a TSA, document-timestamped) journal PDF showing the entries
     [``start``, ``size``) with ``entries-range.txt`` when ``start`` > 0 (as a quarter's journal
     does), or only the ``chosen`` ones, each with its inclusion proof (as a student's extract
-    does); with the checkpoint of ``size`` and the device keys embedded."""
+    does); with the checkpoint of ``size`` and the device keys embedded. With ``log_key`` the
+    signer's registration is embedded too (``anchor`` gives other files instead); ``signer``
+    (from :func:`make_signer`) signs instead of a new test certificate; ``described`` is
+    embedded as ``printout.json``."""
     from exports.documents import (
         JournalDocument,
         LessonColumn,
@@ -197,23 +278,20 @@ def make_printout(
         StudentRow,
         SubjectSheet,
     )
-    from exports.pdf import PdfSigner, render_journal_pdf
+    from exports.pdf import render_journal_pdf
 
-    pem = serialization.Encoding.PEM
-    ca_key = rsa.generate_private_key(65537, 2048)
-    ca = _certificate("Мектеп 7 test CA", ca_key, None)
-    key = rsa.generate_private_key(65537, 2048)
-    cert = _certificate("Мектеп 7 мөрі", key, (ca.subject, ca_key))
-    signer = PdfSigner(
-        key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()),
-        cert.public_bytes(pem),
-        (ca.public_bytes(pem),),
-    )
+    pdf_signer, cert, ca = signer or make_signer()
     hashes = [merkle.leaf_hash(leaf) for leaf in log.leaves[:size]]
     tree = merkle.MerkleTree(hashes)
     seqs = list(chosen) if chosen is not None else list(range(start, size))
     proved = seqs if chosen is not None else [seqs[5]]
     extra = [("device-keys.json", json.dumps(log.device_keys).encode())]
+    if anchor is not None:
+        extra += list(anchor)
+    elif log_key is not None:
+        extra += list(make_registration(log_key, cert, (ca,)))
+    if described is not None:
+        extra.append(("printout.json", json.dumps(described, sort_keys=True).encode()))
     if start and chosen is None:
         prefix = merkle.TreeBuilder()
         for leaf_hash in hashes[:start]:
@@ -257,7 +335,7 @@ def make_printout(
             tsa_cert=load_cert_from_pemder(str(timestamper.tsa_cert)),
             tsa_key=load_private_key_from_pemder(str(timestamper.tsa_key), None),
         )
-    return render_journal_pdf(doc, signer, document_timestamper)
+    return render_journal_pdf(doc, pdf_signer, document_timestamper)  # type: ignore[arg-type]
 
 
 def build_sample_bag(
@@ -294,20 +372,41 @@ def build_sample_bag(
             files["keys/tsa-ca.pem"] = timestamper.ca_cert.read_bytes()
         if printout_size is not None:
             files["printouts/journal-q2.pdf"] = make_printout(
-                log, printout_size, vkey, timestamper=timestamper
+                log,
+                printout_size,
+                vkey,
+                timestamper=timestamper,
+                log_key=log_key,
+                described={
+                    "document": "journal_quarter",
+                    "school_year": "2026-2027",
+                    "class_id": 7,
+                    "class_name": "7Ә",
+                    "quarter": 2,
+                    "log": ORIGIN,
+                    "first_seq": 0,
+                    "checkpoint_size": printout_size,
+                },
             )
         files.update(verifier_files())
         info = {
             "Bagging-Date": "2026-12-29",
-            "External-Identifier": f"{KEY_NAME}/journal-2026-2027-7-q2",
+            "External-Identifier": f"{KEY_NAME}/journal-2026-2027-class7-q2",
             "Source-Organization": "№ 7 мектеп",
             "Tier": "journal-5y",
+            "School-Year": "2026-2027",
+            "Class-Name": "7Ә",
+            "Class-Id": "7",
+            "Quarter": "2",
             "Log-Origin": ORIGIN,
             "Checkpoint-Size": str(max(checkpoints)),
             "Checkpoint-Root": base64.b64encode(
                 note.parse_checkpoint(note.split_note(log.notes[max(checkpoints)])[0]).root_hash
             ).decode(),
         }
+        if printout_size is not None:  # a bag without printouts (the benchmark's) says no kind
+            info["Bag-Kind"] = "journal_quarter"
+            info["Printouts"] = " ".join(sorted(n for n in files if n.startswith("printouts/")))
         build_bag(dest, files, info)
         if timestamper is not None:
             tagmanifest = (dest / "tagmanifest-sha512.txt").read_bytes()

@@ -52,9 +52,13 @@ class PastSchool:
     def ledger(self) -> Log:
         return self.logs[-1]
 
-    def record(self, session: Session, class_index: int, term: Term, day: int = 0) -> None:
-        """One more signed grade in a class, on the ``day``-th day of ``term`` (must be open)."""
-        group, log, device = self.classes[class_index], self.logs[class_index], self.devices[0]
+    def record(
+        self, session: Session, class_index: int, term: Term, day: int = 0, device: int = 0
+    ) -> None:
+        """One more signed grade in a class, on the ``day``-th day of ``term`` (must be open),
+        signed by the teacher's ``device``-th device key."""
+        group, log = self.classes[class_index], self.logs[class_index]
+        signer = self.devices[device]
         lesson = Lesson(
             class_group_id=group.id,
             subject_id=self.subject.id,  # type: ignore[union-attr]
@@ -68,9 +72,9 @@ class PastSchool:
             "entry_id": str(uuid.uuid4()),
             "journal": log.origin,
             "kind": "grade",
-            "device_id": device.kid,
-            "device_seq": next(device.seq),
-            "author": device.user_id,
+            "device_id": signer.kid,
+            "device_seq": next(signer.seq),
+            "author": signer.user_id,
             "created_at": f"{lesson.date.isoformat()}T09:00:00Z",
             "lesson": lesson.id,
             "student": self.students[class_index].id,
@@ -78,7 +82,7 @@ class PastSchool:
             "value": {"score": 7 + day % 3},
         }
         recorder = Recorder(session, now=dt.datetime.combine(lesson.date, dt.time(10), dt.UTC))
-        recorder.record(device.sign(payload))
+        recorder.record(signer.sign(payload))
 
 
 _PDF_KEYS: dict[str, bytes] = {}

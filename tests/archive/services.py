@@ -54,9 +54,12 @@ def free_ports(count: int) -> list[int]:
 
 
 def start_seaweedfs(
-    tmpdir: Path, *, startup_timeout: float = 30.0
+    tmpdir: Path, *, startup_timeout: float = 30.0, ports: dict[str, int] | None = None
 ) -> tuple[str, str, str, Stop]:
     """Start ``weed mini`` on loopback; return ``(endpoint, access_key, secret_key, stop)``.
+
+    ``ports``, when given, is filled with the ports chosen (``s3``, ``filer``, ``master``,
+    ``volume``): tests that play an attacker reach the filer port directly.
 
     Every port is chosen free (master, volume, filer, S3, admin and their gRPC twins), so parallel
     test workers and other sessions on the machine do not collide. Telemetry, the admin UI, WebDAV,
@@ -73,6 +76,8 @@ def start_seaweedfs(
     data_dir.mkdir(parents=True, exist_ok=True)
     (s3, s3_grpc, master, master_grpc, volume, volume_grpc, filer, filer_grpc, admin,
      admin_grpc) = free_ports(10)
+    if ports is not None:
+        ports.update(s3=s3, filer=filer, master=master, volume=volume)
     access_key = "test" + secrets.token_hex(8)
     secret_key = secrets.token_hex(20)
     args = [

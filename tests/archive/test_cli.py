@@ -101,3 +101,32 @@ def test_a_failing_school_fails_the_command(
     result = cli("archive", "run")
     assert result.exit_code == 1
     assert f"{past.school.domain}: FAILED: no log key" in result.output
+
+
+def test_one_class_failing_is_reported_the_rest_is_sealed_and_the_exit_code_says_so(
+    cli: Any, session: Any, app: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import exports.printouts
+
+    past = build_past_school(session, app.config["KEYS_DIR"], classes=2)
+    broken = past.classes[0]
+    real = exports.printouts.printouts_for
+
+    def printouts_for(session: Any, class_group: Any, term: Any) -> dict[str, bytes]:
+        if class_group.id == broken.id:
+            raise RuntimeError("the renderer ran out of paper")
+        return real(session, class_group, term)
+
+    monkeypatch.setattr(exports.printouts, "printouts_for", printouts_for)
+    result = cli("archive", "run")
+    assert result.exit_code == 1, result.output
+    assert f"{past.school.domain}: 5 bag(s) sealed" in result.output
+    failed = [line for line in result.output.splitlines() if "FAILED" in line]
+    assert len(failed) == 5 and all("ran out of paper" in line for line in failed)
+    assert all(f"class{broken.id}-" in line for line in failed)
+    assert "the rest of the school went on" in failed[0]
+    states = dict(session.execute(sa.select(ArchivedBag.key, ArchivedBag.state)).all())
+    assert sorted(states.values()).count("sealed") == 5
+    monkeypatch.setattr(exports.printouts, "printouts_for", real)
+    again = cli("archive", "run")  # the next night: the failed class, then the ledger bag
+    assert again.exit_code == 0 and f"{past.school.domain}: 6 bag(s) sealed" in again.output

@@ -41,7 +41,7 @@ from archive.services import (
 from archive.storage import LocalWormStorage, RetentionError, S3ObjectLockStorage
 from archive.timestamps import HttpTimestampAuthority, verify_timestamp
 from journal.keys import LogKey, create_log_key
-from journal.models import Entry, Log
+from journal.models import Checkpoint, Entry, Log
 from journal.services import cut_checkpoint, verify_journal
 from tests.archive.conftest import LocalTSA, SeaweedFS
 from tests.archive.school import PastSchool, build_past_school
@@ -110,17 +110,21 @@ def test_run_seals_every_closed_quarter_finished_year_and_the_ledger(
         assert stored[bag.key].retain_until == dt.datetime.combine(
             bag.retain_until, dt.time(), dt.UTC
         )
-    # The ledger bag was sealed last, after the seals it holds were recorded.
-    # Then each student's summary-ledger record (what registrars issue duplicates from).
+    # The first printout registered the school's PDF certificate; the ledger bag was sealed
+    # last, after the seals it holds were recorded. Then each student's summary-ledger record
+    # (what registrars issue duplicates from).
     records = ledger_records(session, past)
     students = sum(1 for r in records if r["kind"] == "ledger_record")
     assert students > 0
     assert [r["kind"] for r in records] == (
-        ["journal_sealed"] * 10 + ["ledger_record"] * students + ["ledger_sealed"]
+        ["pdf_signer_registered"]
+        + ["journal_sealed"] * 10
+        + ["ledger_record"] * students
+        + ["ledger_sealed"]
     )
     ledger_bag = extract(settings.storage, sealed["ledger-2024-2025"].key, tmp_path / "out")
     held = (ledger_bag / "data" / "entries.jsonl").read_bytes().count(b"\n")
-    assert held == 10 + students == sealed["ledger-2024-2025"].checkpoint_size
+    assert held == 11 + students == sealed["ledger-2024-2025"].checkpoint_size
     # Every bag carries its signed printouts.
     printouts = sorted(p.name for p in (ledger_bag / "data" / "printouts").rglob("*.pdf"))
     assert printouts == [f"ledger-class{c.id}.pdf" for c in past.classes]
@@ -184,6 +188,10 @@ def test_a_journal_bag_holds_the_log_keys_and_verifier(
         Path("journal/ledger/audit.py").read_bytes()
     )
     assert (data / "VERIFY.md").read_bytes() == Path("archive/verify/VERIFY.md").read_bytes()
+    assert (data / "FORMATS.md").read_bytes() == Path("docs/formats.md").read_bytes()
+    # The printouts' signer and its issuer, for pdfsig's certificate database.
+    assert (data / "keys" / "pdf-signer.pem").read_bytes().startswith(b"-----BEGIN CERTIFICATE")
+    assert (data / "keys" / "pdf-ca.pem").read_bytes().startswith(b"-----BEGIN CERTIFICATE")
     assert (data / "verify" / "verify.py").is_file() and (bag_dir / "bag-seal.note").is_file()
     info = (bag_dir / "bag-info.txt").read_text()
     for line in (
@@ -262,6 +270,7 @@ def test_the_ledger_log_with_archive_records_verifies(
     assert verify_journal(session, past.ledger).ok
     result = app.test_cli_runner().invoke(args=["journal", "verify", str(past.ledger.id)])
     assert result.exit_code == 0 and result.output.startswith("OK "), result.output
+    assert "under no checkpoint" not in result.output  # the run ended with a checkpoint
 
 
 def test_a_key_that_is_not_the_schools_fails_the_school_and_writes_nothing(
@@ -299,6 +308,31 @@ def test_a_missing_log_key_fails_the_school_and_writes_nothing(
     assert list(settings.storage.list()) == []
 
 
+def test_a_class_with_empty_quarters_archives_as_empty_valid_bags(
+    session: Any, app: Any, settings: ArchiveSettings, tmp_path: Path
+) -> None:
+    """A class with no entry at all, and one whose only entries are in Q1: every bag seals."""
+    past = build_past_school(
+        session, app.config["KEYS_DIR"], classes=2, entries_per_quarter=0, close=0
+    )
+    past.record(session, 0, past.quarters[0])
+    for term in past.quarters:
+        term.closed_at = dt.datetime.combine(term.ends_on, dt.time(18), dt.UTC)
+    session.flush()
+    [outcome] = run_archive(session, settings)
+    assert outcome.ok, outcome
+    assert len(outcome.sealed) == 11
+    sealed = bags(session, past)
+    empty = sealed[f"journal-2024-2025-class{past.classes[1].id}-q2"]
+    assert empty.checkpoint_size == 0
+    bag_dir = extract(settings.storage, empty.key, tmp_path / "out")
+    assert (bag_dir / "data" / "entries.jsonl").read_bytes() == b""
+    assert verify_stored_bag(empty, settings, past.school.log_vkey).ok
+    # Each student's summary-ledger record is there for the registrar, the empty class's too.
+    records = [r for r in ledger_records(session, past) if r["kind"] == "ledger_record"]
+    assert {r["class"]["id"] for r in records} == {c.id for c in past.classes}
+
+
 def test_a_run_resumes_from_every_step(
     session: Any, past: PastSchool, settings: ArchiveSettings
 ) -> None:
@@ -323,7 +357,7 @@ def test_a_run_resumes_from_every_step(
     assert list(settings.staging_dir.glob("*.tar")) == []
 
 
-def test_other_bytes_under_a_bags_key_stop_the_run(
+def test_other_bytes_under_a_bags_key_fail_that_bag_and_the_rest_goes_on(
     session: Any, past: PastSchool, settings: ArchiveSettings
 ) -> None:
     key = f"{past.school.domain}/journal-2024-2025-class{past.classes[0].id}-q1.tar"
@@ -332,9 +366,16 @@ def test_other_bytes_under_a_bags_key_stop_the_run(
         key, squatter, retain_until=LEDGER_UNTIL, sha512=hashlib.sha512(squatter).hexdigest()
     )
     [outcome] = run_archive(session, settings)
-    assert outcome.error and "stored with other bytes" in outcome.error
-    assert {bag.state for bag in bags(session, past).values()} == {"planned", "built"}
-    assert [r.status for r in session.scalars(sa.select(ArchiveRun))][-1] == "failed"
+    assert outcome.error is None and not outcome.ok
+    [failure] = outcome.failed
+    assert failure.startswith(key) and "stored with other bytes" in failure
+    states = {bag.key: bag.state for bag in bags(session, past).values()}
+    assert states.pop(key) == "built"
+    # Every other journal bag is sealed; the year's ledger bag waits for the missing one.
+    assert set(states.values()) == {"sealed"} and len(states) == 9
+    assert len(outcome.sealed) == 9
+    [run] = session.scalars(sa.select(ArchiveRun).where(ArchiveRun.school_id == past.school.id))
+    assert run.status == "failed" and key in run.error
 
 
 def test_printouts_come_from_the_exports_hook(
@@ -386,7 +427,8 @@ def test_a_school_without_a_pdf_certificate_cannot_seal(
     for path in pdf_key_paths(app.config["KEYS_DIR"], past.school.domain):
         path.unlink()
     [outcome] = run_archive(session, settings)
-    assert outcome.error and "no PDF signing key" in outcome.error
+    assert not outcome.ok and len(outcome.failed) == 10 and outcome.sealed == []
+    assert all("no PDF signing key" in failure for failure in outcome.failed)
     assert not list(settings.storage.list())
 
 
@@ -453,10 +495,40 @@ def test_expire_after_a_crash_between_delete_and_record_still_records(
 ) -> None:
     run_archive(session, settings)
     bag = bags(session, past)[f"journal-2024-2025-class{past.classes[0].id}-year"]
-    settings.storage.delete(bag.key, today=dt.date(2031, 1, 1))  # the crashed run got this far
-    run_expire(session, settings, today=dt.date(2031, 1, 1))
+    # The crashed run had committed its intent, then deleted, then died.
+    bag.destroy_started_at = dt.datetime(2031, 1, 1, 3, tzinfo=dt.UTC)
+    session.commit()
+    settings.storage.delete(bag.key, today=dt.date(2031, 1, 1))
+    [outcome] = run_expire(session, settings, today=dt.date(2031, 1, 1))
+    assert bag.key in outcome.destroyed and outcome.incidents == []
     destruction = session.scalar(sa.select(BagDestruction).where(BagDestruction.bag_id == bag.id))
     assert destruction is not None and destruction.object_found is False
+
+
+def test_expire_records_a_bag_gone_without_its_intent_as_an_incident_not_destroyed(
+    session: Any, past: PastSchool, settings: ArchiveSettings
+) -> None:
+    run_archive(session, settings)
+    bag = bags(session, past)[f"journal-2024-2025-class{past.classes[0].id}-year"]
+    (settings.storage.objects / bag.key).unlink()  # someone with a shell on the machine
+    [outcome] = run_expire(session, settings, today=dt.date(2031, 6, 1))
+    assert not outcome.ok and bag.key not in outcome.destroyed
+    [incident] = outcome.incidents
+    assert incident.startswith(bag.key) and "its file is gone" in incident
+    assert len(outcome.destroyed) == 9
+    session.refresh(bag)
+    assert bag.state == "sealed"
+    assert session.scalar(sa.select(BagDestruction).where(BagDestruction.bag_id == bag.id)) is None
+    records = ledger_records(session, past)
+    [recorded] = [r for r in records if r["kind"] == "integrity_incident"]
+    assert recorded["package"]["key"] == bag.key and recorded["found_by"] == "archive expire"
+    # The run ends with a checkpoint covering every record it added.
+    session.refresh(past.ledger)
+    last = session.scalar(
+        sa.select(sa.func.max(Checkpoint.size)).where(Checkpoint.log_id == past.ledger.id)
+    )
+    assert last == past.ledger.size == len(records)
+    assert verify_journal(session, past.ledger).ok
 
 
 def test_destruction_records_are_append_only(
@@ -510,9 +582,12 @@ def test_a_bag_whose_token_does_not_verify_is_never_sealed(
 
     confused = replace(settings, timestamper=Confused(), tsa_ca_certs=local_tsa.ca_cert)
     [outcome] = run_archive(session, confused)
-    assert outcome.error and "failed verification after upload" in outcome.error
+    assert outcome.failed and outcome.sealed == []
+    assert all("failed verification after upload" in failure for failure in outcome.failed)
+    assert "imprint does not match" in outcome.failed[0]
     assert "sealed" not in {bag.state for bag in bags(session, past).values()}
-    assert session.scalar(sa.select(Log.size).where(Log.id == past.ledger.id)) == 0
+    # The ledger log holds the PDF certificate's registration and no seal.
+    assert [r["kind"] for r in ledger_records(session, past)] == ["pdf_signer_registered"]
 
 
 @pytest.fixture

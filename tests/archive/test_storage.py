@@ -442,7 +442,8 @@ def test_legal_hold_blocks_delete_after_expiry(s3: S3ObjectLockStorage, s3_clien
     """A short retention that really expires; the legal hold keeps the version."""
     import time
 
-    until = (dt.datetime.now(dt.UTC) + dt.timedelta(seconds=2)).replace(microsecond=0)
+    # Room for a slow machine between this line and the put: the date must still be ahead.
+    until = (dt.datetime.now(dt.UTC) + dt.timedelta(seconds=5)).replace(microsecond=0)
     until += dt.timedelta(seconds=1)
     stored = s3.put("held.tar", DATA, retain_until=until, sha512=SHA)
     s3.set_legal_hold("held.tar", True)

@@ -70,3 +70,12 @@ def test_latest_checkpoint_is_the_largest(world):
     fill(world, 1)
     cut_checkpoint(world.session, world.log, world.log_key, now=NOW)
     assert latest_checkpoint(world.session, world.log).size == 2
+
+
+def test_verify_says_which_entries_no_checkpoint_covers_yet(world):
+    fill(world, 2)
+    cut_checkpoint(world.session, world.log, world.log_key, now=NOW)
+    fill(world, 1)
+    report = verify_journal(world.session, world.log)
+    assert report.ok
+    assert report.summary().endswith("the last 1 entries are under no checkpoint yet")
