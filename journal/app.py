@@ -71,8 +71,10 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         app.register_blueprint(importlib.import_module(name).bp)
 
     from . import cli, views
+    from .school_time import format_local
 
     app.context_processor(views.layout_context)
+    app.add_template_filter(format_local, "school_time")
     app.register_error_handler(OperationalError, views.database_unavailable)
     cli.register(app)
     return app

@@ -33,6 +33,8 @@ from werkzeug.exceptions import HTTPException
 
 from auth import policy
 from auth.access import current_user, log_access, roles_required
+from auth.browsers import device_name
+from auth.devices import mark_devices_seen
 from auth.models import DeviceKey, User
 
 from .db import Base, bigpk, db, timestamp, utcnow
@@ -204,6 +206,7 @@ def upload_batch(
         result.journal = payload["journal"]
         kids.add(parsed["kid"])
     recorder.flush()
+    mark_devices_seen(session, kids, now or utcnow())
     stored = [r.entry_id for r in results if r.status in ("accepted", "duplicate") and r.entry_id]
     return BatchOutcome(
         results=results,
@@ -514,12 +517,15 @@ def session_info() -> Response:
                 {
                     "kid": key.kid,
                     "alg": key.alg,
+                    "label": key.label,
                     "revoked_at": ledger_entry.format_timestamp(key.revoked_at)
                     if key.revoked_at
                     else None,
                 }
                 for key in keys
             ],
+            # What to call this browser's key when it is enrolled, unless the person names it.
+            "suggested_device_name": device_name(request.headers.get("User-Agent")),
         }
     )
 
