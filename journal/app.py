@@ -70,11 +70,12 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     for name in BLUEPRINTS:
         app.register_blueprint(importlib.import_module(name).bp)
 
-    from . import cli, views
+    from . import cli, errors, views
     from .school_time import format_local
 
     app.context_processor(views.layout_context)
     app.add_template_filter(format_local, "school_time")
+    errors.register(app)
     app.register_error_handler(OperationalError, views.database_unavailable)
     cli.register(app)
     return app

@@ -38,6 +38,7 @@ from auth.devices import mark_devices_seen
 from auth.models import DeviceKey, User
 
 from .db import Base, bigpk, db, timestamp, utcnow
+from .errors import error_words
 from .ids import BIG_ID_MAX, parse_id
 from .ledger import entry as ledger_entry
 from .models import Entry, Lesson, Log, Supersession
@@ -489,7 +490,10 @@ def http_error(exc: HTTPException) -> Response:
         return json_error(401, "signed_out", _("Your session has ended. Sign in again."))
     if status == 413:
         return json_error(413, "too_large", _("The request is too large."))
-    return json_error(status, exc.name.lower().replace(" ", "_"), exc.description or exc.name)
+    _status, _title, message, reason = error_words(exc)
+    return json_error(
+        status, exc.name.lower().replace(" ", "_"), " ".join(filter(None, (reason, message)))
+    )
 
 
 @bp.errorhandler(CSRFError)
