@@ -20,6 +20,7 @@ from .models import Checkpoint, Log, School
 
 demo_cli = AppGroup("demo", help="The demo school.")
 journal_cli = AppGroup("journal", help="Journals: list, export, verify, checkpoint.")
+school_cli = AppGroup("school", help="The schools' set-up as it stands: classes and their ids.")
 
 
 def register(app: Flask) -> None:
@@ -27,6 +28,7 @@ def register(app: Flask) -> None:
 
     app.cli.add_command(demo_cli)
     app.cli.add_command(journal_cli)
+    app.cli.add_command(school_cli)
     from auth.cli import user_cli
 
     app.cli.add_command(user_cli)
@@ -201,3 +203,35 @@ def journal_close_term(school_year_id: int, quarter: int) -> None:
         raise click.ClickException(str(exc)) from exc
     session.commit()
     click.echo(f"closed quarter {quarter} of {year.name}: {len(closures)} journal(s) sealed")
+
+
+@school_cli.command("classes")
+@click.option("--school", "domain", default=None, help="Only this school (its domain).")
+@click.option("--year", "year_name", default=None, help='Only this school year, e.g. "2026-2027".')
+def school_classes(domain: str | None, year_name: str | None) -> None:
+    """List classes with the ids other commands take (export --class, journal close-term)."""
+    from auth.models import User
+
+    from .models import ClassGroup, School, SchoolYear
+
+    query = (
+        select(ClassGroup, SchoolYear, School, User.full_name)
+        .join(SchoolYear, SchoolYear.id == ClassGroup.school_year_id)
+        .join(School, School.id == ClassGroup.school_id)
+        .outerjoin(User, User.id == ClassGroup.class_teacher_id)
+        .order_by(School.domain, SchoolYear.starts_on, ClassGroup.grade_level, ClassGroup.name)
+    )
+    if domain is not None:
+        query = query.where(School.domain == domain)
+    if year_name is not None:
+        query = query.where(SchoolYear.name == year_name)
+    rows = db.session.execute(query).all()
+    if not rows:
+        click.echo("no classes (set them up on the admin's set-up pages, or `demo seed`)", err=True)
+        sys.exit(1)
+    click.echo(f"{'CLASS ID':>8}  {'CLASS':<6} {'YEAR ID':>7} {'YEAR':<10} {'SCHOOL':<28} TEACHER")
+    for class_group, year, school, teacher in rows:
+        click.echo(
+            f"{class_group.id:>8}  {class_group.name:<6} {year.id:>7} {year.name:<10} "
+            f"{school.domain:<28} {teacher or '-'}"
+        )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from pathlib import Path
 from typing import Any
 
 from flask import (
@@ -77,6 +78,18 @@ def database_unavailable(_exc: OperationalError) -> Response:
 @login_required
 def home() -> Any:
     return render_template("home.html", user=current_user())
+
+
+FAVICON = Path(__file__).resolve().parent / "static" / "favicon.ico"
+
+
+@bp.get("/favicon.ico")
+@public
+def favicon() -> Response:
+    """Browsers ask for it on every site: a small icon (849 bytes) instead of a 404."""
+    response = Response(FAVICON.read_bytes(), mimetype="image/vnd.microsoft.icon")
+    response.headers["Cache-Control"] = "public, max-age=604800"
+    return response
 
 
 @bp.post("/language")
