@@ -215,7 +215,10 @@ def test_the_admin_filters_by_person_pupil_and_day(app, world, people, clock, se
             return []
         rows = re.findall(r"<tr[^>]*>\s*<td>(.*?)</tr>", page.text, re.S)
         return [
-            (re.search(r"<td>([^<]*?) <code", row).group(1).strip(), log_table(f"<table>{row}</table>"))
+            (
+                re.search(r"<td>([^<]*?) <code", row).group(1).strip(),
+                log_table(f"<table>{row}</table>"),
+            )
             for row in rows
             if "view:test." in row
         ]

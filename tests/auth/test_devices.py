@@ -190,7 +190,9 @@ def test_only_the_owner_or_the_school_admin_revokes(app, world, people, clock, s
 
     admin = english_client(app)
     sign_in(admin, people["school_admin"], at=clock.now)
-    assert post_form(admin, app, f"/devices/{world.device.kid}/revoke", CONFIRMED).status_code == 302
+    assert (
+        post_form(admin, app, f"/devices/{world.device.kid}/revoke", CONFIRMED).status_code == 302
+    )
     assert session.get(DeviceKey, world.device.kid).revoked_at == clock.now
     row = session.scalar(select(AccessLogEntry).where(AccessLogEntry.action == "device_key.revoke"))
     assert row.actor_id == people["school_admin"].id and row.target_id == world.device.kid
@@ -291,10 +293,14 @@ def test_last_used_is_when_the_server_last_took_an_entry_the_key_signed(
     first = dt.datetime(2026, 11, 16, 4, 5, tzinfo=dt.UTC)  # 09:05 in Almaty
     assert upload_batch(session, world.teacher, [signed], now=first).results[0].status == "accepted"
     assert session.get(DeviceKey, key.kid).last_seen_at == first
-    assert "2026-11-16 09:05 (UTC+05:00)" in device_row(teacher_client.get("/devices").text, key.kid)
+    assert "2026-11-16 09:05 (UTC+05:00)" in device_row(
+        teacher_client.get("/devices").text, key.kid
+    )
 
     again = first + dt.timedelta(hours=3)  # the same entry sent again: the device synced
-    assert upload_batch(session, world.teacher, [signed], now=again).results[0].status == "duplicate"
+    assert (
+        upload_batch(session, world.teacher, [signed], now=again).results[0].status == "duplicate"
+    )
     session.expire_all()
     assert session.get(DeviceKey, key.kid).last_seen_at == again
 

@@ -60,9 +60,7 @@ def test_the_grid_enrols_its_device_under_a_name_the_teacher_can_change(
 
     page.fill("#device-name", "Кабинет 12 планшет")
     page.click("#device-name-save")
-    page.wait_for_function(
-        "() => document.getElementById('device-name-state').textContent !== ''"
-    )
+    page.wait_for_function("() => document.getElementById('device-name-state').textContent !== ''")
     assert page.locator("#device-name-state").text_content() == "The name is saved."
     assert label_of(journal_server, kid) == "Кабинет 12 планшет"
 

@@ -139,7 +139,9 @@ def raising_app(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-un
 
 
 @pytest.mark.parametrize("language", LANGUAGES)
-@pytest.mark.parametrize(("path", "status"), [("too_many", 429), ("maintenance", 503), ("crash", 500)])
+@pytest.mark.parametrize(
+    ("path", "status"), [("too_many", 429), ("maintenance", 503), ("crash", 500)]
+)
 def test_throttled_unavailable_and_broken_pages(raising_app, language, path, status):
     client = raising_app.test_client()
     client.environ_base["HTTP_ACCEPT_LANGUAGE"] = language
