@@ -251,7 +251,7 @@ def demo_app(fresh_app):
 def demo_ids(app) -> dict[str, object]:
     from sqlalchemy import select
 
-    from auth.models import User
+    from auth.models import DeviceKey, User
     from journal.db import db
     from journal.models import ClassGroup, Entry, Lesson, Log, SchoolYear, Subject, Term
 
@@ -271,22 +271,113 @@ def demo_ids(app) -> dict[str, object]:
             "entry_id": entry.entry_id,
             "journal_id": session.scalar(select(Log.id).where(Log.kind == "journal")),
             "log_id": session.scalar(select(Log.id).where(Log.kind == "journal")),
+            "kid": session.scalar(select(DeviceKey.kid).order_by(DeviceKey.created_at)),
         }
         ids["users"] = {u.username: u.id for u in session.scalars(select(User))}
+        ids["user_id"] = ids["users"]["teacher"]  # type: ignore[index]
     return ids
 
 
-def demo_data_words(app) -> set[str]:  # type: ignore[no-untyped-def]
-    """Latin-letter words of the demo school's data: usernames, the domain, subject codes."""
+def signed_in(app, username: str, language: str):  # type: ignore[no-untyped-def]
+    """A browser of the demo's ``username``, second factor just passed, asking for
+    ``language``."""
     from sqlalchemy import select
 
     from auth.models import User
+    from journal.db import db
+
+    from .factories import browser_state
+
+    client = app.test_client()
+    client.environ_base["HTTP_ACCEPT_LANGUAGE"] = language
+    with app.app_context():
+        user = db.session.scalar(select(User).where(User.username == username))
+        state = browser_state(db.session, user)
+        db.session.commit()
+    with client.session_transaction() as browser_session:
+        browser_session.update(state)
+    return client
+
+
+@pytest.mark.parametrize("language", ["kk", "ru"])
+def test_pages_behind_forms_show_no_english(demo_app, language):
+    """The templates no GET reaches: letters and codes printed once, the reset notice, a
+    refusal, the registrar's search, the service worker's offline pages."""
+    from flask import render_template
+    from sqlalchemy import select
+
+    from auth import resets
+    from auth.models import User
+    from journal.db import db, utcnow
+    from journal.models import Enrollment
+
+    from .auth.conftest import csrf_token
+
+    msgids = english_msgids()
+    data_words = demo_data_words(demo_app)
+    ids = demo_ids(demo_app)
+    with demo_app.app_context():
+        parent = db.session.scalar(select(User).where(User.username == "parent"))
+        own = {grant.student_id for grant in parent.roles if grant.student_id is not None}
+        stranger = db.session.scalar(
+            select(Enrollment).where(Enrollment.student_id.not_in(own)).limit(1)
+        )
+        stranger.ends_on = utcnow().date()  # left the school: a transfer code may be printed
+        leaver = stranger.student_id
+        db.session.commit()
+    pages: dict[str, tuple[int, str]] = {}
+
+    def keep(name: str, answer) -> None:  # type: ignore[no-untyped-def]
+        pages[name] = (answer.status_code, answer.get_data(as_text=True))
+
+    admin = signed_in(demo_app, "admin", language)
+    token = csrf_token(admin, demo_app)
+    new_user = {"csrf_token": token, "username": f"new-{language}", "full_name": "Жаңа Мұғалім"}
+    keep("letter", admin.post("/admin/users/new", data={**new_user, "roles": "teacher"}))
+    invitation = {"csrf_token": token, "student_id": ids["student_id"], "role": "parent"}
+    keep("invitation", admin.post("/admin/invitations", data=invitation))
+    code = admin.post(f"/setup/students/{leaver}/transfer-code", data={"csrf_token": token})
+    keep("transfer code", code)
+    keep("recovery codes", admin.post("/account/recovery-codes", data={"csrf_token": token}))
+
+    registrar = signed_in(demo_app, "registrar", language)
+    search = {"csrf_token": csrf_token(registrar, demo_app), "iin": "12345"}
+    keep("registrar", registrar.post("/archive/registrar", data=search))
+    keep("refusal", signed_in(demo_app, "parent", language).get(f"/account/children/{leaver}"))
+
+    with demo_app.app_context():  # the operator's reset, told at the next sign-in
+        teacher = db.session.scalar(select(User).where(User.username == "teacher"))
+        resets.request_reset(
+            db.session, teacher, "password", "ұмытып қалды", actor=None, ip=None, now=utcnow()
+        )
+        db.session.commit()
+    keep("reset notice", signed_in(demo_app, "teacher", language).get("/account/reset-notice"))
+
+    with demo_app.test_request_context(headers={"Accept-Language": language}):
+        for name in ("teacher/offline.html", "teacher/signed_out_offline.html"):
+            pages[name] = (200, render_template(name))
+
+    statuses = {name: status for name, (status, _html) in pages.items()}
+    assert statuses == {**{name: 200 for name in pages}, "refusal": 403}
+    english = {
+        name: sorted(latin_words(html) - data_words) + untranslated_on_page(html, msgids)
+        for name, (_status, html) in pages.items()
+    }
+    assert {name: found for name, found in english.items() if found} == {}
+
+
+def demo_data_words(app) -> set[str]:  # type: ignore[no-untyped-def]
+    """Latin-letter words of the demo school's data: usernames, the domain, device names."""
+    from sqlalchemy import select
+
+    from auth.models import DeviceKey, User
     from journal.db import db
     from journal.models import School
 
     with app.app_context():
         texts = [u.username for u in db.session.scalars(select(User))]
         texts += [s.domain for s in db.session.scalars(select(School))]
+        texts += [k.label or "" for k in db.session.scalars(select(DeviceKey))]
     return {word for text in texts for word in re.findall(r"[A-Za-z]{2,}", text)}
 
 
@@ -300,7 +391,7 @@ def test_no_page_shows_an_untranslated_string(demo_app, language):
     msgids = english_msgids()
     ids = demo_ids(demo_app)
     clients = []
-    for username in ("admin", "teacher", "classteacher", "parent", None):
+    for username in ("admin", "teacher", "classteacher", "parent", "registrar", None):
         client = demo_app.test_client()
         client.environ_base["HTTP_ACCEPT_LANGUAGE"] = language
         if username:
