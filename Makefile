@@ -36,13 +36,15 @@ constraints:
 system-deps:
 	sh scripts/install-debian-packages.sh
 
+# `make run PORT=5077` serves on another port. Every `flask --app wsgi ...` reads the
+# development settings from instance/dev.env by itself (wsgi.py), in this or any terminal.
+PORT ?= 5000
 run: system-deps $(VENV)/.installed translations
 	$(BIN)/python scripts/dev_env.py $(JOURNAL_INSTANCE)
-	set -a; . $(JOURNAL_INSTANCE)/dev.env; set +a; \
 	$(FLASK) db upgrade && \
 	$(FLASK) demo seed && \
 	$(FLASK) demo logins && \
-	$(FLASK) run --host 127.0.0.1 --port 5000
+	$(FLASK) run --host 127.0.0.1 --port $(PORT)
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .

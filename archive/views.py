@@ -188,7 +188,7 @@ def _registrar_query(form: RegistrarSearchForm) -> Query | None:
         try:
             valid = validate_iin(iin)
         except InvalidIIN as exc:
-            form.iin.errors = [str(exc)]
+            form.iin.errors = [iin_problem(exc)]
             return None
         key = current_app.config["IIN_HMAC_KEY"]
         return Query(iin_hmac=base64.b64encode(iin_lookup_hash(valid, key)).decode())
@@ -200,6 +200,15 @@ def _registrar_query(form: RegistrarSearchForm) -> Query | None:
         )
     form.iin.errors = [_("Give an IIN, or a last name, first name and date of birth.")]
     return None
+
+
+def iin_problem(error: InvalidIIN) -> str:
+    """Why a typed IIN is not one, in the reader's language."""
+    if error.code == "length":
+        return _("An IIN has exactly 12 digits.")
+    if error.code == "birth_date":
+        return _("An IIN begins with the date of birth (YYMMDD): these digits are not a date.")
+    return _("The last digit of this IIN does not match the others: check it for a typo.")
 
 
 def search_target(query: Query) -> tuple[str, str]:

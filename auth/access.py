@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import json
 from collections.abc import Callable
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -220,9 +221,15 @@ def signed_in_required(view: F) -> F:
 
 
 def log_access(
-    action: str, target_type: str, target_id: object, *, school_id: int | None = None
+    action: str,
+    target_type: str,
+    target_id: object,
+    *,
+    school_id: int | None = None,
+    detail: str | None = None,
 ) -> None:
-    """Record in the access log that the signed-in user did ``action`` on a record, now."""
+    """Record in the access log that the signed-in user did ``action`` on a record, now, from
+    this request's address and browser."""
     from .services import record_access
 
     record_access(
@@ -234,7 +241,34 @@ def log_access(
         client_address(),
         school_id=school_id,
         now=clock(),
+        user_agent=request.headers.get("User-Agent"),
+        detail=detail,
     )
+
+
+# The service worker (journal/templates/teacher/sw.js) sends this header with the pages it
+# fetches in the background to keep them for work offline: nobody opened them. Browsers' own
+# speculative loads say "Sec-Purpose: prefetch". A client can send either header, so it only
+# tells the kind of row apart: the personal data it fetched is logged all the same.
+PREFETCH_HEADER = "X-Journal-Prefetch"
+
+
+def is_prefetch() -> bool:
+    purpose = request.headers.get("Sec-Purpose", "") + " " + request.headers.get("Purpose", "")
+    return bool(request.headers.get(PREFETCH_HEADER)) or "prefetch" in purpose.lower()
+
+
+def request_detail(id_arg: str | None) -> str | None:
+    """The URL's other values (a grid's subject and term) as compact JSON, for the log row."""
+    values = {
+        name: value
+        for name, value in (request.view_args or {}).items()
+        if name != id_arg and isinstance(value, int | str)
+    }
+    if not values:
+        return None
+    text = json.dumps(values, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return text if len(text) <= 200 else None
 
 
 # A view that has its target's school at hand says so (``target_school``): its access-log row
@@ -251,7 +285,9 @@ def personal_data(target_type: str, id_arg: str | None = None) -> Callable[[F], 
     """Mark a view that shows students' personal data (names, grades, attendance, IIN).
 
     Each successful view, and each view refused by ``auth.policy``, leaves an access-log row
-    naming the user, the endpoint and the target (``kwargs[id_arg]``). The authorization test
+    naming the user, the endpoint and the target (``kwargs[id_arg]``): ``view:<endpoint>``, or
+    ``prefetch:<endpoint>`` for a page fetched in the background (``is_prefetch``), or
+    ``denied:<endpoint>``. The URL's other values go to the row's detail. The authorization test
     finds every view marked so and checks that names render escaped and that the row appears.
     Put it under the access decorator: ``@roles_required(...)`` then ``@personal_data(...)``.
     """
@@ -261,15 +297,23 @@ def personal_data(target_type: str, id_arg: str | None = None) -> Callable[[F], 
         @functools.wraps(view)
         def wrapped(*args: Any, **kwargs: Any) -> Any:
             target_id = kwargs.get(id_arg) if id_arg else None
+            detail = request_detail(id_arg)
             try:
                 response = make_response(view(*args, **kwargs))
             except Forbidden:
-                log_access(f"denied:{request.endpoint}", target_type, target_id)
+                log_access(f"denied:{request.endpoint}", target_type, target_id, detail=detail)
                 db.session.commit()
                 raise
             if 200 <= response.status_code < 300:
                 school_id = request.environ.get(_TARGET_SCHOOL)
-                log_access(f"view:{request.endpoint}", target_type, target_id, school_id=school_id)
+                kind = "prefetch" if is_prefetch() else "view"
+                log_access(
+                    f"{kind}:{request.endpoint}",
+                    target_type,
+                    target_id,
+                    school_id=school_id,
+                    detail=detail,
+                )
                 db.session.commit()
             return response
 

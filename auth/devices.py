@@ -13,7 +13,7 @@ import datetime as dt
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from journal.keys import LogKey
@@ -60,9 +60,7 @@ def enrol_device_key(
         ledger_entry.load_public_key(alg, raw)
     except (binascii.Error, ValueError) as exc:
         raise AuthError("bad_key", f"the public key is not usable: {exc}") from None
-    label = " ".join(str(label or "").split())
-    if len(label) > 100:
-        raise AuthError("bad_label", "a device name is at most 100 characters")
+    label = clean_label(label)
     kid = ledger_entry.key_id(alg, raw)
     existing = session.get(DeviceKey, kid)
     if existing is not None:
@@ -90,6 +88,50 @@ def enrol_device_key(
         session, key, "key_enrolled", actor=user, now=now, log_key=log_key, extra=extra
     )
     return key, True
+
+
+def clean_label(label: object) -> str:
+    """A device's name as stored: spaces collapsed, at most 100 characters ("bad_label")."""
+    text = " ".join(str(label or "").split())
+    if len(text) > 100:
+        raise AuthError("bad_label", "a device name is at most 100 characters")
+    return text
+
+
+def rename_device_key(
+    session: Session,
+    key: DeviceKey,
+    label: object,
+    *,
+    actor: User,
+    ip: str | None,
+    now: dt.datetime,
+) -> None:
+    """The owner names the device (so that they can tell it from their others)."""
+    policy.require(key.user_id == actor.id, "not your device")
+    text = clean_label(label)
+    if not text:
+        raise AuthError("empty_label", "a device needs a name")
+    if text == key.label:
+        return
+    key.label = text
+    session.flush()
+    record_access(session, actor, "device_key.rename", "device_key", key.kid, ip, now=now)
+
+
+def mark_devices_seen(session: Session, kids: set[str], now: dt.datetime) -> None:
+    """The server took entries signed by these keys just now (accepted, or sent again): their
+    "last used" moves to ``now``. One UPDATE per batch, whatever its size."""
+    if not kids:
+        return
+    session.execute(
+        update(DeviceKey)
+        .where(
+            DeviceKey.kid.in_(sorted(kids)),
+            or_(DeviceKey.last_seen_at.is_(None), DeviceKey.last_seen_at < now),
+        )
+        .values(last_seen_at=now)
+    )
 
 
 def revoke_device_key(

@@ -22,7 +22,12 @@ _WEIGHTS_2 = (3, 4, 5, 6, 7, 8, 9, 10, 11, 1, 2)
 
 
 class InvalidIIN(ValueError):
-    pass
+    """Not an IIN: ``code`` says why ("length", "birth_date", "check_digit") for views to
+    explain in the reader's language; the message is English, for commands and logs."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 def check_digit(first_eleven: str) -> int | None:
@@ -38,12 +43,12 @@ def check_digit(first_eleven: str) -> int | None:
 def validate_iin(value: str) -> str:
     iin = value.strip()
     if len(iin) != 12 or not iin.isascii() or not iin.isdigit():
-        raise InvalidIIN("an IIN has exactly 12 digits")
+        raise InvalidIIN("length", "an IIN has exactly 12 digits")
     month, day = int(iin[2:4]), int(iin[4:6])
     if not (1 <= month <= 12 and 1 <= day <= 31):
-        raise InvalidIIN("the IIN does not start with a valid birth date (YYMMDD)")
+        raise InvalidIIN("birth_date", "the IIN does not start with a valid birth date (YYMMDD)")
     if check_digit(iin[:11]) != int(iin[11]):
-        raise InvalidIIN("the IIN's check digit is wrong")
+        raise InvalidIIN("check_digit", "the IIN's check digit is wrong")
     return iin
 
 

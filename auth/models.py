@@ -122,6 +122,9 @@ class DeviceKey(Base):
     label: Mapped[str | None] = mapped_column(String(100))
     created_at: Mapped[timestamp] = mapped_column(default=utcnow)
     revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    # When the server last took an entry this key signed (accepted, or sent again): shown as
+    # "last used", so that a person can tell a device in daily use from a forgotten one.
+    last_seen_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     # The latest reset of the owner's account before this key was enrolled: shown beside the
     # key, so that a key someone enrolled right after taking an account over stands out.
     after_reset_id: Mapped[int | None] = mapped_column(ForeignKey("account_resets.id"))
@@ -301,7 +304,11 @@ class AccessLogEntry(Base):
     Append-only: database triggers refuse UPDATE and DELETE (migration ``0004auth``)."""
 
     __tablename__ = "access_log"
-    __table_args__ = (Index("ix_access_log_school_at", "school_id", "at"),)
+    __table_args__ = (
+        Index("ix_access_log_school_at", "school_id", "at"),
+        # "Who looked at this pupil": the filter of the admin's page.
+        Index("ix_access_log_target", "target_type", "target_id"),
+    )
 
     id: Mapped[bigpk]
     at: Mapped[timestamp]
@@ -311,5 +318,10 @@ class AccessLogEntry(Base):
     target_type: Mapped[str] = mapped_column(String(40))
     target_id: Mapped[str | None] = mapped_column(String(80))
     ip: Mapped[str | None] = mapped_column(String(45))
+    # The browser's User-Agent (cut to 200 characters): "from which device", shown parsed.
+    user_agent: Mapped[str | None] = mapped_column(String(200))
+    # What else the request named, as compact JSON (a grid's subject and term): read by
+    # ``auth.access_log`` to say what was opened in words.
+    detail: Mapped[str | None] = mapped_column(String(200))
 
     actor: Mapped[User | None] = relationship()

@@ -17,6 +17,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
+from flask import has_request_context, request
 from sqlalchemy import exists, insert, select
 from sqlalchemy.orm import Session
 
@@ -189,11 +190,17 @@ def record_access(
     *,
     school_id: int | None = None,
     now: dt.datetime | None = None,
+    user_agent: str | None = None,
+    detail: str | None = None,
 ) -> None:
     """Append who did what to which record, when and from where (append-only table).
 
     ``actor`` None is a command run on the server. The row belongs to ``school_id``, else to
-    the target's school, else to the actor's."""
+    the target's school, else to the actor's. ``user_agent`` is the browser's header: a row
+    written while serving a request takes the request's when not given. ``detail`` is what
+    else the request named (``auth.access_log`` reads it), at most 200 characters."""
+    if user_agent is None and has_request_context():
+        user_agent = request.headers.get("User-Agent")
     if school_id is None:
         school_id = school_of(session, target_type, target_id)
     if school_id is None and actor is not None:
@@ -209,17 +216,10 @@ def record_access(
             target_type=target_type[:40],
             target_id=None if target_id is None else str(target_id)[:80],
             ip=ip[:45] if ip else None,
+            user_agent=user_agent[:200] if user_agent else None,
+            detail=detail[:200] if detail else None,
         )
     )
-
-
-def access_log_page(
-    session: Session, school_id: int, *, before_id: int | None = None, limit: int = 100
-) -> list[AccessLogEntry]:
-    query = select(AccessLogEntry).where(AccessLogEntry.school_id == school_id)
-    if before_id is not None:
-        query = query.where(AccessLogEntry.id < before_id)
-    return list(session.scalars(query.order_by(AccessLogEntry.id.desc()).limit(limit)))
 
 
 # -- a parent's or student's read-only view ------------------------------------------------------

@@ -31,12 +31,14 @@ from flask_babel import gettext as _
 from itsdangerous import BadSignature, URLSafeSerializer
 from sqlalchemy import select
 
+from journal.clock import school_zone
 from journal.config import is_development
 from journal.db import db
-from journal.ids import BIG_ID_MAX, id_arg
+from journal.ids import id_arg
 from journal.keys import LogKey, load_log_key
 from journal.models import School, Student
 
+from . import access_log as access_log_reading
 from . import devices as device_keys
 from . import factors, invitations, policy, resets, services, sessions, signin
 from .access import (
@@ -59,6 +61,7 @@ from .access import (
     second_factor_checked_at,
     signed_in_required,
 )
+from .browsers import device_name
 from .models import STAFF_ROLES, AccountReset, DeviceKey, User
 from .policy import Forbidden
 from .services import AuthError
@@ -78,6 +81,12 @@ def forbidden(_error: Forbidden) -> Any:
         response = current_app.make_response(render_template("auth/forbidden.html"))
     response.status_code = 403
     return response
+
+
+@bp.app_template_filter("device_name")
+def device_name_filter(user_agent: str | None) -> str | None:
+    """``{{ row.user_agent|device_name }}``: "Chrome on Android" (None when unknown)."""
+    return device_name(user_agent)
 
 
 @bp.after_app_request
@@ -143,6 +152,7 @@ def explain(error: AuthError) -> str:
         "key_in_use": _("This key belongs to another account."),
         "revoked_key": _("This key was revoked. Make a new one."),
         "bad_label": _("A device name has at most 100 characters."),
+        "empty_label": _("Give the device a name (up to 100 characters)."),
         "bad_reset_kind": _("Choose what to reset."),
         "bad_reason": _("Write why the account is reset (up to 500 characters)."),
         "reset_pending": _("A reset of this account is already waiting for approval."),
@@ -538,6 +548,7 @@ def security() -> Any:
         recovery_left=factors.unused_recovery_codes(db.session, user),
         sessions=sessions.standing_sessions(db.session, user, clock()),
         this_session=current_session(),
+        time_zone=school_zone(db.session, user.school_id),
     )
 
 
@@ -711,8 +722,22 @@ def _device_json(key: DeviceKey) -> dict[str, Any]:
         "label": key.label,
         "created_at": key.created_at.isoformat().replace("+00:00", "Z"),
         "revoked_at": key.revoked_at.isoformat().replace("+00:00", "Z") if key.revoked_at else None,
+        "last_seen_at": (
+            key.last_seen_at.isoformat().replace("+00:00", "Z") if key.last_seen_at else None
+        ),
         "after_reset": key.after_reset_id is not None,
     }
+
+
+def _device_or_404(kid: str) -> DeviceKey:
+    key = db.session.get(DeviceKey, kid[:64])
+    if key is None:
+        abort(404)
+    return key
+
+
+def _device_name(key: DeviceKey) -> str:
+    return key.label or _("unnamed device")
 
 
 @bp.get("/devices")
@@ -724,21 +749,62 @@ def devices() -> Any:
         keys=device_keys.device_keys_of(db.session, user),
         fresh=factors.second_factor_is_fresh(second_factor_checked_at(), clock()),
         can_enrol=policy.can_enrol_device(user),
+        time_zone=school_zone(db.session, user.school_id),
+        this_browser=device_name(request.headers.get("User-Agent")),
     )
 
 
-@bp.post("/devices/<kid>/revoke")
+@bp.post("/devices/<kid>/name")
+@login_required
+def rename_device(kid: str) -> Any:
+    """The owner names a device on "My devices"."""
+    key = _device_or_404(kid)
+    try:
+        device_keys.rename_device_key(
+            db.session,
+            key,
+            request.form.get("label", ""),
+            actor=_user(),
+            ip=client_address(),
+            now=clock(),
+        )
+    except AuthError as error:
+        flash(explain(error), "error")
+        return redirect(url_for(".devices")), 303
+    db.session.commit()
+    flash(_("The device is now called «%(name)s».", name=_device_name(key)), "ok")
+    return redirect(url_for(".devices")), 303
+
+
+@bp.route("/devices/<kid>/revoke", methods=["GET", "POST"])
 @login_required
 def revoke_device(kid: str) -> Any:
-    key = db.session.get(DeviceKey, kid)
-    if key is None:
-        abort(404)
+    """Revoking asks first, naming the device: only a form sent from that question (with
+    ``confirmed``) revokes; any other request answers the question again and changes nothing."""
+    key = _device_or_404(kid)
     user = _user()
+    policy.require(policy.can_revoke_device(user, key), "not your device")
+    if key.revoked_at is not None:
+        flash(_("«%(name)s» is revoked already.", name=_device_name(key)), "ok")
+        return redirect(url_for(".devices"))
+    if request.method == "GET" or request.form.get("confirmed") != "yes":
+        return render_template(
+            "auth/revoke_device.html",
+            key=key,
+            owner=db.session.get(User, key.user_id),
+            time_zone=school_zone(db.session, user.school_id),
+        )
     device_keys.revoke_device_key(
         db.session, key, actor=user, ip=client_address(), now=clock(), log_key=_log_key(user)
     )
     db.session.commit()
-    flash(_("The device key was revoked. Entries it signs from now on are held back."), "ok")
+    flash(
+        _(
+            "«%(name)s» is revoked. Entries it signs from now on are held back.",
+            name=_device_name(key),
+        ),
+        "ok",
+    )
     return redirect(url_for(".devices"))
 
 
@@ -767,13 +833,15 @@ def api_enrol_device() -> Any:
             ),
         ), 403
     body = _json_body()
+    # Unnamed: the browser and system the request comes from ("Chrome on Android").
+    label = str(body.get("label") or "").strip() or device_name(request.headers.get("User-Agent"))
     try:
         key, created = device_keys.enrol_device_key(
             db.session,
             user,
             alg=str(body.get("alg", "")),
             public_key=body.get("public_key"),  # type: ignore[arg-type]
-            label=str(body.get("label") or ""),
+            label=label or "",
             ip=client_address(),
             now=clock(),
             log_key=_log_key(user),
@@ -782,6 +850,26 @@ def api_enrol_device() -> Any:
         return _json_error(error, 409 if error.code in ("key_in_use", "revoked_key") else 400)
     db.session.commit()
     return jsonify(_device_json(key)), 201 if created else 200
+
+
+@bp.post("/api/devices/<kid>/name")
+@login_required
+def api_rename_device(kid: str) -> Any:
+    """The grid names its device: ``{label}`` -> 200 with the device."""
+    key = _device_or_404(kid)
+    try:
+        device_keys.rename_device_key(
+            db.session,
+            key,
+            _json_body().get("label"),
+            actor=_user(),
+            ip=client_address(),
+            now=clock(),
+        )
+    except AuthError as error:
+        return _json_error(error)
+    db.session.commit()
+    return jsonify(_device_json(key))
 
 
 # -- administration ------------------------------------------------------------------------------
@@ -1036,17 +1124,43 @@ def admin_invitations() -> Any:
     )
 
 
+def _filter_problem(error: access_log_reading.BadFilter) -> str:
+    if error.field == "person":
+        return _("Choose a person of your school from the list.")
+    if error.field == "pupil":
+        return _("Choose a pupil of your school from the list.")
+    if error.field in ("from", "to"):
+        return _("Give dates like 2026-11-21, between 2000 and 2100, the first not after the last.")
+    return _("A number in this request is not valid: %(name)s.", name=error.field)
+
+
 @bp.get("/admin/access-log")
 @roles_required("school_admin")
+@personal_data("school")
 def access_log() -> Any:
+    """Who did what, when on the school's clock, from which browser; filtered by person, pupil
+    and dates. A filter that is not one answers 400 with the form, and reads no row."""
     admin = _user()
     policy.require(policy.can_read_access_log(admin, admin.school_id))
-    rows = services.access_log_page(
-        db.session,
-        admin.school_id or 0,
-        before_id=id_arg(request.args, "before", maximum=BIG_ID_MAX),
+    school_id = admin.school_id or 0
+    time_zone = school_zone(db.session, admin.school_id)
+    context: dict[str, Any] = {
+        "people": access_log_reading.people_of(db.session, school_id),
+        "pupils": access_log_reading.pupils_of(db.session, school_id),
+        "time_zone": time_zone,
+        "chosen": request.args,
+    }
+    try:
+        found = access_log_reading.parse_filter(db.session, school_id, request.args)
+    except access_log_reading.BadFilter as error:
+        context.update(lines=[], problem=_filter_problem(error), more=None)
+        return render_template("auth/access_log.html", **context), 400
+    rows = access_log_reading.log_rows(db.session, school_id, found, time_zone)
+    more = (
+        found.query_args(before=rows[-1].id) if len(rows) == access_log_reading.PAGE_SIZE else None
     )
-    return render_template("auth/access_log.html", rows=rows)
+    lines = access_log_reading.describe(db.session, rows, time_zone)
+    return render_template("auth/access_log.html", lines=lines, problem=None, more=more, **context)
 
 
 # -- a parent's or student's own child -----------------------------------------------------------

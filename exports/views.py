@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, Response, abort, current_app, render_template, request
+from flask_babel import gettext as _
 from sqlalchemy import select
 
 from auth import policy
@@ -80,7 +81,7 @@ def journal_pdf(class_id: int, quarter: int) -> Any:
             db.session, current_app.config, class_group, quarter, kind=kind
         )
     except (ExportError, LookupError) as exc:
-        abort(409, description=str(exc))
+        abort(409, description=printout_refusal(exc))
     record_access(
         db.session,
         current_user(),
@@ -101,7 +102,7 @@ def ledger_pdf(class_id: int) -> Any:
     try:
         data = printouts.ledger_pdf(db.session, current_app.config, class_group)
     except (ExportError, LookupError) as exc:
-        abort(409, description=str(exc))
+        abort(409, description=printout_refusal(exc))
     record_access(
         db.session,
         current_user(),
@@ -113,3 +114,20 @@ def ledger_pdf(class_id: int) -> Any:
     )
     db.session.commit()
     return _pdf(data, f"ledger-{class_id}.pdf")
+
+
+def printout_refusal(error: LookupError) -> str:
+    """Why a printout cannot be made, in the reader's language (the exception's English stays
+    in the server's log)."""
+    current_app.logger.info("printout refused: %s", error)
+    text = str(error)
+    if "checkpoint" in text:
+        return _(
+            "No signed checkpoint covers this period yet. Try again after the next daily "
+            "checkpoint, or when the quarter is closed."
+        )
+    if "no quarter" in text:
+        return _("This school year has no such quarter.")
+    if "log key" in text:
+        return _("The school has no published log key yet: the operator creates it.")
+    return _("This printout cannot be made yet.")

@@ -71,9 +71,10 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     for name in BLUEPRINTS:
         app.register_blueprint(importlib.import_module(name).bp)
 
-    from . import cli, views
+    from . import cli, errors, views
 
     app.context_processor(views.layout_context)
+    errors.register(app)
     app.register_error_handler(OperationalError, views.database_unavailable)
     cli.register(app)
     return app

@@ -21,6 +21,7 @@ from .models import Checkpoint, Log, School
 
 demo_cli = AppGroup("demo", help="The demo school.")
 journal_cli = AppGroup("journal", help="Journals: list, export, verify, checkpoint.")
+school_cli = AppGroup("school", help="The schools' set-up as it stands: classes and their ids.")
 
 
 def register(app: Flask) -> None:
@@ -28,6 +29,7 @@ def register(app: Flask) -> None:
 
     app.cli.add_command(demo_cli)
     app.cli.add_command(journal_cli)
+    app.cli.add_command(school_cli)
     from auth.cli import user_cli
 
     app.cli.add_command(user_cli)
@@ -294,3 +296,43 @@ def report_lines(report: Any) -> list[str]:
     for class_group, approval in report.pending_late_corrections:
         lines.append(f"{class_group.name}: late correction of {approval.cell} not made yet")
     return lines or ["nothing to report"]
+
+
+@school_cli.command("classes")
+@click.option("--school", "domain", default=None, help="Only this school (its domain).")
+@click.option("--year", "year_name", default=None, help='Only this school year, e.g. "2026-2027".')
+def school_classes(domain: str | None, year_name: str | None) -> None:
+    """List classes with the ids other commands take (export --class, journal close-term)."""
+    from auth.models import User
+
+    from .collation import class_key
+    from .models import ClassGroup, School, SchoolYear
+
+    query = (
+        select(ClassGroup, SchoolYear, School, User.full_name)
+        .join(SchoolYear, SchoolYear.id == ClassGroup.school_year_id)
+        .join(School, School.id == ClassGroup.school_id)
+        .outerjoin(User, User.id == ClassGroup.class_teacher_id)
+    )
+    if domain is not None:
+        query = query.where(School.domain == domain)
+    if year_name is not None:
+        query = query.where(SchoolYear.name == year_name)
+    # Classes in the order people read them (7А, 7Ә, 7Б), not by character codes.
+    rows = sorted(
+        db.session.execute(query).all(),
+        key=lambda row: (
+            row[2].domain,
+            row[1].starts_on,
+            class_key(row[0].name, row[0].grade_level),
+        ),
+    )
+    if not rows:
+        click.echo("no classes (set them up on the admin's set-up pages, or `demo seed`)", err=True)
+        sys.exit(1)
+    click.echo(f"{'CLASS ID':>8}  {'CLASS':<6} {'YEAR ID':>7} {'YEAR':<10} {'SCHOOL':<28} TEACHER")
+    for class_group, year, school, teacher in rows:
+        click.echo(
+            f"{class_group.id:>8}  {class_group.name:<6} {year.id:>7} {year.name:<10} "
+            f"{school.domain:<28} {teacher or '-'}"
+        )

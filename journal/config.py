@@ -6,7 +6,7 @@ Secrets have no defaults: outside tests the app refuses to start without them.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -55,6 +55,32 @@ def defaults(instance_path: str) -> dict[str, Any]:
 
 def instance_path() -> str:
     return os.environ.get("JOURNAL_INSTANCE") or str(Path.cwd() / "instance")
+
+
+DEVELOPMENT_ENV_FILE = "dev.env"
+
+
+def load_development_env(environ: MutableMapping[str, str] = os.environ) -> Path | None:
+    """On a developer's machine, take the settings `make run` wrote to INSTANCE/dev.env, so that
+    `flask --app wsgi ...` works in any new terminal. Variables already set win over the file.
+
+    Only a file that says ``JOURNAL_ENV=development`` is read (the one `make run` writes), and
+    never when the environment says ``JOURNAL_ENV=production``. Returns the file read, if any."""
+    if environ.get("JOURNAL_ENV") == "production":
+        return None
+    instance = environ.get("JOURNAL_INSTANCE") or str(Path.cwd() / "instance")
+    path = Path(instance) / DEVELOPMENT_ENV_FILE
+    if not path.is_file():
+        return None
+    from dotenv import dotenv_values
+
+    values = dotenv_values(path)
+    if values.get("JOURNAL_ENV") != "development":
+        return None
+    for name, value in values.items():
+        if value is not None and name not in environ:
+            environ[name] = value
+    return path
 
 
 def is_development(config: Mapping[str, Any]) -> bool:

@@ -33,9 +33,12 @@ from werkzeug.exceptions import HTTPException
 
 from auth import policy
 from auth.access import current_user, log_access, roles_required
+from auth.browsers import device_name
+from auth.devices import mark_devices_seen
 from auth.models import DeviceKey, User
 
 from .db import Base, bigpk, db, timestamp, utcnow
+from .errors import error_words
 from .ids import BIG_ID_MAX, parse_id
 from .ledger import entry as ledger_entry
 from .models import Entry, Lesson, Log, Supersession
@@ -204,6 +207,7 @@ def upload_batch(
         result.journal = payload["journal"]
         kids.add(parsed["kid"])
     recorder.flush()
+    mark_devices_seen(session, kids, now or utcnow())
     stored = [r.entry_id for r in results if r.status in ("accepted", "duplicate") and r.entry_id]
     return BatchOutcome(
         results=results,
@@ -486,7 +490,10 @@ def http_error(exc: HTTPException) -> Response:
         return json_error(401, "signed_out", _("Your session has ended. Sign in again."))
     if status == 413:
         return json_error(413, "too_large", _("The request is too large."))
-    return json_error(status, exc.name.lower().replace(" ", "_"), exc.description or exc.name)
+    _status, _title, message, reason = error_words(exc)
+    return json_error(
+        status, exc.name.lower().replace(" ", "_"), " ".join(filter(None, (reason, message)))
+    )
 
 
 @bp.errorhandler(CSRFError)
@@ -514,12 +521,15 @@ def session_info() -> Response:
                 {
                     "kid": key.kid,
                     "alg": key.alg,
+                    "label": key.label,
                     "revoked_at": ledger_entry.format_timestamp(key.revoked_at)
                     if key.revoked_at
                     else None,
                 }
                 for key in keys
             ],
+            # What to call this browser's key when it is enrolled, unless the person names it.
+            "suggested_device_name": device_name(request.headers.get("User-Agent")),
         }
     )
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
+from pathlib import Path
 from typing import Any
 
 from flask import (
@@ -38,13 +40,27 @@ from auth.services import record_access
 
 from .app import LANGUAGES
 from .cells import cell_key
+from .clock import school_zone
 from .db import db
 from .ids import IdField
 from .keys import load_log_key
 from .models import ClassGroup, LateCorrectionApproval, Lesson, Log, School
+from .school_time import format_local
 from .year.closing import approve_late_correction
 
 bp = Blueprint("journal", __name__)
+
+
+@bp.app_template_filter("school_time")
+def school_time(moment: dt.datetime | None, where: int | str | None = None) -> str:
+    """A stored (UTC) moment on a school's clock, with its offset: ``where`` is the school's id
+    or its time-zone name; by default the signed-in person's school."""
+    if isinstance(where, str):
+        return format_local(moment, where)
+    if where is None:
+        user = current_user()
+        where = user.school_id if user is not None else None
+    return format_local(moment, school_zone(db.session, where))
 
 
 def layout_context() -> dict[str, Any]:
@@ -77,6 +93,18 @@ def database_unavailable(_exc: OperationalError) -> Response:
 @login_required
 def home() -> Any:
     return render_template("home.html", user=current_user())
+
+
+FAVICON = Path(__file__).resolve().parent / "static" / "favicon.ico"
+
+
+@bp.get("/favicon.ico")
+@public
+def favicon() -> Response:
+    """Browsers ask for it on every site: a small icon (849 bytes) instead of a 404."""
+    response = Response(FAVICON.read_bytes(), mimetype="image/vnd.microsoft.icon")
+    response.headers["Cache-Control"] = "public, max-age=604800"
+    return response
 
 
 @bp.post("/language")

@@ -177,6 +177,36 @@ def untranslated_on_page(html: str, msgids: set[str]) -> list[str]:
     return sorted({" ".join(t.split()) for t in parser.texts} & msgids)
 
 
+# Latin-script words a Kazakh or Russian page may show: the language menu's own name for
+# English, names of things that are not translated (browsers, standards, file formats, the
+# grading rule's id) and the demo school's data (usernames, domains).
+LATIN_ALLOWED = {
+    "English",
+    # browsers and systems ("Chrome on Android"), authenticator apps, programs, keys
+    "Chrome", "Firefox", "Safari", "Edge", "Opera", "Android", "Windows", "Linux", "macOS",
+    "iPhone", "iPad", "ChromeOS", "Yandex", "Browser", "Samsung", "Internet",
+    "Aegis", "Google", "Authenticator", "FreeOTP", "Excel", "Python", "cryptography",
+    "VERIFIED", "Enter", "Delete",
+    # standards and formats
+    "TOTP", "PDF", "JSON", "CSV", "XLSX", "UTF", "IIN", "BagIt", "QR", "UTC", "RFC",
+    # the default time zone's name
+    "Asia", "Almaty",
+}  # fmt: skip
+# File names, commands and addresses in a sentence ("journal-verify", "entry-….json", ".zip").
+_FILE_LIKE = re.compile(r"\S*[A-Za-z]\S*[._/-]\S*|\S*[._/-]\S*[A-Za-z]\S*")
+
+
+def latin_words(html: str) -> set[str]:
+    """Words in Latin letters a person sees on the page (text, labels, buttons), but file
+    names, commands and the names in LATIN_ALLOWED."""
+    parser = VisibleText()
+    parser.feed(html)
+    texts = [_FILE_LIKE.sub(" ", text) for text in parser.texts]
+    # Whole words only: a hex id ("f9be88c7") is not English.
+    words = {word for text in texts for word in re.findall(r"(?<!\w)[A-Za-z]{2,}(?!\w)", text)}
+    return words - LATIN_ALLOWED
+
+
 def page_urls(app, ids: dict[str, object]) -> Iterator[str]:
     """Every GET page whose arguments we can fill from ``ids`` (ours and other engineers')."""
     for rule in app.url_map.iter_rules():
@@ -221,7 +251,7 @@ def demo_app(fresh_app):
 def demo_ids(app) -> dict[str, object]:
     from sqlalchemy import select
 
-    from auth.models import User
+    from auth.models import DeviceKey, User
     from journal.db import db
     from journal.models import ClassGroup, Entry, Lesson, Log, SchoolYear, Subject, Term
 
@@ -241,13 +271,112 @@ def demo_ids(app) -> dict[str, object]:
             "entry_id": entry.entry_id,
             "journal_id": session.scalar(select(Log.id).where(Log.kind == "journal")),
             "log_id": session.scalar(select(Log.id).where(Log.kind == "journal")),
+            "kid": session.scalar(select(DeviceKey.kid).order_by(DeviceKey.created_at)),
         }
         ids["users"] = {u.username: u.id for u in session.scalars(select(User))}
+        ids["user_id"] = ids["users"]["teacher"]  # type: ignore[index]
     return ids
+
+
+def signed_in(app, username: str, language: str):  # type: ignore[no-untyped-def]
+    """A browser of the demo's ``username``, second factor just passed, asking for
+    ``language``."""
+    from sqlalchemy import select
+
+    from auth.models import User
+    from journal.db import db
+
+    from .factories import browser_state
+
+    client = app.test_client()
+    client.environ_base["HTTP_ACCEPT_LANGUAGE"] = language
+    with app.app_context():
+        user = db.session.scalar(select(User).where(User.username == username))
+        state = browser_state(db.session, user)
+        db.session.commit()
+    with client.session_transaction() as browser_session:
+        browser_session.update(state)
+    return client
+
+
+def pages_behind_forms(demo_app, language: str) -> dict[str, tuple[int, str]]:  # type: ignore[no-untyped-def]
+    """(status, html) of the templates no GET reaches: letters and codes printed once, the
+    reset notice, a refusal, the registrar's search, the service worker's offline pages. Run
+    after the crawl: it resets the demo teacher's password."""
+    from flask import render_template
+    from sqlalchemy import select
+
+    from auth import resets
+    from auth.models import User
+    from journal.db import db, utcnow
+    from journal.models import Enrollment
+
+    from .auth.conftest import csrf_token
+
+    ids = demo_ids(demo_app)
+    with demo_app.app_context():
+        parent = db.session.scalar(select(User).where(User.username == "parent"))
+        own = {grant.student_id for grant in parent.roles if grant.student_id is not None}
+        stranger = db.session.scalar(
+            select(Enrollment).where(Enrollment.student_id.not_in(own)).limit(1)
+        )
+        stranger.ends_on = utcnow().date()  # left the school: a transfer code may be printed
+        leaver = stranger.student_id
+        db.session.commit()
+    pages: dict[str, tuple[int, str]] = {}
+
+    def keep(name: str, answer) -> None:  # type: ignore[no-untyped-def]
+        pages[name] = (answer.status_code, answer.get_data(as_text=True))
+
+    admin = signed_in(demo_app, "admin", language)
+    token = csrf_token(admin, demo_app)
+    new_user = {"csrf_token": token, "username": f"new-{language}", "full_name": "Жаңа Мұғалім"}
+    keep("letter", admin.post("/admin/users/new", data={**new_user, "roles": "teacher"}))
+    invitation = {"csrf_token": token, "student_id": ids["student_id"], "role": "parent"}
+    keep("invitation", admin.post("/admin/invitations", data=invitation))
+    code = admin.post(f"/setup/students/{leaver}/transfer-code", data={"csrf_token": token})
+    keep("transfer code", code)
+    keep("recovery codes", admin.post("/account/recovery-codes", data={"csrf_token": token}))
+
+    registrar = signed_in(demo_app, "registrar", language)
+    search = {"csrf_token": csrf_token(registrar, demo_app), "iin": "12345"}
+    keep("registrar", registrar.post("/archive/registrar", data=search))
+    keep("refusal", signed_in(demo_app, "parent", language).get(f"/account/children/{leaver}"))
+
+    with demo_app.app_context():  # the operator's reset, told at the next sign-in
+        teacher = db.session.scalar(select(User).where(User.username == "teacher"))
+        resets.request_reset(
+            db.session, teacher, "password", "ұмытып қалды", actor=None, ip=None, now=utcnow()
+        )
+        db.session.commit()
+    keep("reset notice", signed_in(demo_app, "teacher", language).get("/account/reset-notice"))
+
+    with demo_app.test_request_context(headers={"Accept-Language": language}):
+        for name in ("teacher/offline.html", "teacher/signed_out_offline.html"):
+            pages[name] = (200, render_template(name))
+
+    return pages
+
+
+def demo_data_words(app) -> set[str]:  # type: ignore[no-untyped-def]
+    """Latin-letter words of the demo school's data: usernames, the domain, device names."""
+    from sqlalchemy import select
+
+    from auth.models import DeviceKey, User
+    from journal.db import db
+    from journal.models import School
+
+    with app.app_context():
+        texts = [u.username for u in db.session.scalars(select(User))]
+        texts += [s.domain for s in db.session.scalars(select(School))]
+        texts += [k.label or "" for k in db.session.scalars(select(DeviceKey))]
+    return {word for text in texts for word in re.findall(r"[A-Za-z]{2,}", text)}
 
 
 @pytest.mark.parametrize("language", ["kk", "ru"])
 def test_no_page_shows_an_untranslated_string(demo_app, language):
+    """Every GET page each demo person can open, then the pages behind forms: no msgid left in
+    English, and no English word outside data and names (``latin_words``)."""
     from auth.models import User
     from journal.db import db
 
@@ -256,7 +385,7 @@ def test_no_page_shows_an_untranslated_string(demo_app, language):
     msgids = english_msgids()
     ids = demo_ids(demo_app)
     clients = []
-    for username in ("admin", "teacher", "classteacher", "parent", None):
+    for username in ("admin", "teacher", "classteacher", "parent", "registrar", None):
         client = demo_app.test_client()
         client.environ_base["HTTP_ACCEPT_LANGUAGE"] = language
         if username:
@@ -269,6 +398,8 @@ def test_no_page_shows_an_untranslated_string(demo_app, language):
                 browser_session.update(state)
         clients.append(client)
     shown: dict[str, list[str]] = {}
+    latin: dict[str, list[str]] = {}
+    data_words = demo_data_words(demo_app)
     crashed: dict[str, str] = {}
     for url in page_urls(demo_app, ids):
         for client in clients:
@@ -278,13 +409,26 @@ def test_no_page_shows_an_untranslated_string(demo_app, language):
                 crashed[url] = repr(exc)
                 break
             if answer.status_code == 200 and answer.mimetype == "text/html":
-                shown[url] = untranslated_on_page(answer.get_data(as_text=True), msgids)
+                html = answer.get_data(as_text=True)
+                shown[url] = untranslated_on_page(html, msgids)
+                latin[url] = sorted(latin_words(html) - data_words)
                 break
     assert len(shown) >= 12, sorted(shown)  # set-up, portal, sign-in, grid pages...
     print("pages checked:", *sorted(shown), sep="\n  ")
     problems = {url: found for url, found in shown.items() if found}
     assert problems == {}
+    english = {url: found for url, found in latin.items() if found}
+    assert english == {}
     assert crashed == {}
+
+    behind = pages_behind_forms(demo_app, language)
+    statuses = {name: status for name, (status, _html) in behind.items()}
+    assert statuses == {**{name: 200 for name in behind}, "refusal": 403}
+    english = {
+        name: sorted(latin_words(html) - data_words) + untranslated_on_page(html, msgids)
+        for name, (_status, html) in behind.items()
+    }
+    assert {name: found for name, found in english.items() if found} == {}
 
 
 def main() -> int:

@@ -24,6 +24,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from auth import policy
 from auth.access import (
+    PREFETCH_HEADER,
     current_user,
     fully_authenticated,
     personal_data,
@@ -201,6 +202,7 @@ def service_worker() -> Response:
         login=url_for("auth.login"),
         logout=url_for("auth.logout"),
         owner_cookie=PAGES_OWNER_COOKIE,
+        prefetch_header=PREFETCH_HEADER,
         offline_page=render_template("teacher/offline.html"),
         signed_out_offline_page=render_template("teacher/signed_out_offline.html"),
     )

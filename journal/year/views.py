@@ -8,7 +8,6 @@ Also the words every page uses for results and times: ``result_label``, ``term_n
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
@@ -19,12 +18,10 @@ from archive.timestamps import TimestampError
 from auth.access import current_user, roles_required
 from auth.services import record_access
 
-from ..clock import school_zone
 from ..db import db, utcnow
 from ..ids import id_arg
 from ..keys import load_log_key
 from ..models import AssessmentPlan, ClassGroup, School, SchoolYear, Student, Subject, Term
-from ..school_time import format_local
 from .closing import (
     HOLD_MESSAGES,
     TermError,
@@ -67,15 +64,6 @@ def term_name(term: Term) -> str:
     if term.kind == "half":
         return _("Half-year %(number)s", number=term.number)
     return _("Quarter %(number)s", number=term.number)
-
-
-@bp.app_template_filter()
-def school_time(moment: dt.datetime | None, school_id: int | None = None) -> str:
-    """A stored (UTC) moment on the school's clock, with its offset."""
-    if school_id is None:
-        user = current_user()
-        school_id = user.school_id if user is not None else None
-    return format_local(moment, school_zone(db.session, school_id))
 
 
 # -- terms and closing -----------------------------------------------------------------------------

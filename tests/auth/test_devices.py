@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import re
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -19,6 +20,8 @@ from journal.services import EntryRefused, record_entry, verify_journal
 
 from ..factories import Device
 from .conftest import english_client, post_form, post_json, sign_in
+
+CONFIRMED = {"confirmed": "yes"}  # the answer to "Revoke «name»?"
 
 
 def public_key_b64(private_key) -> str:  # type: ignore[no-untyped-def]
@@ -124,7 +127,7 @@ def test_someone_elses_or_a_revoked_key_is_refused(
     private_key = Ed25519PrivateKey.generate()
     body = {"alg": "ed25519", "public_key": public_key_b64(private_key)}
     kid = post_json(teacher_client, app, "/api/devices", body).json["kid"]
-    assert post_form(teacher_client, app, f"/devices/{kid}/revoke").status_code == 302
+    assert post_form(teacher_client, app, f"/devices/{kid}/revoke", CONFIRMED).status_code == 302
     refused = post_json(teacher_client, app, "/api/devices", body)
     assert refused.status_code == 409 and refused.json["error"] == "revoked_key"
 
@@ -139,7 +142,7 @@ def test_revocation_quarantines_later_entries_and_keeps_earlier_ones(
     before = record_entry(session, world.signed("grade", device=device), now=clock.now)
 
     clock.advance(minutes=1)
-    page = post_form(teacher_client, app, f"/devices/{kid}/revoke")
+    page = post_form(teacher_client, app, f"/devices/{kid}/revoke", CONFIRMED)
     assert page.status_code == 302
     key = session.get(DeviceKey, kid)
     assert key.revoked_at == clock.now
@@ -161,7 +164,7 @@ def test_key_events_are_signed_into_the_school_ledger(
 ):
     body = {"alg": "ed25519", "public_key": public_key_b64(Ed25519PrivateKey.generate())}
     kid = post_json(teacher_client, app, "/api/devices", body).json["kid"]
-    post_form(teacher_client, app, f"/devices/{kid}/revoke")
+    post_form(teacher_client, app, f"/devices/{kid}/revoke", CONFIRMED)
     ledger = session.scalar(
         select(Log).where(Log.school_id == world.school.id, Log.kind == "ledger")
     )
@@ -181,13 +184,15 @@ def test_key_events_are_signed_into_the_school_ledger(
 def test_only_the_owner_or_the_school_admin_revokes(app, world, people, clock, session):
     stranger = english_client(app)
     sign_in(stranger, people["class_teacher"], at=clock.now)
-    response = post_form(stranger, app, f"/devices/{world.device.kid}/revoke")
+    response = post_form(stranger, app, f"/devices/{world.device.kid}/revoke", CONFIRMED)
     assert response.status_code == 403
     assert session.get(DeviceKey, world.device.kid).revoked_at is None
 
     admin = english_client(app)
     sign_in(admin, people["school_admin"], at=clock.now)
-    assert post_form(admin, app, f"/devices/{world.device.kid}/revoke").status_code == 302
+    assert (
+        post_form(admin, app, f"/devices/{world.device.kid}/revoke", CONFIRMED).status_code == 302
+    )
     assert session.get(DeviceKey, world.device.kid).revoked_at == clock.now
     row = session.scalar(select(AccessLogEntry).where(AccessLogEntry.action == "device_key.revoke"))
     assert row.actor_id == people["school_admin"].id and row.target_id == world.device.kid
@@ -198,3 +203,134 @@ def test_parents_cannot_enrol_device_keys(app, people, clock):
     sign_in(client, people["parent"], at=clock.now)
     body = {"alg": "ed25519", "public_key": public_key_b64(Ed25519PrivateKey.generate())}
     assert post_json(client, app, "/api/devices", body).status_code == 403
+
+
+# -- named devices (issue 17) ---------------------------------------------------------------------
+
+ANDROID_CHROME = (
+    "Mozilla/5.0 (Linux; Android 14; SM-A546B) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/126.0.6478.122 Mobile Safari/537.36"
+)
+
+
+def enrol(client, app, label: str | None = None) -> str:  # type: ignore[no-untyped-def]
+    body = {"alg": "ed25519", "public_key": public_key_b64(Ed25519PrivateKey.generate())}
+    if label is not None:
+        body["label"] = label
+    response = post_json(client, app, "/api/devices", body)
+    assert response.status_code == 201, response.text
+    return str(response.json["kid"])
+
+
+def device_row(page: str, kid: str) -> str:
+    """The text of a device's row on "My devices"."""
+    row = re.search(rf'<tr id="key-{kid}".*?</tr>', page, re.S).group(0)
+    values = re.findall(r'value="([^"]*)"', row)
+    return " ".join(values + re.sub(r"<[^>]+>", " ", row).split())
+
+
+def test_an_unnamed_device_is_named_after_its_browser_and_system(app, teacher_client, session):
+    teacher_client.environ_base["HTTP_USER_AGENT"] = ANDROID_CHROME
+    kid = enrol(teacher_client, app)
+    assert session.get(DeviceKey, kid).label == "Chrome on Android"
+    assert "Chrome on Android" in device_row(teacher_client.get("/devices").text, kid)
+    assert ANDROID_CHROME not in teacher_client.get("/devices").text
+    # The grid learns the suggestion before it enrols.
+    info = teacher_client.get("/api/sync/session").json
+    assert info["suggested_device_name"] == "Chrome on Android"
+    assert [k["label"] for k in info["device_keys"] if k["kid"] == kid] == ["Chrome on Android"]
+
+
+def test_the_default_name_is_in_the_persons_language(app, people, clock, session):
+    client = app.test_client()
+    client.environ_base["HTTP_ACCEPT_LANGUAGE"] = "ru"
+    client.environ_base["HTTP_USER_AGENT"] = ANDROID_CHROME
+    sign_in(client, people["teacher"], at=clock.now)
+    kid = enrol(client, app)
+    assert session.get(DeviceKey, kid).label == "Chrome на Android"
+
+
+def test_the_owner_renames_a_device_and_nobody_else_does(
+    app, world, people, teacher_client, clock, session
+):
+    kid = enrol(teacher_client, app, "phone")
+    renamed = post_form(teacher_client, app, f"/devices/{kid}/name", {"label": "  Кабинет 12  "})
+    assert renamed.status_code == 303
+    assert session.get(DeviceKey, kid).label == "Кабинет 12"
+    assert "Кабинет 12" in device_row(teacher_client.get("/devices").text, kid)
+    row = session.scalar(select(AccessLogEntry).order_by(AccessLogEntry.id.desc()))
+    assert (row.action, row.target_id) == ("device_key.rename", kid)
+
+    refused = post_form(teacher_client, app, f"/devices/{kid}/name", {"label": "x" * 101})
+    assert refused.status_code == 303 and session.get(DeviceKey, kid).label == "Кабинет 12"
+    assert "at most 100 characters" in teacher_client.get("/devices").text
+    empty = post_form(teacher_client, app, f"/devices/{kid}/name", {"label": "   "})
+    assert empty.status_code == 303 and session.get(DeviceKey, kid).label == "Кабинет 12"
+
+    api = post_json(teacher_client, app, f"/api/devices/{kid}/name", {"label": "Үйдегі ноутбук"})
+    assert api.status_code == 200 and api.json["label"] == "Үйдегі ноутбук"
+
+    for role in ("class_teacher", "school_admin"):
+        other = english_client(app)
+        sign_in(other, people[role], at=clock.now)
+        assert post_form(other, app, f"/devices/{kid}/name", {"label": "mine"}).status_code == 403
+        assert post_json(other, app, f"/api/devices/{kid}/name", {"label": "m"}).status_code == 403
+    assert session.get(DeviceKey, kid).label == "Үйдегі ноутбук"
+    assert post_form(teacher_client, app, "/devices/nokey/name", {"label": "x"}).status_code == 404
+
+
+def test_last_used_is_when_the_server_last_took_an_entry_the_key_signed(
+    app, world, people, teacher_client, clock, session
+):
+    from journal.sync import upload_batch
+
+    key = session.get(DeviceKey, world.device.kid)
+    key.label = "Кабинет 12"
+    session.flush()
+    assert "not used yet" in device_row(teacher_client.get("/devices").text, key.kid)
+
+    signed = world.signed("grade")
+    first = dt.datetime(2026, 11, 16, 4, 5, tzinfo=dt.UTC)  # 09:05 in Almaty
+    assert upload_batch(session, world.teacher, [signed], now=first).results[0].status == "accepted"
+    assert session.get(DeviceKey, key.kid).last_seen_at == first
+    assert "2026-11-16 09:05 (UTC+05:00)" in device_row(
+        teacher_client.get("/devices").text, key.kid
+    )
+
+    again = first + dt.timedelta(hours=3)  # the same entry sent again: the device synced
+    assert (
+        upload_batch(session, world.teacher, [signed], now=again).results[0].status == "duplicate"
+    )
+    session.expire_all()
+    assert session.get(DeviceKey, key.kid).last_seen_at == again
+
+    later = again + dt.timedelta(hours=1)  # a refused entry is not a use of the key
+    broken = {**world.signed("grade"), "sig": base64.b64encode(bytes(64)).decode()}
+    assert upload_batch(session, world.teacher, [broken], now=later).results[0].status == "rejected"
+    session.expire_all()
+    assert session.get(DeviceKey, key.kid).last_seen_at == again
+
+
+def test_revoking_asks_first_naming_the_device(app, people, teacher_client, clock, session):
+    kid = enrol(teacher_client, app, "Кабинет 12 ноутбук")
+    devices_page = teacher_client.get("/devices").text
+    assert f'href="/devices/{kid}/revoke"' in devices_page
+
+    question = teacher_client.get(f"/devices/{kid}/revoke")
+    assert question.status_code == 200
+    assert "Revoke «Кабинет 12 ноутбук»?" in question.text
+    assert 'name="confirmed" value="yes"' in question.text
+    # Sent without the answer (a forged or an old form): asked again, nothing revoked.
+    unanswered = post_form(teacher_client, app, f"/devices/{kid}/revoke")
+    assert unanswered.status_code == 200 and "Revoke «Кабинет 12 ноутбук»?" in unanswered.text
+    assert session.get(DeviceKey, kid).revoked_at is None
+
+    done = post_form(teacher_client, app, f"/devices/{kid}/revoke", CONFIRMED)
+    assert done.status_code == 302 and session.get(DeviceKey, kid).revoked_at == clock.now
+    after = teacher_client.get("/devices").text
+    assert "«Кабинет 12 ноутбук» is revoked." in after
+
+    stranger = english_client(app)
+    sign_in(stranger, people["class_teacher"], at=clock.now)
+    assert stranger.get(f"/devices/{kid}/revoke").status_code == 403
+    assert teacher_client.get("/devices/no-such-key/revoke").status_code == 404

@@ -13,6 +13,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from journal.models import Entry, Log, School, Student
 
+from ..factories import build_world
+
 SMALL = ["--students", "4", "--classes", "1"]
 
 
@@ -208,3 +210,20 @@ def test_exported_journal_verifies_independently(cli, demo, tmp_path):
     blob = base64.b64decode(line.rsplit(" ", 1)[1])
     assert blob[:4].hex() == key_id_hex
     Ed25519PublicKey.from_public_bytes(key_bytes[1:]).verify(blob[4:], body.encode())
+
+
+def test_school_classes_lists_the_ids_export_takes(app, cli, world, session):
+    """`flask school classes` names each class with the id `export --class` and the year id
+    `journal close-term` take (issue 17)."""
+    other = build_world(session, app.config["KEYS_DIR"])
+    output = cli("school", "classes", "--school", world.school.domain).output
+    lines = output.splitlines()
+    assert lines[0].split()[:4] == ["CLASS", "ID", "CLASS", "YEAR"]
+    assert [line.split()[:5] for line in lines[1:]] == [
+        [str(world.class_group.id), "7Ә", str(world.year.id), "2026-2027", world.school.domain]
+    ]
+    assert other.school.domain not in output
+    everything = cli("school", "classes").output
+    assert world.school.domain in everything and other.school.domain in everything
+    missing = cli("school", "classes", "--year", "1999-2000")
+    assert missing.exit_code == 1 and "no classes" in missing.output

@@ -642,11 +642,47 @@ class GridApp {
     document.getElementById("device-state").dataset.enrolment = status;
   }
 
+  // The device's name, shown in "My devices" and the access log: the server's suggestion from
+  // the browser ("Chrome on Android") until the person writes their own.
+  showDeviceName(label) {
+    const input = document.getElementById("device-name");
+    if (!input || input.dataset.edited || document.activeElement === input) return;
+    input.value = label ?? "";
+  }
+
+  async saveDeviceName() {
+    const input = document.getElementById("device-name");
+    const state = document.getElementById("device-name-state");
+    const label = input.value.trim();
+    if (!label) return;
+    input.dataset.edited = "1";
+    if (!this.key || this.enrolment !== "enrolled") {
+      state.textContent = state.dataset.later; // sent with the enrolment
+      return;
+    }
+    let response;
+    try {
+      response = await fetch(`${this.state.urls.devices}/${this.key.kid}/name`, {
+        method: "POST",
+        credentials: "same-origin",
+        headers: this.syncer.headers(),
+        body: JSON.stringify({ label }),
+      });
+    } catch (error) {
+      state.textContent = state.dataset.failed;
+      return;
+    }
+    const body = await response.json().catch(() => ({}));
+    state.textContent = response.ok ? state.dataset.saved : (body.message ?? state.dataset.failed);
+    if (response.ok) delete input.dataset.edited;
+  }
+
   // The device key must be enrolled for the server to take its entries (until then they are
   // held in quarantine): enrol it through the accounts API after a fresh second factor.
   async onSession(info) {
     if (!this.key) return;
     const mine = info.device_keys.find((key) => key.kid === this.key.kid);
+    this.showDeviceName(mine ? mine.label : info.suggested_device_name);
     if (mine) {
       const wasEnrolled = this.enrolment === "enrolled";
       if (mine.revoked_at) this.setEnrolment("revoked", this.t.keyRevoked, "bad");
@@ -666,7 +702,7 @@ class GridApp {
         body: JSON.stringify({
           alg: this.key.alg,
           public_key: this.key.publicKey,
-          label: navigator.userAgent.slice(0, 100),
+          label: document.getElementById("device-name")?.value.trim() ?? "",
         }),
       });
     } catch (error) {
@@ -674,6 +710,11 @@ class GridApp {
       return;
     }
     if (response.ok) {
+      const enrolled = await response.json().catch(() => ({}));
+      if (enrolled.label) {
+        delete document.getElementById("device-name").dataset.edited;
+        this.showDeviceName(enrolled.label);
+      }
       this.setEnrolment("enrolled", this.t.keyEnrolled);
       this.syncer.run({ everything: true });
     } else if (response.status === 401 || response.status === 403) {
@@ -733,6 +774,10 @@ class GridApp {
       this.syncer.refreshSession().then(() => this.syncer.run({ everything: true }));
     });
     document.getElementById("export").addEventListener("click", () => this.exportUnsynced());
+    document.getElementById("device-name-save").addEventListener("click", () => this.saveDeviceName());
+    document.getElementById("device-name").addEventListener("input", (event) => {
+      event.target.dataset.edited = "1";
+    });
     this.confirmButton?.addEventListener("click", () => this.confirmTermGrades());
     document
       .getElementById("confirm-year")
