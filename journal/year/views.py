@@ -15,7 +15,7 @@ from flask_babel import gettext as _
 from sqlalchemy import select
 
 from archive.timestamps import TimestampError
-from auth.access import current_user, roles_required
+from auth.access import client_address, current_user, roles_required
 from auth.services import record_access
 
 from ..db import db, utcnow
@@ -119,6 +119,31 @@ def prepare_close(term_id: int) -> Any:
     return render_template("admin/close_term.html", term=term, report=report, holds=holds)
 
 
+def _close(closer: Any, what: Any, logged: tuple[str, str, int]) -> str | None:
+    """Close a term or a year (``closer``) as the signed-in admin, in a savepoint so that a
+    failure leaves nothing half done, and log it; returns the refusal to show, if any."""
+    school = admin_school()
+    try:
+        with db.session.begin_nested():
+            closer(
+                db.session,
+                what,
+                load_log_key(current_app.config["KEYS_DIR"], school.domain),
+                closed_by=current_user(),
+                reason=request.form.get("reason", ""),
+            )
+    except TermError as error:
+        return _(error.message, **error.params)
+    except TimestampError:
+        return _("The timestamp authority did not answer: nothing was closed.")
+    action, target_type, target_id = logged
+    record_access(
+        db.session, current_user(), action, target_type, target_id, client_address(),
+        school_id=school.id,
+    )  # fmt: skip
+    return None
+
+
 @bp.post("/admin/terms/<int:term_id>/close")
 @roles_required("school_admin")
 def close_term_view(term_id: int) -> Any:
@@ -127,31 +152,10 @@ def close_term_view(term_id: int) -> Any:
     if request.form.get("confirm") != "yes":
         flash(_("Nothing was closed: tick the confirmation after reading the report."), "error")
         return redirect(target)
-    school = admin_school()
-    try:
-        with db.session.begin_nested():  # a failed close leaves nothing half done behind
-            close_term(
-                db.session,
-                term,
-                load_log_key(current_app.config["KEYS_DIR"], school.domain),
-                closed_by=current_user(),
-                reason=request.form.get("reason", ""),
-            )
-    except TermError as error:
-        refused(error)
+    refusal = _close(close_term, term, ("close_term", "term", term.id))
+    if refusal is not None:
+        flash(refusal, "error")
         return redirect(target)
-    except TimestampError:
-        flash(_("The timestamp authority did not answer: the quarter is still open."), "error")
-        return redirect(target)
-    record_access(
-        db.session,
-        current_user(),
-        "close_term",
-        "term",
-        term.id,
-        request.remote_addr,
-        school_id=school.id,
-    )
     db.session.commit()
     flash(_("%(term)s is closed: the results are sealed in every journal.", term=term_name(term)))
     return redirect(url_for(".terms"))
@@ -213,31 +217,10 @@ def close_year_view(year_id: int) -> Any:
     if request.form.get("confirm") != "yes":
         flash(_("Nothing was closed: tick the confirmation first."), "error")
         return redirect(target)
-    school = admin_school()
-    try:
-        with db.session.begin_nested():  # a failed close leaves nothing half done behind
-            close_year(
-                db.session,
-                year,
-                load_log_key(current_app.config["KEYS_DIR"], school.domain),
-                closed_by=current_user(),
-                reason=request.form.get("reason", ""),
-            )
-    except TermError as error:
-        refused(error)
+    refusal = _close(close_year, year, ("close_year", "school_year", year.id))
+    if refusal is not None:
+        flash(refusal, "error")
         return redirect(target)
-    except TimestampError:
-        flash(_("The timestamp authority did not answer: the year is still open."), "error")
-        return redirect(target)
-    record_access(
-        db.session,
-        current_user(),
-        "close_year",
-        "school_year",
-        year.id,
-        request.remote_addr,
-        school_id=school.id,
-    )
     db.session.commit()
     flash(_("The school year %(name)s is closed: year results are sealed.", name=year.name))
     return redirect(url_for(".terms"))
