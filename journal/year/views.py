@@ -103,7 +103,14 @@ def terms() -> Any:
     years = db.session.scalars(
         select(SchoolYear).where(SchoolYear.school_id == school.id).order_by(SchoolYear.starts_on)
     ).all()
-    return render_template("admin/terms.html", years=years)
+    classes = {
+        year.id: db.session.scalars(
+            select(ClassGroup).where(ClassGroup.school_year_id == year.id).order_by(ClassGroup.name)
+        ).all()
+        for year in years
+        if year.closed_at is not None
+    }
+    return render_template("admin/terms.html", years=years, classes=classes)
 
 
 @bp.get("/admin/terms/<int:term_id>/close")
