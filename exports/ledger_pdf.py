@@ -162,16 +162,17 @@ def _values(doc: LedgerDocument, row: LedgerRow, subject: str, width: int) -> li
     return (values + [""] * width)[:width]
 
 
-def _decision_text(row: LedgerRow, labels: dict[str, str]) -> str:
+def _decision_lines(row: LedgerRow, labels: dict[str, str]) -> list[str]:
+    """The decision in words, and its protocol's number and date on a second line."""
     if not row.decision:
-        return ""
-    text = labels.get(row.decision, row.decision)
+        return []
+    lines = [labels.get(row.decision, row.decision)]
     if row.protocol_number:
         date = row.protocol_date
         with contextlib.suppress(ValueError):
             date = dt.date.fromisoformat(date).strftime("%d.%m.%Y")
-        text += ", " + labels["protocol"].format(number=row.protocol_number, date=date)
-    return text
+        lines.append(labels["protocol"].format(number=row.protocol_number, date=date))
+    return lines
 
 
 def _draw_table(
@@ -271,11 +272,16 @@ def _draw_table(
             counts = [row.absences_total, row.absences_sick]
         for k, count in enumerate(counts):
             text.put(abs_left + (k + 0.5) * g.abs_w, base, str(count), FONT, size, "c")
-        if g.decision_w:
-            decided, decided_size = _fit(
-                _decision_text(row, labels), FONT, min(size, 6.5), g.decision_w - 4, 3.5
+        lines = _decision_lines(row, labels) if g.decision_w else []
+        line_size = min(6.0, g.row_h * 0.42)
+        for k, line in enumerate(lines):
+            shown, shown_size = _fit(line, FONT, line_size, g.decision_w - 4, 3.5)
+            y = (
+                row_top
+                - line_size * (1.05 + k * 1.1)
+                - (g.row_h - len(lines) * line_size * 1.1) / 2
             )
-            text.put(decision_left + 2, base, decided, FONT, decided_size)
+            text.put(decision_left + 2, y, shown, FONT, shown_size)
     if doc.full:
         legend = [labels["legend_year"]] if doc.year_finished else []
         if doc.graduating:
