@@ -360,11 +360,11 @@ def record_decisions(
     return len(records)
 
 
-def _grade(value: str | int | None, what: str, *, required: bool) -> int | None:
+def _grade(value: str | int | None, *, required: bool) -> int | None:
     text = "" if value is None else str(value).strip()
     if not text:
         if required:
-            raise CouncilError(N_("The %(what)s grade is required."), what=what)
+            raise CouncilError(N_("The final grade is required."))
         return None
     if not text.isdigit() or int(text) not in GRADE_SCALE:
         raise CouncilError(N_("A grade is 2, 3, 4 or 5, not %(value)s."), value=text[:10])
@@ -421,8 +421,8 @@ def record_attestation_grade(
             raise CouncilError(N_("The exam commission's grades are entered by the school admin."))
     else:
         raise CouncilError(N_("Grades are entered by the teacher or the exam commission."))
-    exam_grade = _grade(exam, "exam", required=False)
-    final_grade = _grade(final, "final", required=True)
+    exam_grade = _grade(exam, required=False)
+    final_grade = _grade(final, required=True)
     _ensure_year_records(session, class_group, log_key)
     append_ledger_record(
         session,
