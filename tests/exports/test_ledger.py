@@ -235,3 +235,75 @@ def test_a_class_9_ledger_prints_the_council_decision_and_the_final_grades(app, 
     assert "Год не завершён" not in text
     # The standalone verifier verifies the printout with its new kinds of records.
     assert verify_main(["pdf", str(path), "--vkey", world.school.log_vkey]) == 0
+
+
+def test_a_ledger_bag_with_council_records_verifies_with_the_standalone_verifier(
+    app, world, tmp_path
+):
+    """The school ledger log with its new kinds of records, and the ledger printout made from
+    them, in a sealed bag: the bag's own copy of the verifier, run isolated, says OK."""
+    import shutil
+    import sys
+
+    from archive.bag import build_bag
+    from archive.verify import seal
+    from journal.models import Checkpoint
+    from journal.services import ensure_ledger_log, export_log
+    from tests.archive.sample_bag import verifier_files
+
+    year_closed(world, grade_level=9)
+    session = world.session
+    record_attestation_grade(
+        session, world.class_group, world.student, world.subject, world.log_key,
+        entered_by=world.admin, role="commission", exam="4", final="5", now=LATE,
+    )  # fmt: skip
+    record_decisions(
+        session,
+        world.class_group,
+        world.log_key,
+        {world.student.id: Choice(GRADUATED)},
+        decided_by=world.admin,
+        protocol_number="7",
+        protocol_date="2027-06-10",
+        now=LATE,
+    )
+    _pdf_signer(app.config["KEYS_DIR"], world.school.domain)
+    printout = printouts.ledger_pdf(session, app.config, world.class_group)
+    ledger = ensure_ledger_log(session, world.school)
+    exported = export_log(session, ledger, world.log_key.vkey)
+    files = {
+        "entries.jsonl": exported["entries.jsonl"],
+        "keys/log.vkey": exported["log.vkey"],
+        "keys/device-keys.json": exported["device-keys.json"],
+        f"printouts/ledger-class{world.class_group.id}.pdf": printout,
+        **verifier_files(),
+    }
+    for checkpoint in session.scalars(
+        sa.select(Checkpoint).where(Checkpoint.log_id == ledger.id).order_by(Checkpoint.size)
+    ):
+        files[f"checkpoints/{checkpoint.size}.checkpoint"] = checkpoint.note.encode()
+        if checkpoint.previous_size:
+            name = f"checkpoints/consistency-{checkpoint.previous_size}-{checkpoint.size}.txt"
+            files[name] = (checkpoint.consistency_proof or "").encode()
+    built = build_bag(tmp_path / "built", files, {"Bagging-Date": "2027-06-30"})
+    seal.seal_bag(built, world.log_key.name, world.log_key.private_key)
+    elsewhere = tmp_path / "usb-stick" / "bag"
+    shutil.copytree(built, elsewhere)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-I",
+            "data/verify/verify.py",
+            "bag",
+            ".",
+            "--vkey",
+            world.school.log_vkey,
+        ],
+        cwd=elsewhere,
+        env={},
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "RESULT: OK" in done.stdout
+    assert "the summary ledger of class 9А" in done.stdout, done.stdout
