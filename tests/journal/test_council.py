@@ -306,3 +306,44 @@ def test_only_the_schools_admin_may_use_the_council_page(app, world):
     url = f"/admin/classes/{world.class_group.id}/council"
     assert signed_in_client(app, world.teacher).get(url).status_code == 403
     assert signed_in_client(app, outsider).get(url).status_code == 404
+
+
+def test_the_council_commands_list_decide_and_attest(app, world):
+    year_closed(world, grade_level=9)
+    world.admin.username = f"admin-{world.school.id}"
+    world.session.commit()
+    runner = app.test_cli_runner()
+    class_id = str(world.class_group.id)
+    listed = runner.invoke(args=["council", "list", class_id])
+    assert listed.exit_code == 0, listed.output
+    assert "proposed: admitted_final_attestation" in listed.output
+    assert "proposed: promoted_extra_assessment" in listed.output
+    who = ["--as", world.admin.username]
+    before = ledger_kinds(world)
+    bad = runner.invoke(
+        args=["council", "attest", class_id, "--pupil", str(world.student.id),
+              "--subject", str(world.subject.id), "--final", "7", *who]
+    )  # fmt: skip
+    assert bad.exit_code == 1 and "2, 3, 4 or 5" in bad.output
+    refused = runner.invoke(
+        args=["council", "decide", class_id, "--protocol", "7", "--date", "2027-06-10", *who,
+              "--pupil", f"{world.other.id}=retained"]
+    )  # fmt: skip
+    assert refused.exit_code == 1 and "needs a reason" in refused.output
+    world.session.expire_all()
+    assert ledger_kinds(world) == before
+    attested = runner.invoke(
+        args=["council", "attest", class_id, "--pupil", str(world.student.id),
+              "--subject", str(world.subject.id), "--exam", "5", "--final", "5", *who]
+    )  # fmt: skip
+    assert attested.exit_code == 0, attested.output
+    decided = runner.invoke(
+        args=["council", "decide", class_id, "--protocol", "7", "--date", "2027-06-10", *who,
+              "--all-proposed"]
+    )  # fmt: skip
+    assert decided.exit_code == 0, decided.output
+    assert "recorded 2 decision(s)" in decided.output
+    world.session.expire_all()
+    lines = {p.pupil.id: p for p in proposals(world.session, world.class_group)}
+    assert lines[world.student.id].recorded["decision"] == GRADUATED
+    assert lines[world.other.id].recorded["decision"] == EXTRA_ASSESSMENT
