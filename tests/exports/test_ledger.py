@@ -33,7 +33,7 @@ from ..journal.test_council import LATE, year_closed
 WORD = re.compile(
     r'<word xMin="([\d.]+)" yMin="([\d.]+)" xMax="([\d.]+)" yMax="([\d.]+)">(.*?)</word>'
 )
-GRADE_COLUMNS = {"1", "2", "3", "4", "Г", "Э", "И"}
+GRADE_COLUMNS = {"1", "2", "3", "4", "Г", "Э", "И", "Ж", "Е", "Қ"}
 
 
 def page_words(path: Path) -> list[tuple[float, float, str]]:
@@ -235,6 +235,19 @@ def test_a_class_9_ledger_prints_the_council_decision_and_the_final_grades(app, 
     assert "Год не завершён" not in text
     # The standalone verifier verifies the printout with its new kinds of records.
     assert verify_main(["pdf", str(path), "--vkey", world.school.log_vkey]) == 0
+
+    kazakh = tmp_path / "kk.pdf"
+    kazakh.write_bytes(
+        render_ledger_pdf(queries.ledger_document(session, world.class_group), language="kk")
+    )
+    printed, columns = printed_grades(kazakh, names)
+    assert {"Ж", "Е", "Қ"} <= columns
+    assert printed[world.student.id] == {"1": "4", "2": "4", "Ж": "4", "Е": "5", "Қ": "5"}
+    text = subprocess.run(
+        ["pdftotext", "-layout", str(kazakh), "-"], capture_output=True, text=True, check=True
+    ).stdout
+    assert "бітірді" in text and "№ 7 хаттама, 10.06.2027" in text
+    assert "Сынып жетекшісі" in text and "окончил" not in text
 
 
 def test_a_ledger_bag_with_council_records_verifies_with_the_standalone_verifier(
