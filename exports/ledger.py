@@ -7,9 +7,10 @@ Two sources, never mixed in one printout:
   record, the council decision and the exam and final grades in force, every one embedded with
   its own tlog-proof against the ledger log's latest checkpoint;
 - before that, **the class journal** up to a sealing checkpoint: the latest one once the year
-  is closed, else the one that sealed the last closed term. Only sealed results are read, at
-  that checkpoint, with every leaf up to it embedded; mid-year the ledger has no year column
-  and says the year is not finished.
+  is closed, else the one that sealed the last closed term (before any, the latest, and then
+  nothing but the names is printed). Only sealed results are read, at that checkpoint, with
+  every leaf up to it embedded; mid-year the ledger has no year column and says the year is not
+  finished.
 """
 
 from __future__ import annotations
@@ -143,9 +144,12 @@ def sealing_checkpoint(
         .where(TermClosure.log_id == log.id, Term.school_year_id == year.id)
     ).all()
     if not closed:
-        raise ExportError(
-            f"no term of {year.name} is closed yet: the summary ledger prints sealed results only"
-        )
+        # Nothing sealed yet (or a year kept before closing existed): the latest checkpoint,
+        # and no term, year or absence printed, since none of them is final.
+        checkpoint = latest_checkpoint(session, log)
+        if checkpoint is None:
+            raise ExportError(f"{log.origin} has no checkpoint yet")
+        return checkpoint, year.starts_on - dt.timedelta(days=1)
     size = max(size for size, _day in closed)
     checkpoint = session.scalar(
         select(Checkpoint).where(Checkpoint.log_id == log.id, Checkpoint.size == size)

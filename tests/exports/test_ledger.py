@@ -162,11 +162,27 @@ def test_a_mid_year_ledger_prints_only_sealed_quarters_its_checkpoint_covers(wor
     assert row.split()[-4:] == ["0", "0", "0", "0"]
 
 
-def test_no_ledger_before_a_term_is_closed(world):
-    import pytest
-
-    with pytest.raises(queries.ExportError, match="no term"):
-        queries.ledger_document(world.session, world.class_group)
+def test_before_a_term_is_closed_the_ledger_prints_no_grade_and_no_absence(world, tmp_path):
+    world.other = world.add_student(last_name="Әбдіғали", first_name="Нұрлан")
+    record_entry(world.session, world.signed("grade"), now=NOW)
+    record_entry(
+        world.session,
+        world.signed("attendance", student=world.other.id, value="sick"),
+        now=NOW,
+    )
+    cut_checkpoint(world.session, world.log, world.log_key)
+    document = queries.ledger_document(world.session, world.class_group)
+    assert not document.year_finished
+    path = tmp_path / "ledger.pdf"
+    path.write_bytes(render_ledger_pdf(document))
+    names = {world.student.id: "Өмірзақ Іңкәр", world.other.id: "Әбдіғали Нұрлан"}
+    printed, _columns = printed_grades(path, names)
+    assert printed == {world.student.id: {}, world.other.id: {}}
+    text = subprocess.run(
+        ["pdftotext", "-layout", str(path), "-"], capture_output=True, text=True, check=True
+    ).stdout
+    row = next(line for line in text.splitlines() if "Әбдіғали" in line)
+    assert row.split()[-4:] == ["0", "0", "0", "0"]
 
 
 def test_a_class_9_ledger_prints_the_council_decision_and_the_final_grades(app, world, tmp_path):
