@@ -9,6 +9,7 @@ from typing import Any
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
+from sqlalchemy import select
 
 from auth.access import client_address, current_user, roles_required
 from auth.services import record_access
@@ -16,7 +17,7 @@ from auth.services import record_access
 from ..db import db
 from ..ids import id_arg, parse_id
 from ..keys import load_log_key
-from ..models import ClassGroup, SchoolYear, Student, Subject
+from ..models import ClassGroup, School, SchoolYear, Student, Subject, TeachingAssignment
 from ..year.closing import class_subjects
 from ..year.rules import NO_GRADES_RULE, rule_id_for
 from ..year.views import admin_school
@@ -162,3 +163,101 @@ def attest(class_id: int) -> Any:
     db.session.commit()
     flash(_("Grades recorded."))
     return redirect(url_for(".council", class_id=class_id))
+
+
+# -- the subject teacher's exam and final grades --------------------------------------------------
+
+
+def _teacher_subjects(class_group: ClassGroup) -> list[Subject]:
+    """The graded subjects the signed-in teacher teaches in the class."""
+    user = current_user()
+    assert user is not None
+    taught = set(
+        db.session.scalars(
+            select(TeachingAssignment.subject_id).where(
+                TeachingAssignment.user_id == user.id,
+                TeachingAssignment.class_group_id == class_group.id,
+            )
+        )
+    )
+    return [
+        s
+        for s in class_subjects(db.session, class_group)
+        if s.id in taught and rule_id_for(s, class_group) != NO_GRADES_RULE
+    ]
+
+
+@bp.app_template_global()
+def attestation_classes() -> list[ClassGroup]:
+    """Graduating classes of a closed year in which the signed-in teacher teaches."""
+    user = current_user()
+    if user is None:
+        return []
+    found = []
+    for class_group in db.session.scalars(
+        select(ClassGroup)
+        .join(TeachingAssignment, TeachingAssignment.class_group_id == ClassGroup.id)
+        .where(TeachingAssignment.user_id == user.id)
+        .distinct()
+    ):
+        year = db.session.get_one(SchoolYear, class_group.school_year_id)
+        if (
+            year.closed_at is not None
+            and class_group.grade_level in rule_of(year).graduating_levels
+        ):
+            found.append(class_group)
+    return found
+
+
+@bp.route("/teacher/classes/<int:class_id>/attestation", methods=["GET", "POST"])
+@roles_required("teacher")
+def teacher_attestation(class_id: int) -> Any:
+    """The subject teacher enters a graduating pupil's exam and final grade in their subject."""
+    user = current_user()
+    assert user is not None
+    class_group = db.session.get(ClassGroup, class_id)
+    if class_group is None or class_group.school_id != user.school_id:
+        abort(404)
+    subjects = _teacher_subjects(class_group)
+    if not subjects:
+        abort(404)
+    year = db.session.get_one(SchoolYear, class_group.school_year_id)
+    if request.method == "POST":
+        student = db.session.get(Student, id_arg(request.form, "student_id") or 0)
+        subject = db.session.get(Subject, id_arg(request.form, "subject_id") or 0)
+        if student is None or subject is None or student.school_id != class_group.school_id:
+            abort(404)
+        try:
+            with db.session.begin_nested():
+                record_attestation_grade(
+                    db.session,
+                    class_group,
+                    student,
+                    subject,
+                    load_log_key(
+                        current_app.config["KEYS_DIR"],
+                        db.session.get_one(School, class_group.school_id).domain,
+                    ),
+                    entered_by=user,
+                    role="teacher",
+                    exam=request.form.get("exam"),
+                    final=request.form.get("final"),
+                )
+        except CouncilError as error:
+            _refused(error)
+            return redirect(url_for(".teacher_attestation", class_id=class_id))
+        record_access(
+            db.session, user, "attestation_grade", "student", student.id, client_address(),
+            school_id=class_group.school_id,
+        )  # fmt: skip
+        db.session.commit()
+        flash(_("Grades recorded."))
+        return redirect(url_for(".teacher_attestation", class_id=class_id))
+    lines = proposals(db.session, class_group) if year.closed_at is not None else []
+    return render_template(
+        "teacher/attestation.html",
+        class_group=class_group,
+        year=year,
+        lines=lines,
+        subjects=subjects,
+    )

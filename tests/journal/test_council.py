@@ -347,3 +347,33 @@ def test_the_council_commands_list_decide_and_attest(app, world):
     lines = {p.pupil.id: p for p in proposals(world.session, world.class_group)}
     assert lines[world.student.id].recorded["decision"] == GRADUATED
     assert lines[world.other.id].recorded["decision"] == EXTRA_ASSESSMENT
+
+
+def test_the_subjects_teacher_enters_final_grades_from_their_page(app, world):
+    from ..auth.conftest import csrf_token
+    from ..factories import signed_in_client
+
+    year_closed(world, grade_level=9)
+    stranger = add_user(world.session, world.school, "teacher")
+    world.session.commit()
+    client = signed_in_client(app, world.teacher)
+    home = client.get("/teacher/").get_data(as_text=True)
+    url = f"/teacher/classes/{world.class_group.id}/attestation"
+    assert url in home
+    assert "Әбдіғали Нұрлан" in client.get(url).get_data(as_text=True)
+    form = {
+        "csrf_token": csrf_token(client, app),
+        "student_id": world.student.id,
+        "subject_id": world.subject.id,
+        "exam": "",
+        "final": "9",
+    }
+    before = ledger_kinds(world)
+    client.post(url, data=form)
+    world.session.expire_all()
+    assert ledger_kinds(world) == before
+    assert client.post(url, data={**form, "final": "4"}).status_code == 302
+    world.session.expire_all()
+    assert final_grades(world.session, world.student, world.year) == {"Математика": 4}
+    # A teacher who does not teach in the class has no such page.
+    assert signed_in_client(app, stranger).get(url).status_code == 404
