@@ -11,7 +11,7 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
 
-from auth.access import client_address, current_user, roles_required
+from auth.access import client_address, current_user, personal_data, roles_required
 from auth.services import record_access
 
 from ..db import db
@@ -56,6 +56,7 @@ def _refused(error: CouncilError) -> None:
 
 @bp.get("/admin/classes/<int:class_id>/council")
 @roles_required("school_admin")
+@personal_data("class_group", "class_id")
 def council(class_id: int) -> Any:
     class_group = own_class(class_id)
     year = db.session.get_one(SchoolYear, class_group.school_year_id)
@@ -211,6 +212,7 @@ def attestation_classes() -> list[ClassGroup]:
 
 @bp.route("/teacher/classes/<int:class_id>/attestation", methods=["GET", "POST"])
 @roles_required("teacher")
+@personal_data("class_group", "class_id")
 def teacher_attestation(class_id: int) -> Any:
     """The subject teacher enters a graduating pupil's exam and final grade in their subject."""
     user = current_user()
