@@ -18,6 +18,7 @@ from ..db import db
 from ..ids import id_arg, parse_id
 from ..keys import load_log_key
 from ..models import ClassGroup, School, SchoolYear, Student, Subject, TeachingAssignment
+from ..pupils import class_pupils
 from ..year.closing import class_subjects
 from ..year.rules import NO_GRADES_RULE, rule_id_for
 from ..year.views import admin_school
@@ -70,7 +71,7 @@ def council(class_id: int) -> Any:
     ]
     return render_template(
         "admin/council.html",
-        pupils=[p.pupil for p in lines],
+        pupils=class_pupils(db.session, class_group, year.starts_on, year.ends_on),
         class_group=class_group,
         year=year,
         lines=lines,
@@ -258,6 +259,7 @@ def teacher_attestation(class_id: int) -> Any:
     lines = proposals(db.session, class_group) if year.closed_at is not None else []
     return render_template(
         "teacher/attestation.html",
+        pupils=class_pupils(db.session, class_group, year.starts_on, year.ends_on),
         class_group=class_group,
         year=year,
         lines=lines,
