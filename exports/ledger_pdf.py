@@ -247,8 +247,9 @@ def _draw_table(
         text.put(abs_left + (k + 0.5) * g.abs_w, body_top + 3, shown, FONT, shown_size, "c")
     decision_left = abs_left + block
     if g.decision_w:
-        heading, heading_size = _fit(labels["decision"], FONT_BOLD, 7, g.decision_w - 4, 4.5)
-        text.put(decision_left + g.decision_w / 2, head_mid, heading, FONT_BOLD, heading_size, "c")
+        size, lines = _subject_head(labels["decision"], g.decision_w - 6)
+        middle = decision_left + g.decision_w / 2
+        _centred_lines(text, lines, middle, top, _HEAD1 + _HEAD2, FONT_BOLD, size)
 
     size = min(7.5, g.row_h * 0.58)
     for i, row in enumerate(rows):
