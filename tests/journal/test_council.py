@@ -377,3 +377,32 @@ def test_the_subjects_teacher_enters_final_grades_from_their_page(app, world):
     assert final_grades(world.session, world.student, world.year) == {"Математика": 4}
     # A teacher who does not teach in the class has no such page.
     assert signed_in_client(app, stranger).get(url).status_code == 404
+
+
+def test_the_admin_records_the_commissions_grades_from_the_page(app, world):
+    from ..auth.conftest import csrf_token
+    from ..factories import build_world, signed_in_client
+
+    year_closed(world, grade_level=11)
+    elsewhere = build_world(world.session, app.config["KEYS_DIR"])
+    world.session.commit()
+    client = signed_in_client(app, world.admin)
+    url = f"/admin/classes/{world.class_group.id}/attestation"
+    form = {
+        "csrf_token": csrf_token(client, app),
+        "student_id": world.other.id,
+        "subject_id": world.subject.id,
+        "exam": "6",
+        "final": "3",
+    }
+    before = ledger_kinds(world)
+    assert client.post(url, data=form).status_code == 302
+    assert client.post(url, data={**form, "student_id": elsewhere.student.id}).status_code == 404
+    assert client.post(url, data={**form, "student_id": "x"}).status_code == 400
+    world.session.expire_all()
+    assert ledger_kinds(world) == before
+    assert client.post(url, data={**form, "exam": "3"}).status_code == 302
+    world.session.expire_all()
+    assert final_grades(world.session, world.other, world.year) == {"Математика": 3}
+    page = client.get(f"/admin/classes/{world.class_group.id}/council").get_data(as_text=True)
+    assert "Математика: 3" in page
