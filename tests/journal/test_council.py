@@ -271,6 +271,7 @@ def test_the_admin_records_decisions_from_the_page_and_bad_input_writes_nothing(
     world.session.commit()
     client = signed_in_client(app, world.admin)
     url = f"/admin/classes/{world.class_group.id}/council"
+    assert url in client.get("/admin/terms").get_data(as_text=True)  # the closed year links it
     page = client.get(url)
     assert page.status_code == 200
     text = page.get_data(as_text=True)
