@@ -120,6 +120,17 @@ class LedgerRow:
     grades: Mapping[str, TermGrades]
     absences_total: int = 0
     absences_sick: int = 0
+    #: Whole days missed (of which by illness); printed when ``LedgerDocument.full``.
+    days_total: int = 0
+    days_sick: int = 0
+    #: Graduating classes: subject → exam grade, subject → final grade ("" where none).
+    exam: Mapping[str, str] = field(default_factory=dict)
+    final: Mapping[str, str] = field(default_factory=dict)
+    #: The council's decision (a code of ``journal.council.rules``) and its protocol's
+    #: number and date, e.g. ("promoted", "5", "2027-05-28"); "" where none is recorded.
+    decision: str = ""
+    protocol_number: str = ""
+    protocol_date: str = ""
 
 
 @dataclass(frozen=True)
@@ -137,6 +148,13 @@ class LedgerDocument:
     title: str = ""
     charts: bool = True
     time_zone: str = "Asia/Almaty"
+    #: The school's summary ledger (not an extract): absences in days and lessons, the
+    #: council's decision and signature lines; exam and final grades when ``graduating``.
+    full: bool = False
+    graduating: bool = False
+    #: False mid-year: only the closed terms are printed, no year column, and the heading
+    #: says the year is not finished.
+    year_finished: bool = True
 
 
 def cell_text(marks: Iterable[str]) -> str:

@@ -2,7 +2,7 @@
 
 The pipeline, per document:
 
-1. **Layout** (:func:`_journal_pages`, :func:`_ledger_pages`): plain values → a list of pages, each
+1. **Layout** (:func:`_journal_pages`, ``exports.ledger_pdf``): plain values → a list of pages, each
    a heading and a few drawing closures. The page count is known before anything is drawn, so the
    footer can say "page X of Y" without a second pass.
 2. **Drawing** with the ReportLab canvas directly (no platypus): A4 landscape, DejaVuSans embedded
@@ -250,7 +250,9 @@ def render_ledger_pdf(
     _register_fonts()
     labels = _labels(language)
     generated_at = doc.generated_at or datetime.now(UTC)
-    pages = _ledger_pages(doc, labels)
+    from .ledger_pdf import ledger_pages  # the ledger's own layout (it imports this module)
+
+    pages = ledger_pages(doc, labels, language)
     title = (
         f"{doc.title or labels['ledger']} {doc.class_name}, "
         f"{labels['year'].format(year=doc.school_year)}"
@@ -933,159 +935,13 @@ def _draw_topics(
 
 # --- ledger layout --------------------------------------------------------------------------
 
-_LEDGER_HEAD1: Final = 20.0
-_LEDGER_HEAD2: Final = 10.0
-_LEDGER_CELL_W: Final = 15.0
-_LEDGER_ABS_W: Final = 34.0
 _CHARTS_PER_ROW: Final = 4
 _CHART_ROWS: Final = 3
-
-
-@dataclass(frozen=True)
-class _LedgerGeometry:
-    no_w: float
-    name_w: float
-    cell_w: float
-    abs_w: float
-    row_h: float
-
-
-def _ledger_pages(doc: LedgerDocument, labels: dict[str, str]) -> list[_Page]:
-    heading = _Heading(
-        doc.school_name,
-        labels["year"].format(year=doc.school_year),
-        f"{doc.title or labels['ledger']} · {labels['class']} {doc.class_name}",
-    )
-    names = [row.student_name for row in doc.rows] or [""]
-    name_w = min(180.0, max(110.0, max(_width(n, FONT, 7.5) for n in names) + 8))
-    no_w = 18.0
-    per_page = max(1, int((BODY_W - no_w - name_w - 2 * _LEDGER_ABS_W) // (5 * _LEDGER_CELL_W)))
-    subject_chunks = _balanced(len(doc.subjects), per_page)
-    avail = BODY_TOP - BODY_BOTTOM - _LEDGER_HEAD1 - _LEDGER_HEAD2
-    row_h = _choose_base_height(lambda base: len(doc.rows) * base <= avail)
-    row_chunks = _split_rows([row_h] * len(doc.rows), avail) if doc.rows else [(0, 0)]
-    geometry = _LedgerGeometry(no_w, name_w, _LEDGER_CELL_W, _LEDGER_ABS_W, row_h)
-    pages: list[_Page] = []
-    for s_start, s_end in subject_chunks:
-        for r_start, r_end in row_chunks:
-            pages.append(
-                _Page(
-                    heading,
-                    [
-                        functools.partial(
-                            _draw_ledger_table,
-                            doc,
-                            geometry,
-                            s_start,
-                            s_end,
-                            r_start,
-                            r_end,
-                            labels,
-                        )
-                    ],
-                )
-            )
-    pages[0].bookmark = labels["ledger"]
-    per_chart_page = _CHARTS_PER_ROW * _CHART_ROWS
-    for start in range(0, len(doc.subjects) if doc.charts else 0, per_chart_page):
-        subjects = doc.subjects[start : start + per_chart_page]
-        page = _Page(heading, [functools.partial(_draw_charts, doc, subjects, labels)])
-        if start == 0:
-            page.bookmark = labels["distribution"]
-        pages.append(page)
-    return pages
 
 
 def _is_half(doc: LedgerDocument, subject: str) -> bool:
     """A half-year subject: its rows hold two half-years and the year, not four quarters."""
     return any(len(row.grades.get(subject, ())) == 3 for row in doc.rows)
-
-
-def _column_labels(doc: LedgerDocument, subject: str, labels: dict[str, str]) -> tuple[str, ...]:
-    if _is_half(doc, subject):
-        return ("I", "II", labels["year_col"])
-    return ("1", "2", "3", "4", labels["year_col"])
-
-
-def _draw_ledger_table(
-    doc: LedgerDocument,
-    g: _LedgerGeometry,
-    s_start: int,
-    s_end: int,
-    r_start: int,
-    r_end: int,
-    labels: dict[str, str],
-    canvas: Canvas,
-) -> None:
-    subjects = doc.subjects[s_start:s_end]
-    columns = [_column_labels(doc, subject, labels) for subject in subjects]
-    rows = doc.rows[r_start:r_end]
-    x0 = MARGIN
-    name_end = x0 + g.no_w + g.name_w
-    xs = [x0, x0 + g.no_w, name_end]
-    full_height = {0, 1, 2}
-    lefts = []
-    for subject_columns in columns:
-        lefts.append(xs[-1])
-        for _ in subject_columns:
-            xs.append(xs[-1] + g.cell_w)
-        full_height.add(len(xs) - 1)  # each subject's span ends with a full-height line
-    xs.append(xs[-1] + g.abs_w)
-    xs.append(xs[-1] + g.abs_w)
-    # the absences block spans both header rows
-    full_height |= {len(xs) - 3, len(xs) - 1}
-    top = BODY_TOP
-    head_split = top - _LEDGER_HEAD1
-    body_top = head_split - _LEDGER_HEAD2
-    ys = [body_top - (i + 1) * g.row_h for i in range(len(rows))]
-    _stripes(canvas, x0, xs[-1] - x0, [body_top, *ys])
-    bottom = ys[-1] if ys else body_top
-    canvas.setStrokeGray(0)
-    canvas.setLineWidth(LINE_W)
-    canvas.lines(
-        [(x, top if i in full_height else head_split, x, bottom) for i, x in enumerate(xs)]
-        + [(x0, top, xs[-1], top), (name_end, head_split, xs[-1], head_split)]
-        + [(x0, y, xs[-1], y) for y in ys]
-    )
-    canvas.setLineWidth(1.0)
-    canvas.line(x0, body_top, xs[-1], body_top)
-
-    text = _Text(canvas)
-    head_mid = top - (_LEDGER_HEAD1 + _LEDGER_HEAD2) / 2 - 3
-    text.put(x0 + g.no_w / 2, head_mid, labels["no"], FONT_BOLD, 7, "c")
-    student, student_size = _fit(labels["student"], FONT_BOLD, 7, g.name_w - 4)
-    text.put(x0 + g.no_w + 3, head_mid, student, FONT_BOLD, student_size)
-    for subject, left, subject_columns in zip(subjects, lefts, columns, strict=True):
-        span = len(subject_columns) * g.cell_w
-        size, lines = _subject_head(subject, span - 3)
-        _centred_lines(text, lines, left + span / 2, top, _LEDGER_HEAD1, FONT_BOLD, size)
-        for k, label in enumerate(subject_columns):
-            text.put(left + (k + 0.5) * g.cell_w, body_top + 3, label, FONT, 6.5, "c")
-    abs_left = xs[-3]
-    absences, abs_size = _fit(labels["absences"], FONT_BOLD, 7, 2 * g.abs_w - 4)
-    text.put(abs_left + g.abs_w, head_split + 7, absences, FONT_BOLD, abs_size, "c")
-    total_label, total_size = _fit(labels["abs_total"], FONT, 6.5, g.abs_w - 3)
-    sick_label, sick_size = _fit(labels["abs_sick"], FONT, 6.5, g.abs_w - 3)
-    text.put(abs_left + g.abs_w / 2, body_top + 3, total_label, FONT, total_size, "c")
-    text.put(abs_left + 1.5 * g.abs_w, body_top + 3, sick_label, FONT, sick_size, "c")
-
-    size = min(7.5, g.row_h * 0.58)
-    for i, row in enumerate(rows):
-        row_top = body_top - i * g.row_h
-        base = row_top - g.row_h / 2 - size * 0.35
-        text.put(x0 + g.no_w / 2, base, str(r_start + i + 1), FONT, size, "c")
-        name, name_size = _fit(row.student_name, FONT, size, g.name_w - 5)
-        text.put(x0 + g.no_w + 3, base, name, FONT, name_size)
-        for subject, left, subject_columns in zip(subjects, lefts, columns, strict=True):
-            values = row.grades.get(subject, ("",) * len(subject_columns))
-            for k, value in enumerate(values[: len(subject_columns)]):
-                font = FONT_BOLD if k == len(subject_columns) - 1 else FONT
-                shown = _result_text(value, labels)
-                value_text, value_size = _fit(shown, font, size, g.cell_w - 2, 4.0)
-                text.put(left + (k + 0.5) * g.cell_w, base, value_text, font, value_size, "c")
-        text.put(abs_left + g.abs_w / 2, base, str(row.absences_total), FONT, size, "c")
-        text.put(abs_left + 1.5 * g.abs_w, base, str(row.absences_sick), FONT, size, "c")
-    text.close()
 
 
 @functools.lru_cache(maxsize=1024)

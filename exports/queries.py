@@ -53,7 +53,6 @@ from journal.year.rules import grading_rules, rule_id_for, term_kind_of
 from .documents import (
     JournalDocument,
     LedgerDocument,
-    LedgerRow,
     LessonColumn,
     ProofBundle,
     StudentRow,
@@ -294,27 +293,58 @@ def _vkey(school: School) -> str:
 @dataclass(frozen=True)
 class StudentYear:
     """One student's year in one class: per subject the sealed term results (quarters, or
-    half-years) and the sealed year result ("" where none is sealed yet), and absences."""
+    half-years) and the sealed year result ("" where none is sealed yet), and absences in
+    lessons and in whole days (of which by illness)."""
 
     student: Pupil
     grades: dict[str, tuple[str, ...]]
     absences_total: int
     absences_sick: int
+    days_total: int = 0
+    days_sick: int = 0
 
 
-def summary_ledger(session: Session, class_group: ClassGroup) -> list[StudentYear]:
-    """Sealed results only: a term's column is empty until the term is closed, and the year's
-    until the year is (no year grade exists before that)."""
+def summary_ledger(
+    session: Session,
+    class_group: ClassGroup,
+    *,
+    until_seq: int | None = None,
+    last_day: dt.date | None = None,
+) -> list[StudentYear]:
+    """Sealed results only, as the journal holds them at ``until_seq``: a term's column is
+    empty until the term is closed, and the year's until the year is (no year grade exists
+    before that). Absences count the lessons up to ``last_day`` (the last closed term's end):
+    a whole day is a day the pupil missed every lesson of, by illness when every one was."""
     year = session.get_one(SchoolYear, class_group.school_year_id)
     log = ensure_journal_log(session, class_group)
-    book = YearBook(session, class_group, log)
-    cells = read_cells(session, log.id, kinds=["attendance", "correction"])
+    book = YearBook(session, class_group, log, until_seq=until_seq)
+    cells = read_cells(session, log.id, kinds=["attendance", "correction"], until_seq=until_seq)
     students = _students(session, class_group, year.starts_on, year.ends_on)
     subjects = [
         s
         for s, _teacher in _subjects(session, class_group)
         if rule_id_for(s, class_group) != "kz-no-grades"
     ]
+    lesson_days = dict(
+        session.execute(
+            select(Lesson.id, Lesson.date).where(
+                Lesson.class_group_id == class_group.id,
+                Lesson.date <= (last_day or year.ends_on),
+            )
+        ).all()
+    )
+    lessons_per_day: dict[dt.date, int] = {}
+    for day in lesson_days.values():
+        lessons_per_day[day] = lessons_per_day.get(day, 0) + 1
+    absences: dict[int, list[tuple[dt.date, bool]]] = {}
+    for cell in cells.values():
+        parts = cell.key.split(":")
+        # Being late is not an absence.
+        if parts[0] != "att" or not isinstance(cell.value, str) or cell.value == "late":
+            continue
+        day = lesson_days.get(int(parts[1]))
+        if day is not None:
+            absences.setdefault(int(parts[2]), []).append((day, cell.value == "sick"))
     result = []
     for student in students:
         grades = {}
@@ -332,14 +362,21 @@ def summary_ledger(session: Session, class_group: ClassGroup) -> list[StudentYea
                         year_code = str(payload[name])
                         break
             grades[subject.name] = (*columns, year_code)
-        total = sick = 0
-        for cell in cells.values():
-            mine = cell.key.startswith("att:") and cell.key.endswith(f":{student.id}")
-            # Being late is not an absence.
-            if mine and isinstance(cell.value, str) and cell.value != "late":
-                total += 1
-                sick += cell.value == "sick"
-        result.append(StudentYear(student, grades, total, sick))
+        mine = absences.get(student.id, [])
+        by_day: dict[dt.date, list[bool]] = {}
+        for day, sick in mine:
+            by_day.setdefault(day, []).append(sick)
+        whole = [sicks for day, sicks in by_day.items() if len(sicks) >= lessons_per_day[day]]
+        result.append(
+            StudentYear(
+                student,
+                grades,
+                len(mine),
+                sum(sick for _day, sick in mine),
+                len(whole),
+                sum(all(sicks) for sicks in whole),
+            )
+        )
     return result
 
 
@@ -411,7 +448,13 @@ def record_summary_ledger(
                 "half_year_subjects": sorted(
                     name for name, values in line.grades.items() if len(values) == 3
                 ),
-                "absences": {"total": line.absences_total, "sick": line.absences_sick},
+                # Lessons missed (of which by illness), and whole days missed.
+                "absences": {
+                    "total": line.absences_total,
+                    "sick": line.absences_sick,
+                    "days": line.days_total,
+                    "sick_days": line.days_sick,
+                },
                 "rule": {
                     "id": "kz-criteria",
                     "version": rule_for(grading_rules(), "kz-criteria", year.ends_on).version,
@@ -428,44 +471,10 @@ def record_summary_ledger(
 def ledger_document(
     session: Session, class_group: ClassGroup, *, generated_at: dt.datetime | None = None
 ) -> LedgerDocument:
-    """The summary ledger; its proof is the ledger-log records with a tlog-proof each once the
-    year is recorded, else the class journal's entries up to its latest checkpoint."""
-    school = session.get_one(School, class_group.school_id)
-    year = session.get_one(SchoolYear, class_group.school_year_id)
-    lines = summary_ledger(session, class_group)
-    subjects = tuple(
-        subject.name
-        for subject, _ in _subjects(session, class_group)
-        if rule_id_for(subject, class_group) != "kz-no-grades"
-    )
-    rows = tuple(
-        LedgerRow(
-            student_name=line.student.full_name,
-            grades=line.grades,
-            absences_total=line.absences_total,
-            absences_sick=line.absences_sick,
-        )
-        for line in lines
-    )
-    records = ledger_records(session, class_group)
-    if records:
-        proof = records_proof(session, ensure_ledger_log(session, school), records, _vkey(school))
-    else:
-        log = ensure_journal_log(session, class_group)
-        checkpoint = latest_checkpoint(session, log)
-        if checkpoint is None:
-            raise ExportError(f"{log.origin} has no checkpoint yet")
-        proof = range_proof(session, log, 0, checkpoint, _vkey(school))
-    return LedgerDocument(
-        school_name=school.name,
-        class_name=class_group.name,
-        school_year=year.name,
-        subjects=subjects,
-        rows=rows,
-        proof=proof,
-        generated_at=generated_at or utcnow(),
-        time_zone=school.time_zone,
-    )
+    """The summary ledger (``exports.ledger``: it prints only what its checkpoint proves)."""
+    from .ledger import ledger_document as made
+
+    return made(session, class_group, generated_at=generated_at)
 
 
 def records_proof(session: Session, log: Log, records: Sequence[Entry], vkey: str) -> ProofBundle:

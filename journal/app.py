@@ -29,6 +29,7 @@ BLUEPRINTS = (
     "journal.sync",
     "journal.grid.views",
     "journal.year.views",
+    "journal.council.views",
     "journal.school_setup",
     "journal.roster",
     "journal.portal",

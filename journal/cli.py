@@ -40,6 +40,9 @@ def register(app: Flask) -> None:
     from .roster import roster_cli  # the roster module imports the set-up views
 
     app.cli.add_command(roster_cli)
+    from .council.cli import council_cli
+
+    app.cli.add_command(council_cli)
 
 
 @demo_cli.command("seed")

@@ -18,6 +18,7 @@ from archive.timestamps import TimestampError
 from auth.access import client_address, current_user, roles_required
 from auth.services import record_access
 
+from ..collation import class_key
 from ..db import db, utcnow
 from ..ids import id_arg
 from ..keys import load_log_key
@@ -103,7 +104,15 @@ def terms() -> Any:
     years = db.session.scalars(
         select(SchoolYear).where(SchoolYear.school_id == school.id).order_by(SchoolYear.starts_on)
     ).all()
-    return render_template("admin/terms.html", years=years)
+    classes = {  # the pedagogical council's page of each class, once the year is closed
+        year.id: sorted(
+            db.session.scalars(select(ClassGroup).where(ClassGroup.school_year_id == year.id)),
+            key=lambda c: class_key(c.name, c.grade_level),
+        )
+        for year in years
+        if year.closed_at is not None
+    }
+    return render_template("admin/terms.html", years=years, classes=classes)
 
 
 @bp.get("/admin/terms/<int:term_id>/close")
