@@ -19,12 +19,10 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileRequired
-from sqlalchemy import select
 from werkzeug.exceptions import RequestEntityTooLarge
 from wtforms import DateField, StringField
 from wtforms.validators import DataRequired, Optional
 
-from auth import policy
 from auth.access import current_user, log_access, roles_required
 from auth.iin import InvalidIIN, iin_lookup_hash, validate_iin
 from auth.models import User
@@ -33,7 +31,15 @@ from journal.db import db
 from journal.ledger import note
 from journal.models import School
 
-from .registrar import FoundRecord, Query, RegistrarError, find_records, issue_extract
+from .registrar import (
+    FoundRecord,
+    Query,
+    RegistrarError,
+    find_records,
+    issue_extract,
+    pinned_ledger_bags,
+    registrar_scope,
+)
 from .storage import storage_from_config
 from .verify.verify import FAILED, OK, WARNING, Report, verify_upload
 
@@ -230,28 +236,11 @@ def search_target(query: Query) -> tuple[str, str]:
 
 
 def _registrar_scope(user: User) -> tuple[set[str], list[str] | None]:
-    """The school keys a registrar trusts and the archive prefixes they search: their own
-    schools' (``policy.registrar_schools``); every school's, and the keys configured for
-    schools whose live data is gone (ARCHIVE_TRUSTED_VKEYS), for a registrar of a region."""
-    school_ids = policy.registrar_schools(user)
-    if school_ids is None:
-        keys = {vkey for vkey in db.session.scalars(select(School.log_vkey)) if vkey}
-        keys.update(current_app.config.get("ARCHIVE_TRUSTED_VKEYS") or ())
-        return keys, None
-    schools = db.session.scalars(select(School).where(School.id.in_(school_ids))).all()
-    return {s.log_vkey for s in schools if s.log_vkey}, [f"{s.domain}/" for s in schools]
+    return registrar_scope(db.session, current_app.config, user)
 
 
 def _pinned_ledger_bags() -> dict[str, str | None]:
-    """The ledger bags this server sealed, by key, with the version it wrote (read that one)."""
-    from .models import ArchivedBag
-
-    rows = db.session.execute(
-        select(ArchivedBag.key, ArchivedBag.version_id).where(
-            ArchivedBag.kind == "ledger_year", ArchivedBag.state == "sealed"
-        )
-    )
-    return {key: version_id for key, version_id in rows}
+    return pinned_ledger_bags(db.session)
 
 
 @bp.route("/registrar", methods=["GET", "POST"])
