@@ -92,3 +92,25 @@ def test_a_tampered_foreign_or_untrusted_extract_writes_nothing(session: Any, sc
             carry_in(session, new.log_key, document, pupil, new.class_group, trusted_vkeys=keys)
     assert _entries(session) == before
     assert carried_in(session, new.class_group, arrived) == []
+
+
+def test_transfer_commands(app: Any, session: Any, schools: Any, tmp_path: Any) -> None:
+    old, new, arrived, stranger = schools
+    session.commit()
+    runner = app.test_cli_runner()
+    path = tmp_path / "transfer.json"
+    made = runner.invoke(
+        args=["transfer", "extract", "--student", str(old.student.id), "--class",
+              str(old.class_group.id), "--output", str(path)]
+    )  # fmt: skip
+    assert made.exit_code == 0, made.output
+    refused = runner.invoke(
+        args=["transfer", "carry-in", "--student", str(stranger.id), "--class",
+              str(new.class_group.id), str(path)]
+    )  # fmt: skip
+    assert refused.exit_code != 0 and "another pupil" in refused.output
+    done = runner.invoke(
+        args=["transfer", "carry-in", "--student", str(arrived.id), "--class",
+              str(new.class_group.id), str(path)]
+    )  # fmt: skip
+    assert done.exit_code == 0 and "2 value(s) carried in" in done.output
