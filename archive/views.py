@@ -11,6 +11,7 @@ may replace it with the key they got from the school, which is the point of chec
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import hashlib
 from typing import Any
 
@@ -32,10 +33,13 @@ from journal.ledger import note
 from journal.models import School
 
 from .registrar import (
+    RECORD_KINDS,
+    DuplicateRequest,
     FoundRecord,
     Query,
     RegistrarError,
     find_records,
+    issue_duplicate,
     issue_extract,
     pinned_ledger_bags,
     registrar_scope,
@@ -186,6 +190,11 @@ class RegistrarSearchForm(FlaskForm):
     last_name = StringField(_l("Last name"))
     first_name = StringField(_l("First name"))
     birth_date = DateField(_l("Date of birth"), validators=[Optional()])
+    # A duplicate certificate: its own series and number, the date and the reason.
+    series = StringField(_l("Series"))
+    number = StringField(_l("Number"))
+    issued_on = DateField(_l("Date of issue"), validators=[Optional()])
+    reason = StringField(_l("Reason"))
 
 
 def _registrar_query(form: RegistrarSearchForm) -> Query | None:
@@ -262,11 +271,35 @@ def registrar() -> Any:
                     trusted_vkeys=trusted,
                     prefixes=prefixes,
                     pinned=_pinned_ledger_bags(),
+                    kinds=RECORD_KINDS,
                 )
             except RegistrarError as exc:
                 error = str(exc)
             target_type, target = search_target(query)
             log_access("registrar_search", target_type, target)
+            if request.form.get("duplicate") and records:
+                duplicate = DuplicateRequest(
+                    form.series.data or "",
+                    form.number.data or "",
+                    form.issued_on.data or dt.date.today(),
+                    form.reason.data or "",
+                )
+                try:
+                    data, _fields = issue_duplicate(
+                        db.session, current_app.config, records, duplicate, registrar=user
+                    )
+                except (RegistrarError, LookupError) as exc:
+                    db.session.rollback()
+                    log_access("registrar_search", target_type, target)
+                    error = str(exc)
+                else:
+                    log_access("issue_duplicate", target_type, target)
+                    db.session.commit()
+                    return Response(
+                        data,
+                        mimetype="application/pdf",
+                        headers={"Content-Disposition": 'attachment; filename="duplicate.pdf"'},
+                    )
             if request.form.get("issue") and records:
                 try:
                     data = issue_extract(db.session, current_app.config, records, registrar=user)

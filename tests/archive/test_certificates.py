@@ -9,6 +9,7 @@ import base64
 import datetime as dt
 import hashlib
 import json
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ import sqlalchemy as sa
 from archive.services import ArchiveSettings, run_archive
 from archive.storage import LocalWormStorage
 from auth.iin import iin_lookup_hash
+from auth.models import User
 from exports.pdf import extract_embedded_files
 from journal.certificates.register import CertificateError, certificate_grades, year_lines
 from journal.certificates.services import record_certificate
@@ -28,7 +30,7 @@ from journal.services import append_ledger_record
 
 from ..conftest import Databases, make_app, migrate
 from ..external import need_tool
-from ..factories import add_user
+from ..factories import add_user, signed_in_client
 from .school import YEAR, PastSchool, build_past_school
 
 IIN = "110315500018"
@@ -274,4 +276,22 @@ def test_duplicate_from_the_archive_alone(
         "--reason", "lost", "--output", str(tmp_path / "again.pdf"),
     )  # fmt: skip
     assert again.exit_code != 0 and "already in the certificate register" in again.output
+
+    # The registrar's page does the same: the certificate is shown, a duplicate issued.
+    with new_app.app_context():
+        home_registrar = db.session.scalar(sa.select(User).where(User.username == "registrar_home"))
+        client = signed_in_client(new_app, home_registrar)
+    client.environ_base["HTTP_ACCEPT_LANGUAGE"] = "en"
+    page = client.get("/archive/registrar")
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+    found_page = client.post("/archive/registrar", data={"csrf_token": token, "iin": IIN})
+    assert "Certificate НБ № 0012345, 2025-06-10" in found_page.text
+    assert "Issue a duplicate certificate" in found_page.text
+    form = {"csrf_token": token, "iin": IIN, "duplicate": "1", "series": "НБ"}
+    form |= {"number": "0012345", "issued_on": "2026-11-03", "reason": "damaged"}
+    refused_page = client.post("/archive/registrar", data=form)
+    assert refused_page.mimetype == "text/html" and "own series and number" in refused_page.text
+    web = client.post("/archive/registrar", data=form | {"number": "0100000"})
+    assert web.status_code == 200 and web.mimetype == "application/pdf", web.text[-800:]
+    assert run("list", "--as", "registrar_home").output.count("certificate_duplicate") == 2
     new_app.extensions["journal_db"].engine.dispose()
