@@ -11,6 +11,7 @@ import hashlib
 import json
 import re
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -245,6 +246,14 @@ def test_duplicate_from_the_archive_alone(
         ["pdftotext", "-enc", "UTF-8", str(pdf), "-"], capture_output=True, text=True, check=True
     ).stdout
     assert text.count("2024-2025 (9А → 9Б)") == 1, text
+    # The standalone verifier checks the extract: signer, embedded records, their proofs.
+    checked = subprocess.run(
+        [sys.executable, "-m", "archive.verify.verify", "pdf", "--vkey", school[2], str(pdf)],
+        capture_output=True,
+        text=True,
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "duplicate certificate's extract" in checked.stdout
     assert "0099999" in text
 
     # The duplicate record: its own number, the reason, a link to the original, the grades.
