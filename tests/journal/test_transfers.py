@@ -114,3 +114,43 @@ def test_transfer_commands(app: Any, session: Any, schools: Any, tmp_path: Any) 
               str(new.class_group.id), str(path)]
     )  # fmt: skip
     assert done.exit_code == 0 and "2 value(s) carried in" in done.output
+
+
+def test_a_journal_bag_with_carried_in_entries_verifies(
+    app: Any, session: Any, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Carried-in entries are records of the new class's journal: its archive bag still
+    verifies with the standalone verifier (the archive run verifies each bag after upload)."""
+    from pathlib import Path
+
+    from archive.services import ArchiveSettings, run_archive
+    from archive.storage import LocalWormStorage
+    from tests.archive.school import build_past_school
+
+    key = app.config["IIN_HMAC_KEY"]
+    old = build_world(session, app.config["KEYS_DIR"])
+    old.student.iin_hmac = iin_lookup_hash(IIN, key)
+    record_entry(
+        session, old.signed("grade", component="SOR", value={"points": 9, "max": 10}), now=NOW
+    )
+    data = transfer_extract(session, old.log_key, old.student, old.class_group)
+    past = build_past_school(session, app.config["KEYS_DIR"], classes=1)
+    arrived = past.students[0]
+    arrived.iin_hmac = iin_lookup_hash(IIN, key)
+    carry_in(
+        session,
+        past.log_key,
+        data,
+        arrived,
+        past.classes[0],
+        trusted_vkeys={old.school.log_vkey},
+    )
+    session.commit()
+    settings = ArchiveSettings(
+        storage=LocalWormStorage(tmp_path / "store"),
+        staging_dir=tmp_path / "staging",
+        keys_dir=Path(app.config["KEYS_DIR"]),
+    )
+    outcomes = run_archive(session, settings, domains=[past.school.domain])
+    assert [o.failed for o in outcomes] == [[]]
+    assert any("journal-2024-2025-class" in key for key in outcomes[0].sealed)
