@@ -399,7 +399,9 @@ def issue_duplicate(
     }
     if (fields["certificate"]["series"], fields["certificate"]["number"]) in taken:
         raise RegistrarError("this series and number are already in the certificate register")
-    used = [r for r in records if r.kind == "ledger_record"] + [original]
+    covered = set(original.payload.get("school_years", []))  # grades 5–9, or 10–11
+    used = [r for r in records if r.kind == "ledger_record" and r.school_year in covered]
+    used.append(original)
     document = extract_document(used, generated_at=now, certificate=fields)
     data = _render_extract(session, config, school, document, used, "certificate_duplicate")
     append_ledger_record(
