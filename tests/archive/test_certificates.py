@@ -304,3 +304,23 @@ def test_duplicate_from_the_archive_alone(
     assert web.status_code == 200 and web.mimetype == "application/pdf", web.text[-800:]
     assert run("list", "--as", "registrar_home").output.count("certificate_duplicate") == 2
     new_app.extensions["journal_db"].engine.dispose()
+
+
+def test_certify_command_records_a_certificate_once(app: Any, session: Any) -> None:
+    past = build_past_school(session, app.config["KEYS_DIR"], classes=1)
+    past.classes[0].grade_level = 11
+    pupil = past.students[0]
+    _ledger_record(session, past, 0, pupil, {s: ["4", "4", "5", "5", "5"] for s in SUBJECTS})
+    session.commit()
+    runner = app.test_cli_runner()
+    certify = ["registrar", "certify", "--student", str(pupil.id), "--series", "ЖОБ"]
+    certify += ["--number", "000777", "--date", "2025-06-12"]
+    refused = runner.invoke(args=[*certify, "--level", "9"])
+    assert refused.exit_code != 0 and "grades 5–9" in refused.output
+    done = runner.invoke(args=[*certify, "--level", "11"])
+    assert done.exit_code == 0, done.output
+    assert "Математика: 5, Қазақ тілі: 5" in done.output
+    again = runner.invoke(args=[*certify, "--level", "11"])
+    assert again.exit_code != 0 and "already in the register" in again.output
+    kinds = session.scalars(sa.select(Entry.kind).where(Entry.kind.like("certificate%"))).all()
+    assert kinds == ["certificate_issued"]
