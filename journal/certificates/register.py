@@ -43,8 +43,9 @@ def year_lines(records: Iterable[Mapping[str, Any]]) -> list[YearLine]:
     """Merge the ``ledger_record`` payloads of one pupil into ONE line per school year.
 
     A pupil who moved class mid-year has a record in each class; a term's column is the value
-    sealed in whichever class had one, the later record (by the order given, i.e. log seq)
-    winning where both did: the class the pupil finished the year in seals the year grade."""
+    sealed in whichever class had one. Where both did, the record reaching the later term wins
+    (then the later one given): the class the pupil finished the year in gives the year grade,
+    not the one they left, whatever order the classes were recorded in."""
     by_year: dict[str, list[Mapping[str, Any]]] = {}
     for payload in records:
         if payload.get("kind", "ledger_record") == "ledger_record":
@@ -55,7 +56,7 @@ def year_lines(records: Iterable[Mapping[str, Any]]) -> list[YearLine]:
         classes: list[str] = []
         level = None
         total = sick = 0
-        for payload in by_year[school_year]:
+        for payload in sorted(by_year[school_year], key=_last_term):
             name = str(payload["class"]["name"])
             if name not in classes:
                 classes.append(name)
@@ -79,6 +80,16 @@ def year_lines(records: Iterable[Mapping[str, Any]]) -> list[YearLine]:
             )
         )
     return lines
+
+
+def _last_term(payload: Mapping[str, Any]) -> int:
+    """The last term column (the year's excluded) any subject of a record has a value in."""
+    last = -1
+    for values in payload["grades"].values():
+        for index, value in enumerate(values[:-1]):
+            if value not in ("", None):
+                last = max(last, index)
+    return last
 
 
 def certificate_grades(
