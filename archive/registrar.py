@@ -4,6 +4,11 @@ Years later the live database may hold nothing of a former student: the registra
 archived summary-ledger bags (25-year tier) for the student's ledger records, proves each one
 against its bag's signed checkpoint with a C2SP tlog-proof, and issues a signed extract that
 carries those proofs. The issuance itself is recorded in the school ledger log.
+
+The certificate register (journal/certificates): a certificate recorded when issued
+(``certificate_issued``) is found in the archive like the ledger records; a duplicate
+(:func:`issue_duplicate`) gets its own number and the reason, links to the original record, and
+is itself recorded (``certificate_duplicate``), so a later registrar sees it (:func:`register_payloads`).
 """
 
 from __future__ import annotations
