@@ -8,7 +8,8 @@ carries those proofs. The issuance itself is recorded in the school ledger log.
 The certificate register (journal/certificates): a certificate recorded when issued
 (``certificate_issued``) is found in the archive like the ledger records; a duplicate
 (:func:`issue_duplicate`) gets its own number and the reason, links to the original record, and
-is itself recorded (``certificate_duplicate``), so a later registrar sees it (:func:`register_payloads`).
+is itself recorded (``certificate_duplicate``), so a later registrar sees it
+(:func:`register_payloads`).
 """
 
 from __future__ import annotations
