@@ -15,8 +15,9 @@ from auth.iin import iin_lookup_hash
 from journal.models import Entry
 from journal.services import record_entry
 from journal.transfers.extract import TransferError, carried_in, carry_in, transfer_extract
+from journal.year.closing import close_term
 
-from ..factories import NOW, build_world
+from ..factories import NOW, add_user, build_world
 
 IIN = "110315500018"
 OTHER_IIN = "120101500014"
@@ -48,14 +49,21 @@ def schools(session: Any, app: Any) -> Any:
 
 def test_a_transfer_extract_is_carried_in(session: Any, schools: Any) -> None:
     old, new, arrived, _stranger = schools
+    admin = add_user(session, old.school, "school_admin")
+    close_term(session, old.q2, old.log_key, closed_by=admin, now=NOW, reason="test")
     data = transfer_extract(session, old.log_key, old.student, old.class_group)
     document = json.loads(data)
     assert {r["component"] for r in document["extract"]["results"]} == {"SOR", "SOCh"}
+    # ФО 7/10 · 25 % + СОР 12/15 · 25 % + СОЧ 18/25 · 50 % = 73.5 % → 4, sealed at closing.
+    assert document["extract"]["term_grades"] == [
+        {"subject": old.subject.name, "term": 2, "grade": "4"}
+    ]
     carried = carry_in(
         session, new.log_key, data, arrived, new.class_group, trusted_vkeys={old.school.log_vkey}
     )
-    assert len(carried) == 2
-    entries = carried_in(session, new.class_group, arrived)
+    assert len(carried) == 3
+    assert carried[-1]["term_grade"] == {"subject": old.subject.name, "term": 2, "grade": "4"}
+    entries = [e for e in carried_in(session, new.class_group, arrived) if "result" in e]
     digest = hashlib.sha256(data).hexdigest()
     assert sorted(e["result"]["points"] for e in entries) == [12, 18]
     assert all(e["carried_in"] is True and e["source"]["sha256"] == digest for e in entries)
