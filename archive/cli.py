@@ -28,6 +28,7 @@ backup_cli = AppGroup("backup", help="Encrypted database backups: create, restor
 def register(app: Flask) -> None:
     app.cli.add_command(archive_cli)
     app.cli.add_command(backup_cli)
+    app.cli.add_command(registrar_cli)
 
 
 def _settings(today: dt.date | None = None) -> Any:
@@ -55,9 +56,7 @@ def archive_run(domains: tuple[str, ...]) -> None:
     from .services import run_archive
 
     settings = _settings()
-    outcomes = run_archive(
-        db.session, settings, domains=list(domains) or None, progress=_progress
-    )
+    outcomes = run_archive(db.session, settings, domains=list(domains) or None, progress=_progress)
     _say_write_once(settings)
     failed = False
     for outcome in outcomes:
@@ -248,3 +247,245 @@ def backup_drill(file: Path | None) -> None:
     settings = _settings()
     audited = _report_audit(settings, run_audit(db.session, settings))
     sys.exit(0 if report.ok and audited else 1)
+
+
+# -- the registrar: the certificate register and duplicates, from the archive alone --------------
+
+registrar_cli = AppGroup(
+    "registrar",
+    help="The certificate register from the archive: search, issue (a duplicate), list; "
+    "certify records a certificate issued now.",
+)
+
+
+def _registrar(username: str) -> Any:
+    from sqlalchemy import select
+
+    from auth.models import User
+
+    user = db.session.scalar(select(User).where(User.username == username))
+    if user is None or not any(grant.role == "registrar" for grant in user.roles):
+        raise click.ClickException(f"{username} is not a registrar")
+    return user
+
+
+def _query(iin: str | None, last: str | None, first: str | None, born: Any) -> Any:
+    import base64
+
+    from auth.iin import InvalidIIN, iin_lookup_hash, validate_iin
+
+    from .registrar import Query
+
+    if iin:
+        try:
+            valid = validate_iin(iin)
+        except InvalidIIN:
+            raise click.ClickException("this IIN is not valid: check the 12 digits") from None
+        digest = iin_lookup_hash(valid, current_app.config["IIN_HMAC_KEY"])
+        return Query(iin_hmac=base64.b64encode(digest).decode())
+    if last and first and born:
+        return Query(last_name=last, first_name=first, birth_date=born.date())
+    raise click.ClickException("give --iin, or --last-name, --first-name and --birth-date")
+
+
+def _found(user: Any, query: Any, kinds: tuple[str, ...] | None = None) -> list[Any]:
+    from .registrar import (
+        RECORD_KINDS,
+        RegistrarError,
+        find_records,
+        pinned_ledger_bags,
+        registrar_scope,
+    )
+    from .storage import storage_from_config
+
+    trusted, prefixes = registrar_scope(db.session, current_app.config, user)
+    try:
+        return find_records(
+            storage_from_config(current_app.config),
+            query,
+            trusted_vkeys=trusted,
+            prefixes=prefixes,
+            pinned=pinned_ledger_bags(db.session),
+            kinds=kinds or RECORD_KINDS,
+        )
+    except RegistrarError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _who(function: Any) -> Any:
+    for option in (
+        click.option("--as", "username", required=True, help="The registrar's user name."),
+        click.option("--iin"),
+        click.option("--last-name"),
+        click.option("--first-name"),
+        click.option("--birth-date", type=click.DateTime(["%Y-%m-%d"])),
+    ):
+        function = option(function)
+    return function
+
+
+def _log_search(user: Any, query: Any, action: str) -> None:
+    from auth.services import record_access
+
+    from .views import search_target
+
+    target_type, target = search_target(query)
+    record_access(db.session, user, action, target_type, target, None, school_id=user.school_id)
+
+
+@registrar_cli.command("search")
+@_who
+def registrar_search(
+    username: str, iin: str | None, last_name: str | None, first_name: str | None, birth_date: Any
+) -> None:
+    """The pupil's archived summary-ledger and certificate records (your schools only)."""
+    user = _registrar(username)
+    query = _query(iin, last_name, first_name, birth_date)
+    records = _found(user, query)
+    _log_search(user, query, "registrar_search")
+    db.session.commit()
+    click.echo(f"records found: {len(records)}")
+    for record in records:
+        student = record.student
+        what = record.kind
+        if record.kind != "ledger_record":
+            number = record.payload["certificate"]
+            what += f" {number['series']} {number['number']} {number['issued_on']}"
+        click.echo(
+            f"{record.origin} seq {record.seq}: {student['last_name']} {student['first_name']} "
+            f"{student['birth_date']} {record.school_year} {record.class_name} {what}".rstrip()
+        )
+
+
+@registrar_cli.command("issue")
+@_who
+@click.option("--series", required=True, help="The duplicate's own series.")
+@click.option("--number", required=True, help="The duplicate's own number.")
+@click.option("--date", "issued_on", type=click.DateTime(["%Y-%m-%d"]), required=True)
+@click.option("--reason", required=True, help="Why a duplicate is issued (lost, damaged, ...).")
+@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
+def registrar_issue(
+    username: str,
+    iin: str | None,
+    last_name: str | None,
+    first_name: str | None,
+    birth_date: Any,
+    series: str,
+    number: str,
+    issued_on: Any,
+    reason: str,
+    output: Path,
+) -> None:
+    """Issue a duplicate certificate from the archive: record it in the register (its own
+    number, the reason, a link to the original record) and write the signed extract."""
+    from auth.services import record_access
+
+    from .registrar import DuplicateRequest, RegistrarError, issue_duplicate
+    from .views import search_target
+
+    user = _registrar(username)
+    query = _query(iin, last_name, first_name, birth_date)
+    records = _found(user, query)
+    request = DuplicateRequest(series, number, issued_on.date(), reason)
+    try:
+        data, fields = issue_duplicate(
+            db.session, current_app.config, records, request, registrar=user
+        )
+    except (RegistrarError, LookupError) as exc:
+        db.session.rollback()
+        raise click.ClickException(str(exc)) from None
+    target_type, target = search_target(query)
+    record_access(
+        db.session, user, "issue_duplicate", target_type, target, None, school_id=user.school_id
+    )
+    output.write_bytes(data)
+    db.session.commit()
+    original = fields["original"]
+    click.echo(
+        f"duplicate {series} {number} recorded; original {original['series']} "
+        f"{original['number']} ({original['origin']} seq {original['seq']}); extract: {output}"
+    )
+
+
+@registrar_cli.command("list")
+@click.option("--as", "username", required=True, help="The registrar's user name.")
+def registrar_list(username: str) -> None:
+    """The certificate register of your schools: certificates and duplicates, from the archive
+    and those issued since the last ledger bag."""
+    from sqlalchemy import select
+
+    from journal.certificates.register import CERTIFICATE_KINDS
+    from journal.models import School
+
+    from .registrar import Query, register_payloads
+
+    user = _registrar(username)
+    everyone = Query(match_all=True)
+    found = _found(user, everyone, CERTIFICATE_KINDS)
+    _trusted, prefixes = _scope(user)
+    schools = db.session.scalars(select(School).order_by(School.domain)).all()
+    for school in schools:
+        if prefixes is not None and f"{school.domain}/" not in prefixes:
+            continue
+        mine = [r for r in found if r.origin.split("/", 1)[0] == school.domain]
+        for payload in register_payloads(db.session, school, mine):
+            number = payload["certificate"]
+            student = payload["student"]
+            line = (
+                f"{school.domain} {payload['kind']} {number['series']} {number['number']} "
+                f"{number['issued_on']} {student['last_name']} {student['first_name']} "
+                f"{student['birth_date']}"
+            )
+            if payload["kind"] == "certificate_duplicate":
+                original = payload["original"]
+                line += (
+                    f" duplicate of {original['series']} {original['number']}"
+                    f" ({original['origin']} seq {original['seq']}): {payload['reason']}"
+                )
+            click.echo(line)
+
+
+def _scope(user: Any) -> tuple[set[str], list[str] | None]:
+    from .registrar import registrar_scope
+
+    return registrar_scope(db.session, current_app.config, user)
+
+
+@registrar_cli.command("certify")
+@click.option("--student", "student_id", type=int, required=True, help="The pupil's id.")
+@click.option("--level", type=click.Choice(["9", "11"]), required=True)
+@click.option("--series", required=True)
+@click.option("--number", required=True)
+@click.option("--date", "issued_on", type=click.DateTime(["%Y-%m-%d"]), required=True)
+def registrar_certify(
+    student_id: int, level: str, series: str, number: str, issued_on: Any
+) -> None:
+    """Record a certificate issued now, with the grades of the pupil's summary-ledger records
+    in the school ledger log (before the year's ledger bag is sealed, so it is archived)."""
+    from journal.certificates.register import CertificateError
+    from journal.certificates.services import record_certificate
+    from journal.keys import load_log_key
+    from journal.models import School, Student
+
+    student = db.session.get(Student, student_id)
+    if student is None:
+        raise click.ClickException(f"no pupil {student_id}")
+    school = db.session.get_one(School, student.school_id)
+    log_key = load_log_key(current_app.config["KEYS_DIR"], school.domain)
+    try:
+        fields = record_certificate(
+            db.session,
+            school,
+            log_key,
+            student,
+            level=int(level),
+            series=series,
+            number=number,
+            issued_on=issued_on.date(),
+        )
+    except CertificateError as exc:
+        db.session.rollback()
+        raise click.ClickException(str(exc)) from None
+    db.session.commit()
+    grades = ", ".join(f"{s}: {g}" for s, g in fields["grades"].items())
+    click.echo(f"certificate {series} {number} recorded for {student.full_name}: {grades}")

@@ -11,6 +11,7 @@ may replace it with the key they got from the school, which is the point of chec
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import hashlib
 from typing import Any
 
@@ -19,12 +20,10 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileRequired
-from sqlalchemy import select
 from werkzeug.exceptions import RequestEntityTooLarge
 from wtforms import DateField, StringField
 from wtforms.validators import DataRequired, Optional
 
-from auth import policy
 from auth.access import current_user, log_access, roles_required
 from auth.iin import InvalidIIN, iin_lookup_hash, validate_iin
 from auth.models import User
@@ -33,7 +32,18 @@ from journal.db import db
 from journal.ledger import note
 from journal.models import School
 
-from .registrar import FoundRecord, Query, RegistrarError, find_records, issue_extract
+from .registrar import (
+    RECORD_KINDS,
+    DuplicateRequest,
+    FoundRecord,
+    Query,
+    RegistrarError,
+    find_records,
+    issue_duplicate,
+    issue_extract,
+    pinned_ledger_bags,
+    registrar_scope,
+)
 from .storage import storage_from_config
 from .verify.verify import FAILED, OK, WARNING, Report, verify_upload
 
@@ -180,6 +190,11 @@ class RegistrarSearchForm(FlaskForm):
     last_name = StringField(_l("Last name"))
     first_name = StringField(_l("First name"))
     birth_date = DateField(_l("Date of birth"), validators=[Optional()])
+    # A duplicate certificate: its own series and number, the date and the reason.
+    series = StringField(_l("Series"))
+    number = StringField(_l("Number"))
+    issued_on = DateField(_l("Date of issue"), validators=[Optional()])
+    reason = StringField(_l("Reason"))
 
 
 def _registrar_query(form: RegistrarSearchForm) -> Query | None:
@@ -230,28 +245,11 @@ def search_target(query: Query) -> tuple[str, str]:
 
 
 def _registrar_scope(user: User) -> tuple[set[str], list[str] | None]:
-    """The school keys a registrar trusts and the archive prefixes they search: their own
-    schools' (``policy.registrar_schools``); every school's, and the keys configured for
-    schools whose live data is gone (ARCHIVE_TRUSTED_VKEYS), for a registrar of a region."""
-    school_ids = policy.registrar_schools(user)
-    if school_ids is None:
-        keys = {vkey for vkey in db.session.scalars(select(School.log_vkey)) if vkey}
-        keys.update(current_app.config.get("ARCHIVE_TRUSTED_VKEYS") or ())
-        return keys, None
-    schools = db.session.scalars(select(School).where(School.id.in_(school_ids))).all()
-    return {s.log_vkey for s in schools if s.log_vkey}, [f"{s.domain}/" for s in schools]
+    return registrar_scope(db.session, current_app.config, user)
 
 
 def _pinned_ledger_bags() -> dict[str, str | None]:
-    """The ledger bags this server sealed, by key, with the version it wrote (read that one)."""
-    from .models import ArchivedBag
-
-    rows = db.session.execute(
-        select(ArchivedBag.key, ArchivedBag.version_id).where(
-            ArchivedBag.kind == "ledger_year", ArchivedBag.state == "sealed"
-        )
-    )
-    return {key: version_id for key, version_id in rows}
+    return pinned_ledger_bags(db.session)
 
 
 @bp.route("/registrar", methods=["GET", "POST"])
@@ -273,11 +271,35 @@ def registrar() -> Any:
                     trusted_vkeys=trusted,
                     prefixes=prefixes,
                     pinned=_pinned_ledger_bags(),
+                    kinds=RECORD_KINDS,
                 )
             except RegistrarError as exc:
                 error = str(exc)
             target_type, target = search_target(query)
             log_access("registrar_search", target_type, target)
+            if request.form.get("duplicate") and records:
+                duplicate = DuplicateRequest(
+                    form.series.data or "",
+                    form.number.data or "",
+                    form.issued_on.data or dt.date.today(),
+                    form.reason.data or "",
+                )
+                try:
+                    data, _fields = issue_duplicate(
+                        db.session, current_app.config, records, duplicate, registrar=user
+                    )
+                except (RegistrarError, LookupError) as exc:
+                    db.session.rollback()
+                    log_access("registrar_search", target_type, target)
+                    error = str(exc)
+                else:
+                    log_access("issue_duplicate", target_type, target)
+                    db.session.commit()
+                    return Response(
+                        data,
+                        mimetype="application/pdf",
+                        headers={"Content-Disposition": 'attachment; filename="duplicate.pdf"'},
+                    )
             if request.form.get("issue") and records:
                 try:
                     data = issue_extract(db.session, current_app.config, records, registrar=user)

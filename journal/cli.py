@@ -37,6 +37,9 @@ def register(app: Flask) -> None:
     from archive.cli import register as register_archive_commands
 
     register_archive_commands(app)
+    from .transfers.cli import transfer_cli
+
+    app.cli.add_command(transfer_cli)
     from .roster import roster_cli  # the roster module imports the set-up views
 
     app.cli.add_command(roster_cli)

@@ -949,6 +949,8 @@ def describe_printout(described: Mapping[str, Any]) -> str:
         return f"the summary ledger of {klass}, {year}"
     if kind == "duplicate_extract":
         return f"a duplicate-certificate extract ({year})"
+    if kind == "certificate_duplicate":
+        return f"a duplicate certificate's extract with its final grades ({year})"
     return f"a printout of kind {kind!r}"
 
 
