@@ -93,19 +93,23 @@ def _last_term(payload: Mapping[str, Any]) -> int:
 
 
 def certificate_grades(
-    lines: Sequence[YearLine], subjects: Sequence[str] | None = None
+    lines: Sequence[YearLine],
+    subjects: Sequence[str] | None = None,
+    finals: Mapping[str, int] | None = None,
 ) -> dict[str, str]:
     """THE grades a certificate carries, per subject of its list (``subjects``; None: every
     subject graded in the years covered).
 
-    Today: the sealed year grade of the latest year in which the subject has one (the last
-    column of the summary-ledger records, which are made from the sealed year results of
-    journal/year). Exam and final grades, once recorded, replace this function's source."""
+    A final grade of the graduating year (``finals``: journal.council.records.final_grades)
+    wins; otherwise the sealed year grade of the latest year in which the subject has one (the
+    last column of the summary-ledger records, made from the sealed year results)."""
     grades: dict[str, str] = {}
     for line in sorted(lines, key=lambda line: line.school_year):
         for subject, values in line.grades.items():
             if values and values[-1]:
                 grades[subject] = values[-1]
+    for subject, final in (finals or {}).items():
+        grades[subject] = str(final)
     wanted = sorted(grades) if subjects is None else list(subjects)
     return {subject: grades.get(subject, "") for subject in wanted}
 
@@ -141,11 +145,12 @@ def certificate_fields(
     number: str,
     issued_on: dt.date,
     subjects: Sequence[str] | None = None,
+    finals: Mapping[str, int] | None = None,
 ) -> dict[str, Any]:
     """The fields of a ``certificate_issued`` record."""
     _check_number(series, number, issued_on)
     covered = covered_lines(lines, level)
-    grades = certificate_grades(covered, subjects)
+    grades = certificate_grades(covered, subjects, finals)
     if not any(grades.values()):
         raise CertificateError("no final grade is sealed for this certificate's subjects")
     return {

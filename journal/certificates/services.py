@@ -11,11 +11,18 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from journal.council.records import final_grades
 from journal.keys import LogKey
-from journal.models import Entry, School, Student
+from journal.models import Entry, School, SchoolYear, Student
 from journal.services import append_ledger_record, ensure_ledger_log
 
-from .register import CERTIFICATE_KINDS, CertificateError, certificate_fields, year_lines
+from .register import (
+    CERTIFICATE_KINDS,
+    CertificateError,
+    YearLine,
+    certificate_fields,
+    year_lines,
+)
 
 
 def ledger_payloads(session: Session, school: School, kinds: Sequence[str]) -> list[dict[str, Any]]:
@@ -51,14 +58,16 @@ def record_certificate(
     ]
     if not records:
         raise CertificateError("the pupil's summary-ledger records are not recorded yet")
+    lines = year_lines(records)
     fields = certificate_fields(
         records[-1]["student"],
-        year_lines(records),
+        lines,
         level=level,
         series=series,
         number=number,
         issued_on=issued_on,
         subjects=subjects,
+        finals=_finals(session, school, student, lines),
     )
     number_of = (fields["certificate"]["series"], fields["certificate"]["number"])
     for payload in ledger_payloads(session, school, CERTIFICATE_KINDS):
@@ -76,3 +85,14 @@ def record_certificate(
         f":{fields['certificate']['number']}",
     )
     return fields
+
+
+def _finals(
+    session: Session, school: School, student: Student, lines: Sequence[YearLine]
+) -> dict[str, int]:
+    """The exam commission's final grades of the pupil's latest recorded year, if any."""
+    latest = max((line.school_year for line in lines), default=None)
+    year = session.scalar(
+        select(SchoolYear).where(SchoolYear.school_id == school.id, SchoolYear.name == latest)
+    )
+    return final_grades(session, student, year) if year is not None else {}

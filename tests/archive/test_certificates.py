@@ -93,6 +93,9 @@ def test_a_pupil_who_moved_class_has_one_line_per_year() -> None:
     assert line.grades == {"Математика": ("4", "5", "4", "5", "5")}
     assert (line.absences_total, line.absences_sick) == (4, 2)
     assert certificate_grades([line], ["Математика", "Химия"]) == {"Математика": "5", "Химия": ""}
+    # The exam commission's final grade wins over the year grade (journal.council).
+    finals = {"Математика": 4}
+    assert certificate_grades([line], ["Математика"], finals) == {"Математика": "4"}
 
 
 def _count_entries(session: Any) -> int:
