@@ -14,7 +14,6 @@ import json
 import multiprocessing
 import os
 import re
-import threading
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -387,22 +386,17 @@ def _note_entry_id(
 # Below this many leaves starting processes costs more than it saves.
 PARALLEL_MIN_LEAVES = 4000
 _CHUNK = 2000
-# What forked workers read: set just before the pool starts, so no leaf is pickled to them.
-_SHARED: tuple[Sequence[bytes], Mapping[str, DeviceKeyInfo], str] | None = None
 
 _Checked = tuple[int, bytes, list[Problem], str | None]
-_PARALLEL = threading.Lock()
 
 
 def _check_range(
-    start: int,
-    stop: int,
-    shared: tuple[Sequence[bytes], Mapping[str, DeviceKeyInfo], str] | None = None,
+    leaves: Sequence[bytes], start: int, device_keys: Mapping[str, DeviceKeyInfo], origin: str
 ) -> list[_Checked]:
-    leaves, device_keys, origin = shared or _SHARED or ((), {}, "")
+    """``leaves`` are the log's leaves from seq ``start`` on (a chunk, in a worker)."""
     out: list[_Checked] = []
-    for index in range(start, stop):
-        line = leaves[index]
+    for offset, line in enumerate(leaves):
+        index = start + offset
         report = AuditReport(origin=origin)
         entry_id = _check_leaf(report, index, line, device_keys, origin)
         out.append((index, merkle.leaf_hash(line), report.problems, entry_id))
@@ -412,7 +406,7 @@ def _check_range(
 def _worker_count(workers: int | None, size: int) -> int:
     if workers is not None:
         return max(1, workers)
-    if size < PARALLEL_MIN_LEAVES or "fork" not in multiprocessing.get_all_start_methods():
+    if size < PARALLEL_MIN_LEAVES:
         return 1
     try:
         return len(os.sched_getaffinity(0))
@@ -427,22 +421,25 @@ def _checked_leaves(
     workers: int | None,
 ) -> Iterator[_Checked]:
     """Each leaf's hash, problems and entry id, in seq order, computed on ``workers`` cores."""
-    global _SHARED
     count = _worker_count(workers, len(leaves))
     if count == 1:
-        yield from _check_range(0, len(leaves), (leaves, device_keys, origin))
+        yield from _check_range(leaves, 0, device_keys, origin)
         return
-    with _PARALLEL:  # one parallel check at a time: the workers read the module's _SHARED
-        _SHARED = (leaves, device_keys, origin)
-        bounds = [(i, min(i + _CHUNK, len(leaves))) for i in range(0, len(leaves), _CHUNK)]
-        # fork: the workers inherit the leaves; each chunk's results come back in order.
-        context = multiprocessing.get_context("fork")
-        with ProcessPoolExecutor(max_workers=count, mp_context=context) as pool:
-            try:
-                for chunk in pool.map(_check_range, *zip(*bounds, strict=True)):
-                    yield from chunk
-            finally:
-                _SHARED = None
+    starts = range(0, len(leaves), _CHUNK)
+    keys = dict(device_keys)
+    # spawn, not fork: a worker must hold none of the caller's files, locks or pipes (a
+    # killed caller then leaves no worker behind, and nothing is finalized twice).
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=count, mp_context=context) as pool:
+        chunks = pool.map(
+            _check_range,
+            [leaves[start : start + _CHUNK] for start in starts],
+            starts,
+            [keys] * len(starts),
+            [origin] * len(starts),
+        )
+        for chunk in chunks:
+            yield from chunk
 
 
 def check_leaves(
