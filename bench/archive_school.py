@@ -510,8 +510,7 @@ def run(
     print(
         f"  of which: building bags {build:.1f} s, PDFs {seconds['printouts_for']:.1f} s, "
         f"uploading {seconds['upload_bag']:.1f} s, reading back "
-        f"{seconds['read_back']:.1f} s (checked in a worker, overlapped), "
-        f"sealing {seconds['seal_bag']:.1f} s"
+        f"{seconds['read_back']:.1f} s (checked in a worker, overlapped), sealing {seconds['seal_bag']:.1f} s"
     )
     print(f"printouts in the run: {phases.pdfs} PDFs")
     if pdf_alone:
