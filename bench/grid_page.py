@@ -4,7 +4,7 @@
 
 Renders the grid through the real view (routing, session, access checks, the journal's heads
 from the database, the template) and, in the same run, a bare Jinja table of the same cells
-with no database. Prints both medians and their ratio (target: ratio <= 3).
+with no database. Prints both medians and their ratio (target: ratio <= 2; after a new entry <= 3).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 STUDENTS = 35
 LESSONS = 45
 QUARTER_END = dt.datetime(2026, 12, 28, 12, 0, tzinfo=dt.UTC)
-TARGET = 3.0
+TARGET = 2.0  # issue 18: opened again; after a new entry 3
 
 # The same table markup as the grid page's, from the same cells, with nothing around it.
 BARE_TABLE = Environment(autoescape=True).from_string(

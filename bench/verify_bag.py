@@ -11,9 +11,11 @@ size), then in the same run measures
 - the whole ``verify_bag`` (read every file, manifests, seal, every entry's canonical form and
   signature, Merkle tree, checkpoints, consistency proofs) in entries per second.
 
-The two are measured alternately ``R`` times (default 3) in CPU time of this process (other
-processes on a busy machine then hardly matter) and the best of each is compared.
-Target: verify_bag entries/s ≥ 0.7 × raw verify/s.
+The raw rate is measured in CPU time of this process (one core). ``verify_bag`` checks
+signatures on every core (worker processes), so it is measured in wall-clock time: on a busy
+machine that only makes it look slower. Each is measured ``R`` times (default 3), alternately,
+and the best of each is compared; the serial verifier (one process, CPU time) is printed beside.
+Target: verify_bag entries/s ≥ 1.5 × raw verify/s on one core (issue 18; 1.8 beyond).
 """
 
 from __future__ import annotations
@@ -34,10 +36,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey  # noqa: E402
 
 from archive.verify.verify import read_vkey, verify_bag  # noqa: E402
+from journal.ledger import audit  # noqa: E402
 from journal.ledger.entry import SIGNING_CONTEXT, load_public_key, parse_leaf  # noqa: E402
 from tests.archive.sample_bag import build_sample_bag  # noqa: E402
 
-TARGET = 0.7
+TARGET = 1.5
 
 
 def raw_verify_rate(leaves: tuple[bytes, ...], keys: dict[str, bytes], sample: int) -> float:
@@ -84,25 +87,34 @@ def main() -> int:
         document = json.loads((target / "data/keys/device-keys.json").read_text())
         keys = {kid: base64.b64decode(info["public_key"]) for kid, info in document.items()}
 
-        raw_rates, bag_rates = [], []
+        raw_rates, bag_rates, serial_rates = [], [], []
+        parallel_from = audit.PARALLEL_MIN_LEAVES
         for _ in range(args.rounds):
             raw_rates.append(raw_verify_rate(bag.leaves, keys, args.sample))
-            started = time.process_time()
+            audit.PARALLEL_MIN_LEAVES = parallel_from
+            started = time.perf_counter()
             report = verify_bag(target, verifier, openssl=None)
-            elapsed = time.process_time() - started
+            elapsed = time.perf_counter() - started
             if not report.ok:
                 print(report.text())
                 return 1
             bag_rates.append(args.entries / elapsed)
-        raw, whole = max(raw_rates), max(bag_rates)
+            audit.PARALLEL_MIN_LEAVES = 2**62  # the same verifier on one process
+            started = time.process_time()
+            verify_bag(target, verifier, openssl=None)
+            serial_rates.append(args.entries / (time.process_time() - started))
+        audit.PARALLEL_MIN_LEAVES = parallel_from
+        raw, whole, serial = max(raw_rates), max(bag_rates), max(serial_rates)
         ratio = whole / raw
-        print(f"python {platform.python_version()} on {platform.machine()}, one process")
+        cores = audit._worker_count(None, args.entries)
+        print(f"python {platform.python_version()} on {platform.machine()}, {cores} core(s)")
         print(f"bag: {args.entries:,} entries, {size / 1e6:.1f} MB, built in {built:.1f} s")
         print(f"raw Ed25519 verify:      {raw:10,.0f} /s  (best of {args.rounds})")
         print(
             f"verify_bag:              {whole:10,.0f} entries/s  (best of {args.rounds}, "
             f"{args.entries / whole:.2f} s)"
         )
+        print(f"verify_bag, one process: {serial:10,.0f} entries/s  ({serial / raw:.2f} of raw)")
         print(
             f"ratio:                   {ratio:10.2f}  (target >= {TARGET}: "
             f"{'met' if ratio >= TARGET else 'NOT met'})"

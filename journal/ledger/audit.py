@@ -11,8 +11,11 @@ import binascii
 import datetime as dt
 import functools
 import json
+import multiprocessing
+import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
@@ -140,22 +143,27 @@ def verify_log(
     consistency: Mapping[tuple[int, int], Sequence[bytes]] | None = None,
     stored_seqs: Sequence[int] | None = None,
     stored_leaf_hashes: Sequence[bytes] | None = None,
+    workers: int | None = None,
 ) -> AuditReport:
     """Check every leaf, the tree against every checkpoint, and the consistency proofs.
 
     ``stored_seqs`` and ``stored_leaf_hashes`` are the database's index columns, when there is a
-    database: a mismatch with the leaf bytes names the tampered seq.
+    database: a mismatch with the leaf bytes names the tampered seq. Large logs are checked on
+    every core (``workers``: None for all, 1 for this process only); the report is the same.
     """
     report = AuditReport(origin=origin, size=len(leaves))
     seen_ids: dict[str, int] = {}
     hashes: list[bytes] = []
-    for index, line in enumerate(leaves):
-        hashes.append(merkle.leaf_hash(line))
+    for index, leaf_hash_value, problems, entry_id in _checked_leaves(
+        leaves, device_keys, origin, workers
+    ):
+        hashes.append(leaf_hash_value)
         if stored_seqs is not None and stored_seqs[index] != index:
             report.add(index, f"stored seq {stored_seqs[index]} where {index} was expected")
-        if stored_leaf_hashes is not None and stored_leaf_hashes[index] != hashes[-1]:
+        if stored_leaf_hashes is not None and stored_leaf_hashes[index] != leaf_hash_value:
             report.add(index, "the leaf bytes do not match their recorded hash")
-        _check_leaf(report, index, line, device_keys, origin, seen_ids)
+        report.problems.extend(problems)
+        _note_entry_id(report, index, entry_id, seen_ids)
 
     # Walk the tree once, taking the root at every checkpoint size.
     parsed: list[note.Checkpoint] = []
@@ -320,15 +328,16 @@ def _check_leaf(
     line: bytes,
     device_keys: Mapping[str, DeviceKeyInfo],
     origin: str,
-    seen_ids: dict[str, int],
-) -> None:
+) -> str | None:
+    """Problems of one leaf go into ``report``; returns the entry id the caller must check is
+    unique (None when the leaf has none, or was refused before its payload was trusted)."""
     record = parse_leaf_fast(line)
     if record is None:
         try:
             record = parse_leaf(line)
         except (PayloadError, ValueError, KeyError, TypeError, binascii.Error) as exc:
             report.add(index, f"the leaf is not a canonical log record: {exc}")
-            return
+            return None
     if record.seq != index:
         report.add(index, f"the leaf says seq {record.seq}")
     payload = record.payload
@@ -337,10 +346,10 @@ def _check_leaf(
     key = device_keys.get(record.kid)
     if key is None:
         report.add(index, f"signed by an unknown key {record.kid}")
-        return
+        return None
     if key.alg != record.alg:
         report.add(index, "the algorithm does not match the key")
-        return
+        return None
     if payload.get("device_id") != record.kid:
         report.add(index, "device_id does not name the signing key")
     if key.user is not None and payload.get("author") != key.user:
@@ -349,7 +358,7 @@ def _check_leaf(
         valid = _verify_signature(record.alg, key.public_key, record.payload_bytes, record.sig)
     except KeyFormatError as exc:
         report.add(index, f"unusable key {record.kid}: {exc}")
-        return
+        return None
     if not valid:
         report.add(index, "the signature does not match the entry")
     if key.revoked_at is not None:
@@ -359,11 +368,78 @@ def _check_leaf(
         except ValueError:
             report.add(index, "received_at is not a timestamp")
     entry_id = payload.get("entry_id")
-    if isinstance(entry_id, str):
-        if entry_id in seen_ids:
-            report.add(index, f"entry_id also used at seq {seen_ids[entry_id]}")
-        else:
-            seen_ids[entry_id] = index
+    return entry_id if isinstance(entry_id, str) else None
+
+
+def _note_entry_id(
+    report: AuditReport, index: int, entry_id: str | None, seen_ids: dict[str, int]
+) -> None:
+    """The one check that needs every earlier leaf: done in order, in this process."""
+    if entry_id is None:
+        return
+    if entry_id in seen_ids:
+        report.add(index, f"entry_id also used at seq {seen_ids[entry_id]}")
+    else:
+        seen_ids[entry_id] = index
+
+
+# Below this many leaves starting processes costs more than it saves.
+PARALLEL_MIN_LEAVES = 4000
+_CHUNK = 2000
+
+_Checked = tuple[int, bytes, list[Problem], str | None]
+
+
+def _check_range(
+    leaves: Sequence[bytes], start: int, device_keys: Mapping[str, DeviceKeyInfo], origin: str
+) -> list[_Checked]:
+    """``leaves`` are the log's leaves from seq ``start`` on (a chunk, in a worker)."""
+    out: list[_Checked] = []
+    for offset, line in enumerate(leaves):
+        index = start + offset
+        report = AuditReport(origin=origin)
+        entry_id = _check_leaf(report, index, line, device_keys, origin)
+        out.append((index, merkle.leaf_hash(line), report.problems, entry_id))
+    return out
+
+
+def _worker_count(workers: int | None, size: int) -> int:
+    if workers is not None:
+        return max(1, workers)
+    if size < PARALLEL_MIN_LEAVES:
+        return 1
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _checked_leaves(
+    leaves: Sequence[bytes],
+    device_keys: Mapping[str, DeviceKeyInfo],
+    origin: str,
+    workers: int | None,
+) -> Iterator[_Checked]:
+    """Each leaf's hash, problems and entry id, in seq order, computed on ``workers`` cores."""
+    count = _worker_count(workers, len(leaves))
+    if count == 1:
+        yield from _check_range(leaves, 0, device_keys, origin)
+        return
+    starts = range(0, len(leaves), _CHUNK)
+    keys = dict(device_keys)
+    # spawn, not fork: a worker must hold none of the caller's files, locks or pipes (a
+    # killed caller then leaves no worker behind, and nothing is finalized twice).
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=count, mp_context=context) as pool:
+        chunks = pool.map(
+            _check_range,
+            [leaves[start : start + _CHUNK] for start in starts],
+            starts,
+            [keys] * len(starts),
+            [origin] * len(starts),
+        )
+        for chunk in chunks:
+            yield from chunk
 
 
 def check_leaves(
@@ -377,7 +453,7 @@ def check_leaves(
     report = AuditReport(origin=origin)
     seen_ids: dict[str, int] = {}
     for seq, line in zip(seqs, leaves, strict=True):
-        _check_leaf(report, seq, line, device_keys, origin, seen_ids)
+        _note_entry_id(report, seq, _check_leaf(report, seq, line, device_keys, origin), seen_ids)
     return report.problems
 
 
