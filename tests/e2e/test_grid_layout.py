@@ -274,3 +274,33 @@ def test_status_labels_survive_an_offline_reload(grid_page):
         page.context.set_offline(False)
     page.reload()
     page.wait_for_selector("body[data-grid-ready='1']")
+
+
+def test_a_term_status_is_set_from_the_term_column(grid_page, journal_server: Server, grid_world):
+    from sqlalchemy import select
+
+    from journal.db import db
+    from journal.ledger import entry as ledger_entry
+    from journal.models import Entry
+
+    page = grid_page
+    resize(page, "laptop")
+    row = 14 if page.language == "kk" else 15
+    term_cell = page.locator(f"#grid tbody tr:nth-child({row + 1}) td.term-grade")
+    student = int(str(term_cell.get_attribute("data-student")))
+    term_cell.scroll_into_view_if_needed()
+    term_cell.click()
+    dialog = page.locator("#status-dialog")
+    expect(dialog).to_be_visible()
+    page.select_option("#status-input", "exempt")
+    exempt = page.locator("#status-input option[value=exempt]").inner_text()
+    page.fill("#status-reason", "денсаулығы бойынша / по состоянию здоровья")
+    dialog.locator("button[value=save]").click()
+    expect(term_cell.locator(".term-value")).to_have_text(exempt)
+    expect(term_cell).to_have_attribute("data-confirmed", "1")  # stored on the server
+    with journal_server.app.app_context():
+        leaves = db.session.scalars(
+            select(Entry.leaf).where(Entry.kind == "term_grade", Entry.student_id == student)
+        ).all()
+    payloads = [ledger_entry.parse_leaf(leaf).payload for leaf in leaves]
+    assert [(p["status"], p["term"]) for p in payloads] == [("exempt", grid_world.term_id)]

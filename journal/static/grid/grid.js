@@ -256,6 +256,58 @@ class GridApp {
     if (queued) this.say(format(this.t.termQueued, { n: queued }));
   }
 
+  // A status instead of a grade (exempt, not attested) for one pupil's term, with a reason;
+  // it replaces a confirmation already signed (naming it).
+  async setTermStatus(td) {
+    const dialog = document.getElementById("status-dialog");
+    const button = this.confirmButton;
+    if (!dialog || !button || td.dataset.sealed === "1") return;
+    if (!this.key) {
+      this.say(this.t.noKey);
+      return;
+    }
+    const student = Number(td.dataset.student);
+    const select = dialog.querySelector("select[name=status]");
+    const reason = dialog.querySelector("input[name=reason]");
+    const name = this.students.find((item) => item.id === student)?.name ?? "";
+    dialog.querySelector(".status-who").textContent = name;
+    if (td.dataset.code === "exempt" || td.dataset.code === "not_attested") select.value = td.dataset.code;
+    reason.value = "";
+    dialog.returnValue = "";
+    dialog.showModal();
+    select.focus();
+    const saved = await new Promise((resolve) => {
+      dialog.addEventListener("close", () => resolve(dialog.returnValue === "save"), { once: true });
+    });
+    if (!saved || !reason.value.trim()) return;
+    const fields = {
+      journal: this.state.journal,
+      author: this.state.author,
+      kind: "term_grade",
+      student,
+      subject: Number(button.dataset.subject),
+      term: Number(button.dataset.term),
+      percent: null,
+      rule: { id: button.dataset.ruleId, version: Number(button.dataset.ruleVersion) },
+      status: select.value,
+      reason: reason.value.trim(),
+    };
+    const confirmation = td.dataset.entry;
+    if (confirmation) fields.supersedes = [confirmation];
+    if (!(await this.queue(fields))) return;
+    td.dataset.entry = this.records[this.records.length - 1].entry_id; // a later change names it
+    // What the column shows now; the grade's confirmation is no longer offered for this pupil.
+    this.termConfirmed.delete(student);
+    td.dataset.code = select.value;
+    td.dataset.grade = "";
+    td.dataset.result = "";
+    td.dataset.stale = "0";
+    td.querySelector(".term-value").textContent = select.selectedOptions[0].textContent;
+    td.querySelector(".term-percent")?.remove();
+    td.querySelector(".term-stale")?.remove();
+    this.renderTermGrades();
+  }
+
   // Once every term is closed: sign the year results the server computed from the sealed term
   // results (grades or pass/fail; statuses are signed one by one with a reason elsewhere).
   async confirmYearGrades() {
@@ -816,7 +868,11 @@ class GridApp {
     this.table.addEventListener("keydown", (event) => this.onKey(event));
     this.table.addEventListener("click", (event) => {
       const td = event.target.closest("td");
-      if (!td || td.classList.contains("term-grade")) return;
+      if (td?.classList.contains("term-grade") && td.parentElement.parentElement !== this.table.tHead) {
+        if (!this.state.readonly) this.setTermStatus(td);
+        return;
+      }
+      if (!td) return;
       const row = td.parentElement.parentElement === this.table.tHead ? -1 : td.parentElement.sectionRowIndex;
       this.focusCell(row, td.cellIndex - 1);
     });
