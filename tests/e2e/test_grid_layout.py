@@ -304,3 +304,29 @@ def test_a_term_status_is_set_from_the_term_column(grid_page, journal_server: Se
         ).all()
     payloads = [ledger_entry.parse_leaf(leaf).payload for leaf in leaves]
     assert [(p["status"], p["term"]) for p in payloads] == [("exempt", grid_world.term_id)]
+
+
+def test_a_sor_lesson_keeps_one_maximum(grid_page):
+    page = grid_page
+    resize(page, "laptop")
+    words = strings(page)
+    row = 18 if page.language == "kk" else 20
+    page.locator("#layers [data-layer=SOR]").click()
+    cell(page, row, 4).click()
+    page.keyboard.type("7/10")
+    page.keyboard.press("Enter")
+    expect(cell(page, row, 4).locator(".v-SOR")).to_have_text("7/10")  # signed and queued
+    page.keyboard.type("12/15")  # the next pupil, out of another maximum: refused at once
+    page.keyboard.press("Enter")
+    expect(page.locator("#grid-message")).to_have_text(words["maxOnce"].replace("{max}", "10"))
+    page.keyboard.press("Escape")
+    page.keyboard.type("12")  # the points only: out of the lesson's 10? 12 is too many
+    page.keyboard.press("Enter")
+    expect(page.locator("#grid-message")).to_have_text(words["pointsRange"])
+    page.keyboard.press("Escape")
+    page.keyboard.type("9")
+    page.keyboard.press("Enter")
+    expect(page.locator("#grid-message")).to_have_text("")
+    expect(cell(page, row + 1, 4).locator(".v-SOR")).to_have_text("9/10")
+    page.wait_for_function("() => document.getElementById('unsynced').textContent === '0'")
+    expect(cell(page, row + 1, 4).locator(".v-SOR")).to_have_attribute("data-state", "synced")
