@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from journal.db import db
     from journal.grid.build import grid_state, load_grid, term_column
-    from journal.grid.strings import grid_strings, layer_names
+    from journal.grid.strings import grid_strings, layer_names, weekday_names
     from journal.services import Recorder
     from journal.year.rules import rule_for_subject
     from tests.conftest import Databases, make_app, migrate
@@ -214,8 +214,9 @@ def main(argv: list[str] | None = None) -> int:
                         term_cells=term_cells,
                         state=grid_state(grid, grid_user),
                         strings=grid_strings(),
-                        layers=("att", "FO", "SOR", "SOCh"),
+                        layers=("att", "FO", "SOR", "SOCh", "all"),
                         layer_names=layer_names(),
+                        weekdays=weekday_names()["days"],
                         app_version="bench",
                     )
 

@@ -157,6 +157,9 @@ class Recorder:
         self._assigned: dict[tuple[int, int, int], bool] = {}
         self._enrolled: dict[tuple[int, int], list[Enrollment]] = {}
         self._terms: dict[int, list[Term]] = {}
+        # (log, cell prefix "SOR:lesson:") -> {entry id: max} of the live heads: one maximum
+        # per summative lesson (see _check_one_maximum).
+        self._maxima: dict[tuple[int, str], dict[str, int]] = {}
 
     # parsing ---------------------------------------------------------------------------------
 
@@ -225,6 +228,7 @@ class Recorder:
         self._authorize(log, facts)
         if facts.kind in ("term_grade", "year_grade"):
             self._check_result(log, facts, payload, now)
+        self._check_one_maximum(log, facts, payload)
         return self._append(
             log, facts, payload, payload_bytes, parsed["alg"], parsed["kid"], sig, now
         )
@@ -369,6 +373,43 @@ class Recorder:
                     "bad_supersedes",
                     "the entry this corrects is not on the server (yet): it is sent again later",
                 )
+
+    def _check_one_maximum(self, log: Log, facts: PayloadFacts, payload: dict[str, Any]) -> None:
+        """A СОР/СОЧ lesson is out of one maximum for the whole class, set by its first result:
+        a result out of another maximum is refused (a correction of the only result may change
+        it). Keeps the live heads' maxima of the lessons seen, so a batch reads each once."""
+        value = payload.get("value")
+        if facts.cell is None or not isinstance(value, dict) or "max" not in value:
+            return
+        prefix = facts.cell.rsplit(":", 1)[0] + ":"
+        maxima = self._lesson_maxima(log.id, prefix)
+        others = {m for entry_id, m in maxima.items() if entry_id not in facts.supersedes}
+        if others and others != {value["max"]}:
+            raise EntryRefused(
+                "rejected",
+                "max_differs",
+                f"this lesson's results are out of {min(others)}: one maximum per lesson, "
+                f"not {value['max']} (correct the results already written to change it)",
+            )
+
+    def _lesson_maxima(self, log_id: int, prefix: str) -> dict[str, int]:
+        key = (log_id, prefix)
+        if key not in self._maxima:
+            self.flush()  # this batch's earlier entries count too
+            rows = self.session.execute(
+                select(Entry.entry_id, Entry.leaf).where(
+                    Entry.log_id == log_id,
+                    Entry.cell.startswith(prefix, autoescape=True),
+                    ~_superseded_entry(),
+                )
+            )
+            found: dict[str, int] = {}
+            for entry_id, leaf in rows:
+                value = ledger_entry.parse_leaf(leaf).payload.get("value")
+                if isinstance(value, dict) and isinstance(value.get("max"), int):
+                    found[entry_id] = value["max"]
+            self._maxima[key] = found
+        return self._maxima[key]
 
     def _today(self, class_group: ClassGroup) -> dt.date:
         school = self._get(School, class_group.school_id)
@@ -631,6 +672,14 @@ class Recorder:
             }
         )
         self._pending_ids[facts.entry_id] = (log.id, seq, payload_bytes)
+        if facts.cell is not None:
+            maxima = self._maxima.get((log.id, facts.cell.rsplit(":", 1)[0] + ":"))
+            if maxima is not None:
+                for target in facts.supersedes:
+                    maxima.pop(target, None)
+                value = payload.get("value")
+                if isinstance(value, dict) and isinstance(value.get("max"), int):
+                    maxima[facts.entry_id] = value["max"]
         self._pending_supersessions.extend(
             {"correction_entry_id": facts.entry_id, "superseded_entry_id": target, "log_id": log.id}
             for target in facts.supersedes
@@ -980,3 +1029,15 @@ def verify_journal(session: Session, log: Log) -> audit.AuditReport:
     if log.size != len(rows):
         report.add(None, f"the log says {log.size} entries but {len(rows)} are stored")
     return report
+
+
+def _superseded_entry() -> Any:
+    """Whether a correction supersedes the Entry row at hand."""
+    return (
+        select(Supersession.correction_entry_id)
+        .where(
+            Supersession.log_id == Entry.log_id,
+            Supersession.superseded_entry_id == Entry.entry_id,
+        )
+        .exists()
+    )

@@ -45,8 +45,18 @@ def layer_names() -> dict[str, str]:
         "FO": _("FO"),
         "SOR": _("SOR"),
         "SOCh": _("SOCh"),
+        "all": _("All together"),
         "topic": _("Topic"),
     }
+
+
+@translated
+def weekday_names() -> dict[str, Any]:
+    """Short weekday names by ``date.weekday()`` (Monday 0), in the page's language."""
+    from babel.dates import get_day_names
+
+    names = get_day_names("abbreviated", locale=str(get_locale()))
+    return {"days": [str(names[day]) for day in range(7)]}
 
 
 @translated
@@ -108,6 +118,11 @@ def grid_strings() -> dict[str, Any]:
         "termQueued": _("{n} term grades signed and queued for sending."),
         "yearQueued": _("{n} year grades signed and queued for sending."),
         "offlineReady": _("Ready to work offline"),
+        "voided": _("Emptied by a correction"),
+        "chooseLayer": _("Choose attendance, FO, SOR or SOCh above to type in a cell."),
+        "maxOnce": _(
+            "This lesson's results are out of {max}: one maximum per lesson. Type the points only."
+        ),
         "persisted": _("Storage: kept by the browser"),
         "notPersisted": _("Storage: the browser may clear it when space runs low"),
     }

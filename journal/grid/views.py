@@ -57,7 +57,7 @@ from .importing import (
 )
 from .links import grid_links, week_grid_urls
 from .shell import PAGES_OWNER_COOKIE, SHELL_FILES, app_version, pages_owner
-from .strings import grid_strings, layer_names, status_names
+from .strings import grid_strings, layer_names, status_names, weekday_names
 from .summary import class_summary, summary_terms
 
 bp = Blueprint("teacher", __name__)
@@ -139,8 +139,9 @@ def grid(class_id: int, subject_id: int, term_id: int) -> Any:
                 year=None if loaded.viewing else year_column(db.session, loaded),
                 state=grid_state(loaded, user),
                 strings=grid_strings(),
-                layers=("att", *GRADE_LAYERS) if loaded.subject.graded else ("att",),
+                layers=("att", *GRADE_LAYERS, "all") if loaded.subject.graded else ("att",),
                 layer_names=layer_names(),
+                weekdays=weekday_names()["days"],
                 app_version=version,
             )
         )

@@ -303,3 +303,9 @@ def wait_unsynced(page: Any, count: int, timeout: float = 30_000) -> None:
         arg=count,
         timeout=timeout,
     )
+
+
+def open_more(page: Any) -> None:
+    """Open the grid's "More" disclosure (export, the device's name, help), if it is closed."""
+    if page.locator("#grid-more").get_attribute("open") is None:
+        page.locator("#grid-more summary").click()

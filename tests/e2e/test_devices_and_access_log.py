@@ -12,7 +12,7 @@ from sqlalchemy import select
 from auth.models import AccessLogEntry, DeviceKey
 from journal.db import db
 
-from .conftest import GridWorld, Server, Teacher, new_device, sign_in
+from .conftest import GridWorld, Server, Teacher, new_device, open_more, sign_in
 
 pytestmark = pytest.mark.e2e
 
@@ -58,6 +58,7 @@ def test_the_grid_enrols_its_device_under_a_name_the_teacher_can_change(
     assert label_of(journal_server, kid) == "Chrome on Android"
     assert page.locator("#device-name").input_value() == "Chrome on Android"
 
+    open_more(page)
     page.fill("#device-name", "Кабинет 12 планшет")
     page.click("#device-name-save")
     page.wait_for_function("() => document.getElementById('device-name-state').textContent !== ''")

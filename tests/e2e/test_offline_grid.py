@@ -21,6 +21,7 @@ from .conftest import (
     enrol_device,
     new_device,
     open_grid,
+    open_more,
     sign_in,
     unsynced,
     wait_unsynced,
@@ -310,6 +311,7 @@ def test_unsynced_entries_travel_on_a_file_and_import_once(
     type_marks(page, 20, 6, ["4", "4"])
     wait_unsynced(page, 2)
     with page.expect_download() as download:
+        open_more(page)
         page.locator("#export").click()
     exported = tmp_path / "unsynced.json"
     download.value.save_as(exported)

@@ -29,6 +29,7 @@ from .conftest import (
     enrol_device,
     new_device,
     open_grid,
+    open_more,
     sign_in,
     unsynced,
     wait_unsynced,
@@ -210,6 +211,7 @@ def test_signing_out_forgets_the_pages_and_keeps_the_entries_for_their_author(
     type_mark(page, 4, 1, "2")  # the colleague's own mark is sent...
     cell(page, 4, 1).locator(".v-att[data-state='synced']").wait_for()
     wait_unsynced(page, 0)
+    open_more(page)
     page.locator("#export").click()  # ...and there is nothing of theirs left to export
     strings = json.loads(str(page.locator("#grid-strings").text_content()))
     expect(page.locator("#grid-message")).to_have_text(strings["nothingToExport"])

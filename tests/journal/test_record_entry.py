@@ -322,3 +322,40 @@ def test_signature_is_over_the_context_and_jcs_bytes(world):
     sig = base64.b64decode(submission["sig"])
     public_key = world.device.private_key.public_key()
     public_key.verify(sig, b"class-journal/entry/v1\n" + payload_bytes)
+
+
+def test_a_summative_lesson_has_one_maximum(world):
+    """The first СОР result sets the lesson's maximum; a result out of another is refused with
+    a sentence saying so, and writes nothing; a correction of the only result may change it."""
+    first = record_entry(
+        world.session,
+        world.signed("grade", component="SOR", value={"points": 7, "max": 10}),
+        now=NOW,
+    )
+    other = world.add_student()
+    caught = refused(
+        world,
+        world.signed("grade", component="SOR", student=other.id, value={"points": 12, "max": 15}),
+        "rejected",
+        "max_differs",
+    )
+    assert "10" in caught.message and "15" in caught.message
+    same = world.signed("grade", component="SOR", student=other.id, value={"points": 9, "max": 10})
+    assert record_entry(world.session, same, now=NOW).status == "accepted"
+    # Another component of the same lesson has its own maximum.
+    soch = world.signed("grade", component="SOCh", value={"points": 20, "max": 30})
+    assert record_entry(world.session, soch, now=NOW).status == "accepted"
+    # With two results out of 10, changing one of them to 15 is refused too.
+    refused(
+        world,
+        world.signed(
+            "correction",
+            corrects="grade",
+            component="SOR",
+            supersedes=[first.entry_id],
+            reason="max was 15",
+            value={"points": 12, "max": 15},
+        ),
+        "rejected",
+        "max_differs",
+    )

@@ -663,7 +663,7 @@ def test_a_corrected_value_replaces_the_old_one_on_the_grid(browser, world):
     )
     html = browser.get(grid_url(world)).get_data(as_text=True)
     assert '<span class="v v-FO" data-state="synced">6</span>' in html
-    assert ">4<" not in html
+    assert ">4</span>" not in html  # (the phone's keypad has a "4" button)
 
 
 def grid_html(browser, world) -> str:
@@ -1024,3 +1024,23 @@ def test_grid_printouts_and_portal_agree_on_sealed_results_statuses_and_half_yea
     close_term(world.session, world.q1, world.log_key, closed_by=admin, reason="test")
     close_term(world.session, half, world.log_key, closed_by=admin, reason="test")
     assert compare(half)[world.student.id] == "4"
+
+
+def test_a_voided_value_is_an_empty_cell_that_says_why(browser, world):
+    first = world.signed("grade", value={"score": 4})
+    browser.upload(first)
+    browser.upload(
+        world.signed(
+            "correction",
+            corrects="grade",
+            component="FO",
+            value="void",
+            supersedes=[first["payload"]["entry_id"]],
+            reason="Қате жазылды",
+        )
+    )
+    html = grid_html(browser, world)
+    assert (
+        '<span class="v v-FO" data-state="synced" title="Emptied by a correction"></span>' in html
+    )
+    assert "∅" not in html

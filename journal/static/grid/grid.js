@@ -11,6 +11,8 @@ import {
   keepForOffline,
   onSignedOutElsewhere,
   registerServiceWorker,
+  rememberReady,
+  wasKept,
 } from "./offline.js";
 import { EntryTooLarge, discard, outboxRecords, queueEntry } from "./outbox.js";
 import { BATCH_SIZE, Syncer } from "./sync.js";
@@ -20,6 +22,7 @@ const EXPORT_FORMAT = "class-journal/unsynced-entries";
 // One file per sync batch: the import takes no more entries at once than a sync does.
 const EXPORT_PART = BATCH_SIZE;
 const HEAD_STATES = new Set(["pending", "quarantined"]);
+const ENROLLED_KEY = "class-journal.enrolled-kid";
 
 function format(template, values = {}) {
   return template.replace(/\{(\w+)\}/g, (match, name) => String(values[name] ?? match));
@@ -33,7 +36,9 @@ class GridApp {
     this.info = document.getElementById("cell-info");
     this.lessons = state.lessons.map(([id, date, period]) => ({ id, date, period }));
     this.students = state.students.map(([id, name, spans]) => ({ id, name, spans }));
-    this.layers = state.graded ? ["att", ...GRADE_LAYERS] : ["att"];
+    // The layers a value is written in; "all" shows them together (and takes no typing).
+    this.valueLayers = state.graded ? ["att", ...GRADE_LAYERS] : ["att"];
+    this.layers = state.graded ? [...this.valueLayers, "all"] : this.valueLayers;
     const remembered = localStorage.getItem("class-journal.layer");
     this.layer = this.layers.includes(remembered) ? remembered : "att";
     this.base = new Cells(state.heads, state.superseded);
@@ -114,7 +119,9 @@ class GridApp {
     const span = document.createElement("span");
     span.className = `v v-${layer}`;
     span.dataset.state = this.view.stateOf(cell);
-    span.textContent = values.filter((text) => text !== "").join(" | ") || "∅";
+    span.textContent = values.filter((text) => text !== "").join(" | ");
+    // A value emptied by a correction: an empty cell, which says so when pointed at.
+    if (!span.textContent) span.title = this.t.voided;
     return span;
   }
 
@@ -123,7 +130,7 @@ class GridApp {
     if (!this.enrolled(row, col)) return;
     const editing = row >= 0 && row === this.row && col === this.col && this.buffer;
     const spans = [];
-    for (const layer of row < 0 ? ["topic"] : this.layers) {
+    for (const layer of row < 0 ? ["topic"] : this.valueLayers) {
       if (editing && layer === this.layer) {
         const span = document.createElement("span");
         span.className = `v v-${layer} editing`;
@@ -249,6 +256,58 @@ class GridApp {
     if (queued) this.say(format(this.t.termQueued, { n: queued }));
   }
 
+  // A status instead of a grade (exempt, not attested) for one pupil's term, with a reason;
+  // it replaces a confirmation already signed (naming it).
+  async setTermStatus(td) {
+    const dialog = document.getElementById("status-dialog");
+    const button = this.confirmButton;
+    if (!dialog || !button || td.dataset.sealed === "1") return;
+    if (!this.key) {
+      this.say(this.t.noKey);
+      return;
+    }
+    const student = Number(td.dataset.student);
+    const select = dialog.querySelector("select[name=status]");
+    const reason = dialog.querySelector("input[name=reason]");
+    const name = this.students.find((item) => item.id === student)?.name ?? "";
+    dialog.querySelector(".status-who").textContent = name;
+    if (td.dataset.code === "exempt" || td.dataset.code === "not_attested") select.value = td.dataset.code;
+    reason.value = "";
+    dialog.returnValue = "";
+    dialog.showModal();
+    select.focus();
+    const saved = await new Promise((resolve) => {
+      dialog.addEventListener("close", () => resolve(dialog.returnValue === "save"), { once: true });
+    });
+    if (!saved || !reason.value.trim()) return;
+    const fields = {
+      journal: this.state.journal,
+      author: this.state.author,
+      kind: "term_grade",
+      student,
+      subject: Number(button.dataset.subject),
+      term: Number(button.dataset.term),
+      percent: null,
+      rule: { id: button.dataset.ruleId, version: Number(button.dataset.ruleVersion) },
+      status: select.value,
+      reason: reason.value.trim(),
+    };
+    const confirmation = td.dataset.entry;
+    if (confirmation) fields.supersedes = [confirmation];
+    if (!(await this.queue(fields))) return;
+    td.dataset.entry = this.records[this.records.length - 1].entry_id; // a later change names it
+    // What the column shows now; the grade's confirmation is no longer offered for this pupil.
+    this.termConfirmed.delete(student);
+    td.dataset.code = select.value;
+    td.dataset.grade = "";
+    td.dataset.result = "";
+    td.dataset.stale = "0";
+    td.querySelector(".term-value").textContent = select.selectedOptions[0].textContent;
+    td.querySelector(".term-percent")?.remove();
+    td.querySelector(".term-stale")?.remove();
+    this.renderTermGrades();
+  }
+
   // Once every term is closed: sign the year results the server computed from the sealed term
   // results (grades or pass/fail; statuses are signed one by one with a reason elsewhere).
   async confirmYearGrades() {
@@ -300,14 +359,50 @@ class GridApp {
     this.col = Math.max(0, Math.min(col, this.lessons.length - 1));
     const td = this.tdAt(this.row, this.col);
     td.tabIndex = 0;
+    this.showColumn();
     td.focus();
     this.showInfo();
+  }
+
+  // -- the phone's card view: one lesson, the pupils down, a keypad ----------------------------
+
+  showColumn() {
+    const card = this.phone?.matches ?? false;
+    this.table.classList.toggle("card", card);
+    const col = card ? this.col : -1;
+    if (col === this.shownCol) return;
+    for (const tr of this.table.rows) {
+      tr.cells[this.shownCol + 1]?.classList.remove("here");
+      if (col >= 0) tr.cells[col + 1]?.classList.add("here");
+    }
+    this.shownCol = col;
+    const header = col >= 0 ? this.table.tHead.rows[0].cells[col + 1] : null;
+    const label = document.getElementById("card-lesson");
+    if (label) label.textContent = header ? header.innerText.replace(/\s+/g, " ") : "";
+  }
+
+  bindCard() {
+    this.shownCol = -1;
+    this.phone = window.matchMedia("(max-width: 600px)");
+    this.phone.addEventListener("change", () => this.showColumn());
+    const move = (step) => this.focusCell(Math.max(this.row, 0), this.col + step);
+    document.getElementById("card-prev")?.addEventListener("click", () => move(-1));
+    document.getElementById("card-next")?.addEventListener("click", () => move(1));
+    const pad = document.getElementById("pad");
+    if (!pad) return;
+    // The keys keep the focus on the cell (no on-screen keyboard opens).
+    pad.addEventListener("pointerdown", (event) => event.preventDefault());
+    pad.addEventListener("click", (event) => {
+      const button = event.target.closest("button[data-key]");
+      if (!button) return;
+      this.onKey({ key: button.dataset.key, preventDefault() {} });
+    });
   }
 
   setLayer(layer) {
     this.layer = layer;
     localStorage.setItem("class-journal.layer", layer);
-    this.table.className = `grid layer-${layer}`;
+    for (const name of this.layers) this.table.classList.toggle(`layer-${name}`, name === layer);
     for (const button of document.querySelectorAll("#layers [data-layer]")) {
       button.setAttribute("aria-selected", String(button.dataset.layer === layer));
     }
@@ -350,12 +445,16 @@ class GridApp {
       this.renderCell(this.row, this.col);
     } else if (key === "Delete") {
       event.preventDefault();
-      if (this.row >= 0) this.write(this.cellName(this.row, this.col), null);
+      if (this.row >= 0 && this.layer !== "all") this.write(this.cellName(this.row, this.col), null);
     } else if (key === "[" || key === "]") {
       const index = this.layers.indexOf(this.layer) + (key === "]" ? 1 : -1);
       this.setLayer(this.layers[(index + this.layers.length) % this.layers.length]);
     } else if (/^[0-9/]$/.test(key) && this.row >= 0 && this.buffer.length < 7) {
       event.preventDefault();
+      if (this.layer === "all") {
+        this.say(this.t.chooseLayer);
+        return;
+      }
       if (!this.enrolled(this.row, this.col)) {
         this.say(this.t.notEnrolled);
         return;
@@ -369,9 +468,11 @@ class GridApp {
     }
   }
 
-  columnMax(layer, col) {
+  // The lesson's maximum, from the other pupils' results (one maximum per lesson).
+  columnMax(layer, col, exceptRow = -1) {
     const lesson = this.lessons[col].id;
     for (const student of this.students) {
+      if (student === this.students[exceptRow]) continue;
       for (const head of this.view.headsOf(`${layer}:${lesson}:${student.id}`)) {
         if (head.v && head.v.max) return head.v.max;
       }
@@ -391,8 +492,10 @@ class GridApp {
     }
     const match = /^(\d{1,3})(?:\/(\d{1,3}))?$/.exec(text);
     if (!match) return { error: this.t.pointsFormat };
-    const max = match[2] ? Number(match[2]) : this.columnMax(layer, col);
+    const known = this.columnMax(layer, col, this.row);
+    const max = match[2] ? Number(match[2]) : known;
     if (max === null) return { error: this.t.pointsFormat };
+    if (known !== null && max !== known) return { error: format(this.t.maxOnce, { max: known }) };
     const points = Number(match[1]);
     if (max < 1 || max > 100 || points > max) return { error: this.t.pointsRange };
     return { value: { points, max } };
@@ -471,6 +574,7 @@ class GridApp {
     }
     this.records.push(record);
     this.unsynced += 1;
+    this.say(""); // an earlier hint is over once something is saved
     const cell = this.view.apply(record.submission.payload, "pending");
     const position = cell === null ? null : this.positionOf(cell);
     if (position) this.renderCell(...position);
@@ -547,7 +651,7 @@ class GridApp {
     for (const head of this.view.headsOf(cell)) {
       const item = document.createElement("p");
       item.dataset.state = head.status;
-      const text = displayText(layer, head.v, this.state.attendance) || "∅";
+      const text = displayText(layer, head.v, this.state.attendance) || this.t.voided;
       item.textContent = `${text}: ${this.t.states[head.status] ?? head.status}`;
       lines.push(item);
     }
@@ -562,7 +666,7 @@ class GridApp {
       item.dataset.state = "error";
       const text = displayText(layer, valueOf(record.submission.payload), this.state.attendance);
       item.textContent = format(this.t.refused, {
-        value: text || "∅",
+        value: text || this.t.voided,
         status: record.state,
         message: record.message ?? "",
       });
@@ -638,6 +742,9 @@ class GridApp {
 
   setEnrolment(status, message, kind = "") {
     this.enrolment = status;
+    // Remembered for a reload without network, when the server cannot be asked.
+    if (this.key && status === "enrolled") localStorage.setItem(ENROLLED_KEY, this.key.kid);
+    else if (this.key && status === "revoked") localStorage.removeItem(ENROLLED_KEY);
     this.setDevice(message, kind);
     document.getElementById("device-state").dataset.enrolment = status;
   }
@@ -757,10 +864,15 @@ class GridApp {
   // -- start -----------------------------------------------------------------------------------
 
   bind() {
+    this.bindCard();
     this.table.addEventListener("keydown", (event) => this.onKey(event));
     this.table.addEventListener("click", (event) => {
       const td = event.target.closest("td");
-      if (!td || td.classList.contains("term-grade")) return;
+      if (td?.classList.contains("term-grade") && td.parentElement.parentElement !== this.table.tHead) {
+        if (!this.state.readonly) this.setTermStatus(td);
+        return;
+      }
+      if (!td) return;
       const row = td.parentElement.parentElement === this.table.tHead ? -1 : td.parentElement.sectionRowIndex;
       this.focusCell(row, td.cellIndex - 1);
     });
@@ -815,6 +927,8 @@ class GridApp {
       badge.dataset.kid = this.key.kid;
       badge.dataset.alg = this.key.alg;
       badge.dataset.publicKey = this.key.publicKey;
+      // Until the server answers (or without network), what it said last time.
+      if (localStorage.getItem(ENROLLED_KEY) === this.key.kid) this.setDevice(this.t.keyEnrolled);
     } catch (error) {
       this.setDevice(format(this.t.noKeyReason, { reason: String(error) }), "bad");
     }
@@ -829,11 +943,21 @@ class GridApp {
       const line = document.getElementById("storage-state");
       if (persisted !== null) line.textContent = persisted ? this.t.persisted : this.t.notPersisted;
     });
+    const showReady = () => {
+      const line = document.getElementById("offline-ready");
+      line.dataset.ready = "1";
+      line.textContent = this.t.offlineReady;
+    };
+    // A page the service worker serves is kept for offline work already: say so at once,
+    // also after a reload without network.
+    if (navigator.serviceWorker?.controller && wasKept(location.pathname)) showReady();
     registerServiceWorker(this.state.urls.serviceWorker)
       .then(() => navigator.onLine && keepForOffline(location.pathname))
       .then((kept) => {
-        if (kept) document.getElementById("offline-ready").dataset.ready = "1";
-        if (kept) document.getElementById("offline-ready").textContent = this.t.offlineReady;
+        if (kept) {
+          rememberReady(location.pathname);
+          showReady();
+        }
       })
       .catch(() => {});
     if (navigator.onLine) {

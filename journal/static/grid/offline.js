@@ -37,6 +37,7 @@ export async function keepForOffline(pageUrl) {
 // and when the server says the session has ended. The outbox in IndexedDB stays: its entries
 // wait for their author's next sign-in. ``otherTabs``: also tell the journal's other open tabs.
 export async function forgetPages({ otherTabs = false } = {}) {
+  forgetReady();
   if ("caches" in self) {
     for (const name of await caches.keys()) {
       if (name === PAGES_CACHE || name.startsWith(`${PAGES_CACHE}-`)) await caches.delete(name);
@@ -65,4 +66,33 @@ export async function askPersistentStorage() {
   if (!navigator.storage?.persist) return null;
   if (await navigator.storage.persisted()) return true;
   return navigator.storage.persist();
+}
+
+// Which pages the worker said it kept: "ready to work offline" is shown again after a reload
+// without network, until the kept pages are forgotten.
+const READY_KEY = "class-journal.kept-pages";
+
+function readyPages() {
+  try {
+    return JSON.parse(localStorage.getItem(READY_KEY) ?? "[]");
+  } catch (error) {
+    return [];
+  }
+}
+
+export function rememberReady(pageUrl) {
+  const pages = readyPages().filter((page) => page !== pageUrl);
+  localStorage.setItem(READY_KEY, JSON.stringify([...pages.slice(-49), pageUrl]));
+}
+
+export function wasKept(pageUrl) {
+  return readyPages().includes(pageUrl);
+}
+
+function forgetReady() {
+  try {
+    localStorage.removeItem(READY_KEY);
+  } catch (error) {
+    // storage unavailable: nothing was remembered
+  }
 }
