@@ -56,6 +56,7 @@ from reportlab.pdfbase.ttfonts import TTFont
 from reportlab.pdfgen.canvas import Canvas
 
 from exports.documents import (
+    ATTENDANCE_CODES,
     JournalDocument,
     LedgerDocument,
     ProofBundle,
@@ -169,8 +170,8 @@ LABELS: Final[dict[str, dict[str, str]]] = {
         "size": "өлшемі",
         "root": "түбірі (base64)",
         "generated": "Жасалған уақыты",
-        "legend": "н — келмеді, б — ауырды, оп — кешікті, уп — дәлелді себеп; "
-        "БЖБ (СОР) — бөлім бойынша жиынтық бағалау, ТЖБ (СОЧ) — тоқсан бойынша; "
+        "legend": "Ж — жоқ, А — ауырды, К — кешікті, Д — дәлелді себеп; "
+        "БЖБ — бөлім бойынша жиынтық бағалау, ТЖБ — тоқсан бойынша; "
         "% және Баға — тоқсан қорытындысы",
         "no_subjects": "Пәндер жоқ",
         "absences": "Жіберілген сабақтар",
@@ -631,6 +632,12 @@ def _grid_lines(canvas: Canvas, xs: Sequence[float], ys: Sequence[float]) -> Non
     canvas.grid(list(xs), list(ys))
 
 
+#: Every attendance code in any printout language: drawn bold in grid cells.
+_ATTENDANCE_CODES: Final = frozenset(
+    code for codes in ATTENDANCE_CODES.values() for code in codes.values()
+)
+
+
 def _centred_lines(
     text: _Text,
     lines: Sequence[str],
@@ -644,7 +651,17 @@ def _centred_lines(
     block = leading * len(lines)
     y = y_top - (height - block) / 2 - size * 0.82
     for line in lines:
-        text.put(x, y, line, font, size, "c")
+        words = line.split(" ")
+        if not any(w in _ATTENDANCE_CODES for w in words):
+            text.put(x, y, line, font, size, "c")
+        else:  # attendance codes in bold, so that "б" never reads as a "6"
+            fonts = [FONT_BOLD if w in _ATTENDANCE_CODES else font for w in words]
+            space = _width(" ", font, size)
+            total = sum(_width(w, f, size) for w, f in zip(words, fonts, strict=True))
+            cx = x - (total + space * (len(words) - 1)) / 2
+            for word, word_font in zip(words, fonts, strict=True):
+                text.put(cx, y, word, word_font, size)
+                cx += _width(word, word_font, size) + space
         y -= leading
 
 

@@ -66,7 +66,9 @@ def journal_pdf(
     school = session.get_one(School, class_group.school_id)
     year = session.get_one(SchoolYear, class_group.school_year_id)
     signer, anchor = anchor_for(session, config, school)
-    document: JournalDocument = queries.journal_document(session, class_group, quarter, kind=kind)
+    document: JournalDocument = queries.journal_document(
+        session, class_group, quarter, kind=kind, language=language
+    )
     assert document.proof is not None
     half = kind == "half"
     described = printout_file(

@@ -148,11 +148,13 @@ def _subjects(
     ]
 
 
-def _marks(cells: dict[str, Cell], lesson_id: int, student_id: int) -> tuple[str, ...]:
+def _marks(
+    cells: dict[str, Cell], lesson_id: int, student_id: int, language: str = "ru"
+) -> tuple[str, ...]:
     marks = []
     attendance = cells.get(cell_key("att", lesson_id, student_id))
     if attendance is not None and isinstance(attendance.value, str):
-        marks.append(attendance_mark(attendance.value))
+        marks.append(attendance_mark(attendance.value, language))
     for component in ("FO", "mark", "SOR", "SOCh"):
         cell = cells.get(cell_key(component, lesson_id, student_id))
         if cell is None:
@@ -160,7 +162,7 @@ def _marks(cells: dict[str, Cell], lesson_id: int, student_id: int) -> tuple[str
         if cell.conflict:
             marks.append("?")  # two heads: shown, never silently resolved
         elif isinstance(cell.value, dict):
-            marks.append(grade_mark(component, cell.value))
+            marks.append(grade_mark(component, cell.value, language))
     return tuple(marks)
 
 
@@ -219,6 +221,7 @@ def journal_document(
     *,
     generated_at: dt.datetime | None = None,
     kind: str = "quarter",
+    language: str = "ru",
 ) -> JournalDocument:
     """The class journal of a quarter (its subjects graded by quarters) or of a half-year (the
     half-year subjects), as of the checkpoint that sealed the term."""
@@ -259,7 +262,9 @@ def journal_document(
             rows.append(
                 StudentRow(
                     student_name=student.full_name,
-                    cells=tuple(_marks(cells, lesson.id, student.id) for lesson in lessons),
+                    cells=tuple(
+                        _marks(cells, lesson.id, student.id, language) for lesson in lessons
+                    ),
                     term_percent=percent,
                     term_grade=grade,
                 )

@@ -809,3 +809,16 @@ def test_ledger_prints_half_year_subjects_in_their_own_columns(tmp_path: Path):
     assert row.split()[3:11] == ["5", "4", "4", "5", "5", "4", "5", "5"]
     assert row.count("бос.") == 2  # exempt, in Kazakh
     assert "Жасалған уақыты: 2" in pages[0] and "(UTC+05:00)" in pages[0]
+
+
+def test_cell_helpers_speak_the_printout_language():
+    assert [attendance_mark(k, "kk") for k in ("absent", "sick", "late", "excused")] == [
+        "Ж",
+        "А",
+        "К",
+        "Д",
+    ]
+    assert grade_mark("SOR", {"points": 12, "max": 15}, "kk") == "БЖБ 12/15"
+    assert grade_mark("SOCh", {"points": 18, "max": 20}, "kk") == "ТЖБ 18/20"
+    with pytest.raises(ValueError):
+        attendance_mark("absent", "en")
