@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
+from urllib.parse import urlencode
 from xml.sax.saxutils import escape
 
 import pikepdf
@@ -132,6 +133,10 @@ LABELS: Final[dict[str, dict[str, str]]] = {
         "legend": "н — отсутствовал, б — болел, оп — опоздал, уп — уважительная причина; "
         "СОР — суммативное оценивание за раздел, СОЧ — за четверть; % и Оц. — итог четверти",
         "no_subjects": "Нет предметов",
+        "how_to_verify": "Проверить этот документ можно на странице {url}: загрузите этот PDF, "
+        "и страница скажет, подлинный ли он, какой школы, какой документ и за какой период. "
+        "Без интернета команда journal-verify pdf <файл> проверяет подпись, записи и "
+        "контрольную точку, встроенные в файл.",
         "absences": "Пропуски",
         "abs_total": "всего",
         "abs_sick": "бол.",
@@ -174,6 +179,10 @@ LABELS: Final[dict[str, dict[str, str]]] = {
         "БЖБ — бөлім бойынша жиынтық бағалау, ТЖБ — тоқсан бойынша; "
         "% және Баға — тоқсан қорытындысы",
         "no_subjects": "Пәндер жоқ",
+        "how_to_verify": "Бұл құжатты {url} бетінде тексеруге болады: осы PDF файлын жүктеңіз, "
+        "бет оның түпнұсқа екенін, қай мектептікі, қандай құжат және қай кезеңге арналғанын "
+        "көрсетеді. Интернетсіз journal-verify pdf <файл> командасы файлға енгізілген қолтаңбаны, "
+        "жазбаларды және бақылау нүктесін тексереді.",
         "absences": "Жіберілген сабақтар",
         "abs_total": "барлығы",
         "abs_sick": "ауыр.",
@@ -225,16 +234,19 @@ def render_journal_pdf(
     timestamper: TimeStamper | None = None,
     *,
     language: str = "ru",
+    check_url: str | None = None,
 ) -> bytes:
     """The quarterly class journal as PDF/A-3b bytes, signed when a signer is given."""
     _register_fonts()
     labels = _labels(language)
-    pages = _journal_pages(doc, labels)
+    pages = _journal_pages(doc, labels, check_url)
     title = (
         f"{labels['journal']} {doc.class_name}, {labels['year'].format(year=doc.school_year)}, "
         f"{_term_label(doc, labels)}"
     )
-    raw = _draw_document(pages, doc.proof, doc.generated_at, labels, language, doc.time_zone)
+    raw = _draw_document(
+        pages, doc.proof, doc.generated_at, labels, language, doc.time_zone, check_url
+    )
     producer = _producer(signer, timestamper)
     pdf = _to_pdfa(raw, title, doc.school_name, doc.generated_at, doc.proof, language, producer)
     return _sign(pdf, signer, timestamper)
@@ -246,6 +258,7 @@ def render_ledger_pdf(
     timestamper: TimeStamper | None = None,
     *,
     language: str = "ru",
+    check_url: str | None = None,
 ) -> bytes:
     """The summary ledger as PDF/A-3b bytes, signed when a signer is given."""
     _register_fonts()
@@ -256,7 +269,7 @@ def render_ledger_pdf(
         f"{doc.title or labels['ledger']} {doc.class_name}, "
         f"{labels['year'].format(year=doc.school_year)}"
     )
-    raw = _draw_document(pages, doc.proof, generated_at, labels, language, doc.time_zone)
+    raw = _draw_document(pages, doc.proof, generated_at, labels, language, doc.time_zone, check_url)
     producer = _producer(signer, timestamper)
     pdf = _to_pdfa(raw, title, doc.school_name, generated_at, doc.proof, language, producer)
     return _sign(pdf, signer, timestamper)
@@ -473,6 +486,7 @@ def _draw_document(
     labels: dict[str, str],
     language: str,
     time_zone: str = "UTC",
+    check_url: str | None = None,
 ) -> bytes:
     _register_fonts()
     buf = io.BytesIO()
@@ -493,7 +507,7 @@ def _draw_document(
             f"{labels['size']} {proof.tree_size} · {labels['root']} {_b64(proof.root_hash)}",
             *footer_lines,
         ]
-        _define_qr_form(canvas, _checkpoint_body(proof))
+        _define_qr_form(canvas, qr_text(proof, check_url))
     total = len(pages)
     for number, page in enumerate(pages, 1):
         if page.bookmark is not None:
@@ -516,6 +530,17 @@ def _b64(data: bytes) -> str:
 def _checkpoint_body(proof: ProofBundle) -> str:
     """The first three lines of a C2SP checkpoint: origin, tree size, base64 root hash."""
     return f"{proof.origin}\n{proof.tree_size}\n{_b64(proof.root_hash)}\n"
+
+
+def qr_text(proof: ProofBundle, check_url: str | None) -> str:
+    """What the QR code holds: the school's public check page with the checkpoint the printout
+    names (``?o=origin&s=size&r=root``, root in URL-safe base64 without padding), or, with no
+    check page configured, the checkpoint's first three lines."""
+    if not check_url:
+        return _checkpoint_body(proof)
+    root = base64.urlsafe_b64encode(proof.root_hash).decode().rstrip("=")
+    query = urlencode({"o": proof.origin, "s": proof.tree_size, "r": root})
+    return f"{check_url}?{query}"
 
 
 _QR_FORM: Final = "checkpointQR"
@@ -708,7 +733,9 @@ class _Flow:
         self.pages[-1].ops.append(op)
 
 
-def _journal_pages(doc: JournalDocument, labels: dict[str, str]) -> list[_Page]:
+def _journal_pages(
+    doc: JournalDocument, labels: dict[str, str], check_url: str | None = None
+) -> list[_Page]:
     right = f"{labels['year'].format(year=doc.school_year)} · {_term_label(doc, labels)}"
     pages: list[_Page] = []
     if not doc.subjects:
@@ -727,7 +754,28 @@ def _journal_pages(doc: JournalDocument, labels: dict[str, str]) -> list[_Page]:
         pages[-1].bookmark = sheet.subject_name
         _layout_grid(flow, sheet, labels)
         _layout_topics(flow, sheet, labels)
+    if doc.proof is not None:
+        _layout_how_to_verify(flow, labels, check_url)
     return pages
+
+
+_VERIFY_SIZE: Final = 8.0
+
+
+def _layout_how_to_verify(flow: _Flow, labels: dict[str, str], check_url: str | None) -> None:
+    """Two sentences at the end of the last page: how to verify the printout online and offline."""
+    text = labels["how_to_verify"].format(url=check_url or "/check")
+    lines = _wrap(text, FONT, _VERIFY_SIZE, BODY_W)
+    top = flow.reserve(len(lines) * _VERIFY_SIZE * 1.3 + 4, gap=18.0)
+
+    def draw(canvas: Canvas) -> None:
+        canvas.setFont(FONT, _VERIFY_SIZE)
+        y = top - _VERIFY_SIZE
+        for line in lines:
+            canvas.drawString(MARGIN, y, line)
+            y -= _VERIFY_SIZE * 1.3
+
+    flow.add(draw)
 
 
 def _note(message: str) -> Draw:

@@ -53,6 +53,13 @@ def _first_seq(proof: ProofBundle) -> int:
     return 0
 
 
+def check_url(config: Mapping[str, Any]) -> str | None:
+    """The school's public check page, which a printout's QR code points to (None when the
+    public address is not configured, as in development)."""
+    public = config.get("PUBLIC_URL")
+    return f"{str(public).rstrip('/')}/check" if public else None
+
+
 def journal_pdf(
     session: Session,
     config: Mapping[str, Any],
@@ -90,6 +97,7 @@ def journal_pdf(
         signer,
         pdf_timestamper(config),
         language=language,
+        check_url=check_url(config),
     )
 
 
@@ -123,6 +131,7 @@ def ledger_pdf(
         signer,
         pdf_timestamper(config),
         language=language,
+        check_url=check_url(config),
     )
 
 
