@@ -109,6 +109,9 @@ class JournalDocument:
     subjects: tuple[SubjectSheet, ...]
     proof: ProofBundle | None = None
     term_kind: str = "quarter"  # or "half"
+    #: For the title page: the class teacher and the pupils, numbered as in every grid.
+    class_teacher: str = ""
+    students: tuple[str, ...] = ()
     #: The school's time zone: the creation time is printed on its clock.
     time_zone: str = "Asia/Almaty"
 

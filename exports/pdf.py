@@ -117,6 +117,8 @@ LABELS: Final[dict[str, dict[str, str]]] = {
         "class": "Класс",
         "subject": "Предмет",
         "teacher": "Учитель",
+        "class_teacher": "Классный руководитель",
+        "pupils": "Список учащихся",
         "no": "№",
         "student": "Фамилия, имя ученика",
         "percent": "%",
@@ -162,6 +164,8 @@ LABELS: Final[dict[str, dict[str, str]]] = {
         "class": "Сынып",
         "subject": "Пән",
         "teacher": "Мұғалім",
+        "class_teacher": "Сынып жетекшісі",
+        "pupils": "Оқушылар тізімі",
         "no": "№",
         "student": "Оқушының аты-жөні",
         "percent": "%",
@@ -738,6 +742,9 @@ def _journal_pages(
 ) -> list[_Page]:
     right = f"{labels['year'].format(year=doc.school_year)} · {_term_label(doc, labels)}"
     pages: list[_Page] = []
+    if doc.students:
+        heading = _Heading(doc.school_name, right, f"{labels['class']} {doc.class_name}")
+        pages.append(_Page(heading, [_title_page(doc, labels)]))
     if not doc.subjects:
         heading = _Heading(doc.school_name, right, f"{labels['class']} {doc.class_name}")
         pages.append(_Page(heading, [_note(labels["no_subjects"])]))
@@ -760,6 +767,43 @@ def _journal_pages(
 
 
 _VERIFY_SIZE: Final = 8.0
+_LIST_SIZE: Final = 9.0
+_LIST_LEADING: Final = 12.0
+
+
+def _title_page(doc: JournalDocument, labels: dict[str, str]) -> Draw:
+    """The journal's title page: school, class, year, term and class teacher, then the pupils
+    numbered as in every grid."""
+
+    def draw(canvas: Canvas) -> None:
+        y = BODY_TOP - 30
+        canvas.setFont(FONT_BOLD, 18)
+        canvas.drawCentredString(PAGE_W / 2, y, f"{labels['journal']} {doc.class_name}")
+        canvas.setFont(FONT, 12)
+        for line in (
+            doc.school_name,
+            f"{labels['year'].format(year=doc.school_year)} · {_term_label(doc, labels)}",
+            f"{labels['class_teacher']}: {doc.class_teacher or '—'}",
+        ):
+            y -= 20
+            fitted, size = _fit(line, FONT, 12, BODY_W)
+            canvas.setFont(FONT, size)
+            canvas.drawCentredString(PAGE_W / 2, y, fitted)
+        y -= 30
+        canvas.setFont(FONT_BOLD, 10)
+        canvas.drawString(MARGIN, y, labels["pupils"])
+        y -= 16
+        per_column = max(1, int((y - BODY_BOTTOM) // _LIST_LEADING))
+        columns = max(1, -(-len(doc.students) // per_column))
+        width = BODY_W / columns
+        for index, name in enumerate(doc.students):
+            column, row = divmod(index, per_column)
+            x = MARGIN + column * width
+            line, size = _fit(f"{index + 1}. {name}", FONT, _LIST_SIZE, width - 8)
+            canvas.setFont(FONT, size)
+            canvas.drawString(x, y - row * _LIST_LEADING, line)
+
+    return draw
 
 
 def _layout_how_to_verify(flow: _Flow, labels: dict[str, str], check_url: str | None) -> None:

@@ -287,7 +287,16 @@ def journal_document(
         proof=range_proof(session, log, period.start, period.checkpoint, _vkey(school)),
         term_kind=term.kind,
         time_zone=school.time_zone,
+        class_teacher=_class_teacher(session, class_group),
+        students=tuple(student.full_name for student in students),
     )
+
+
+def _class_teacher(session: Session, class_group: ClassGroup) -> str:
+    if class_group.class_teacher_id is None:
+        return ""
+    teacher = session.get(User, class_group.class_teacher_id)
+    return teacher.full_name if teacher is not None else ""
 
 
 def _vkey(school: School) -> str:

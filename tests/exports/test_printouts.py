@@ -408,3 +408,25 @@ def test_the_download_follows_the_interface_language_with_a_choice(app, session,
     assert "СОР" in _pdf_tokens(chosen.data, tmp_path)
     assert f"/exports/journal/{demo.id}/2.pdf?lang=ru" in client.get("/exports?lang=ru").text
     assert client.get(f"/exports/journal/{demo.id}/2.pdf?lang=de").status_code == 404
+
+
+def test_the_journal_opens_with_a_title_page_and_the_pupils_numbered_as_the_grid(
+    app, session, demo, tmp_path
+):
+    from auth.models import User
+
+    need_tool("pdftotext")
+    document = queries.journal_document(session, demo, 1)
+    teacher = session.get(User, demo.class_teacher_id)
+    path = tmp_path / "q1.pdf"
+    path.write_bytes(printouts.journal_pdf(session, app.config, demo, 1))
+    pages = subprocess.run(
+        ["pdftotext", "-layout", str(path), "-"], capture_output=True, text=True, check=True
+    ).stdout.split("\f")
+    title = pages[0]
+    assert "Классный журнал" in title and f"Классный руководитель: {teacher.full_name}" in title
+    grid = [row.student_name for row in document.subjects[0].rows]
+    assert len(grid) == 5 and list(document.students) == grid
+    for number, name in enumerate(grid, 1):
+        assert f"{number}. {name}" in title
+        assert re.search(rf"^\s*{number}\s+{re.escape(name)}", pages[1], re.M)
