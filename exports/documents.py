@@ -11,16 +11,28 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
-#: How attendance kinds (DESIGN §4) are written in a grid cell.
-ATTENDANCE_MARKS: Mapping[str, str] = {
-    "absent": "н",
-    "sick": "б",
-    "late": "оп",
-    "excused": "уп",
+#: How attendance kinds (DESIGN §4) are written in a grid cell, by printout language: the
+#: national e-journal's codes (Kazakh Ж жоқ, А ауырды, Д дәлелді себеп, К кешікті).
+ATTENDANCE_CODES: Mapping[str, Mapping[str, str]] = {
+    "ru": {"absent": "н", "sick": "б", "late": "оп", "excused": "уп"},
+    "kk": {"absent": "Ж", "sick": "А", "late": "К", "excused": "Д"},
 }
+ATTENDANCE_MARKS: Mapping[str, str] = ATTENDANCE_CODES["ru"]
 
-#: Prefixes for summative grades in a grid cell; FO scores and five-point marks are bare numbers.
-GRADE_PREFIXES: Mapping[str, str] = {"FO": "", "mark": "", "SOR": "СОР", "SOCh": "СОЧ"}
+#: Prefixes for summative grades in a grid cell, by printout language; FO scores and five-point
+#: marks are bare numbers.
+GRADE_CODES: Mapping[str, Mapping[str, str]] = {
+    "ru": {"FO": "", "mark": "", "SOR": "СОР", "SOCh": "СОЧ"},
+    "kk": {"FO": "", "mark": "", "SOR": "БЖБ", "SOCh": "ТЖБ"},
+}
+GRADE_PREFIXES: Mapping[str, str] = GRADE_CODES["ru"]
+
+
+def _codes(table: Mapping[str, Mapping[str, str]], language: str) -> Mapping[str, str]:
+    try:
+        return table[language]
+    except KeyError:
+        raise ValueError(f"language must be one of {', '.join(table)}, got {language!r}") from None
 
 
 @dataclass(frozen=True)
@@ -97,6 +109,9 @@ class JournalDocument:
     subjects: tuple[SubjectSheet, ...]
     proof: ProofBundle | None = None
     term_kind: str = "quarter"  # or "half"
+    #: For the title page: the class teacher and the pupils, numbered as in every grid.
+    class_teacher: str = ""
+    students: tuple[str, ...] = ()
     #: The school's time zone: the creation time is printed on its clock.
     time_zone: str = "Asia/Almaty"
 
@@ -162,24 +177,27 @@ def cell_text(marks: Iterable[str]) -> str:
     return " ".join(m.strip() for m in marks if m and m.strip())
 
 
-def grade_mark(component: str, value: Mapping[str, int]) -> str:
+def grade_mark(component: str, value: Mapping[str, int], language: str = "ru") -> str:
     """The short cell form of a grade entry's value (see ``journal.grading.check_grade_value``).
 
-    FO ``{"score": 8}`` → ``"8"``; SOR ``{"points": 12, "max": 15}`` → ``"СОР 12/15"``;
-    SOCh → ``"СОЧ 18/20"``; mark ``{"mark": 4}`` → ``"4"``.
+    FO ``{"score": 8}`` → ``"8"``; SOR ``{"points": 12, "max": 15}`` → ``"СОР 12/15"``
+    (Kazakh ``"БЖБ 12/15"``); SOCh → ``"СОЧ 18/20"`` (``"ТЖБ 18/20"``); mark → ``"4"``.
     """
+    prefixes = _codes(GRADE_CODES, language)
     if component == "FO":
         return str(value["score"])
     if component == "mark":
         return str(value["mark"])
     if component in ("SOR", "SOCh"):
-        return f"{GRADE_PREFIXES[component]} {value['points']}/{value['max']}"
+        return f"{prefixes[component]} {value['points']}/{value['max']}"
     raise ValueError(f"unknown grade component {component!r}")
 
 
-def attendance_mark(kind: str) -> str:
-    """The cell mark of an attendance entry: absent "н", sick "б", late "оп", excused "уп"."""
+def attendance_mark(kind: str, language: str = "ru") -> str:
+    """The cell mark of an attendance entry: Russian absent "н", sick "б", late "оп", excused
+    "уп"; Kazakh "Ж", "А", "К", "Д"."""
+    codes = _codes(ATTENDANCE_CODES, language)
     try:
-        return ATTENDANCE_MARKS[kind]
+        return codes[kind]
     except KeyError:
         raise ValueError(f"unknown attendance kind {kind!r}") from None

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
+from urllib.parse import urlencode
 from xml.sax.saxutils import escape
 
 import pikepdf
@@ -56,6 +57,7 @@ from reportlab.pdfbase.ttfonts import TTFont
 from reportlab.pdfgen.canvas import Canvas
 
 from exports.documents import (
+    ATTENDANCE_CODES,
     JournalDocument,
     LedgerDocument,
     ProofBundle,
@@ -115,6 +117,8 @@ LABELS: Final[dict[str, dict[str, str]]] = {
         "class": "Класс",
         "subject": "Предмет",
         "teacher": "Учитель",
+        "class_teacher": "Классный руководитель",
+        "pupils": "Список учащихся",
         "no": "№",
         "student": "Фамилия, имя ученика",
         "percent": "%",
@@ -131,6 +135,10 @@ LABELS: Final[dict[str, dict[str, str]]] = {
         "legend": "н — отсутствовал, б — болел, оп — опоздал, уп — уважительная причина; "
         "СОР — суммативное оценивание за раздел, СОЧ — за четверть; % и Оц. — итог четверти",
         "no_subjects": "Нет предметов",
+        "how_to_verify": "Проверить этот документ можно на странице {url}: загрузите этот PDF, "
+        "и страница скажет, подлинный ли он, какой школы, какой документ и за какой период. "
+        "Без интернета команда journal-verify pdf <файл> проверяет подпись, записи и "
+        "контрольную точку, встроенные в файл.",
         "absences": "Пропуски",
         "abs_total": "всего",
         "abs_sick": "бол.",
@@ -156,6 +164,8 @@ LABELS: Final[dict[str, dict[str, str]]] = {
         "class": "Сынып",
         "subject": "Пән",
         "teacher": "Мұғалім",
+        "class_teacher": "Сынып жетекшісі",
+        "pupils": "Оқушылар тізімі",
         "no": "№",
         "student": "Оқушының аты-жөні",
         "percent": "%",
@@ -169,10 +179,14 @@ LABELS: Final[dict[str, dict[str, str]]] = {
         "size": "өлшемі",
         "root": "түбірі (base64)",
         "generated": "Жасалған уақыты",
-        "legend": "н — келмеді, б — ауырды, оп — кешікті, уп — дәлелді себеп; "
-        "БЖБ (СОР) — бөлім бойынша жиынтық бағалау, ТЖБ (СОЧ) — тоқсан бойынша; "
+        "legend": "Ж — жоқ, А — ауырды, К — кешікті, Д — дәлелді себеп; "
+        "БЖБ — бөлім бойынша жиынтық бағалау, ТЖБ — тоқсан бойынша; "
         "% және Баға — тоқсан қорытындысы",
         "no_subjects": "Пәндер жоқ",
+        "how_to_verify": "Бұл құжатты {url} бетінде тексеруге болады: осы PDF файлын жүктеңіз, "
+        "бет оның түпнұсқа екенін, қай мектептікі, қандай құжат және қай кезеңге арналғанын "
+        "көрсетеді. Интернетсіз journal-verify pdf <файл> командасы файлға енгізілген қолтаңбаны, "
+        "жазбаларды және бақылау нүктесін тексереді.",
         "absences": "Жіберілген сабақтар",
         "abs_total": "барлығы",
         "abs_sick": "ауыр.",
@@ -224,16 +238,19 @@ def render_journal_pdf(
     timestamper: TimeStamper | None = None,
     *,
     language: str = "ru",
+    check_url: str | None = None,
 ) -> bytes:
     """The quarterly class journal as PDF/A-3b bytes, signed when a signer is given."""
     _register_fonts()
     labels = _labels(language)
-    pages = _journal_pages(doc, labels)
+    pages = _journal_pages(doc, labels, check_url)
     title = (
         f"{labels['journal']} {doc.class_name}, {labels['year'].format(year=doc.school_year)}, "
         f"{_term_label(doc, labels)}"
     )
-    raw = _draw_document(pages, doc.proof, doc.generated_at, labels, language, doc.time_zone)
+    raw = _draw_document(
+        pages, doc.proof, doc.generated_at, labels, language, doc.time_zone, check_url
+    )
     producer = _producer(signer, timestamper)
     pdf = _to_pdfa(raw, title, doc.school_name, doc.generated_at, doc.proof, language, producer)
     return _sign(pdf, signer, timestamper)
@@ -245,6 +262,7 @@ def render_ledger_pdf(
     timestamper: TimeStamper | None = None,
     *,
     language: str = "ru",
+    check_url: str | None = None,
 ) -> bytes:
     """The summary ledger as PDF/A-3b bytes, signed when a signer is given."""
     _register_fonts()
@@ -257,7 +275,7 @@ def render_ledger_pdf(
         f"{doc.title or labels['ledger']} {doc.class_name}, "
         f"{labels['year'].format(year=doc.school_year)}"
     )
-    raw = _draw_document(pages, doc.proof, generated_at, labels, language, doc.time_zone)
+    raw = _draw_document(pages, doc.proof, generated_at, labels, language, doc.time_zone, check_url)
     producer = _producer(signer, timestamper)
     pdf = _to_pdfa(raw, title, doc.school_name, generated_at, doc.proof, language, producer)
     return _sign(pdf, signer, timestamper)
@@ -474,6 +492,7 @@ def _draw_document(
     labels: dict[str, str],
     language: str,
     time_zone: str = "UTC",
+    check_url: str | None = None,
 ) -> bytes:
     _register_fonts()
     buf = io.BytesIO()
@@ -494,7 +513,7 @@ def _draw_document(
             f"{labels['size']} {proof.tree_size} · {labels['root']} {_b64(proof.root_hash)}",
             *footer_lines,
         ]
-        _define_qr_form(canvas, _checkpoint_body(proof))
+        _define_qr_form(canvas, qr_text(proof, check_url))
     total = len(pages)
     for number, page in enumerate(pages, 1):
         if page.bookmark is not None:
@@ -517,6 +536,17 @@ def _b64(data: bytes) -> str:
 def _checkpoint_body(proof: ProofBundle) -> str:
     """The first three lines of a C2SP checkpoint: origin, tree size, base64 root hash."""
     return f"{proof.origin}\n{proof.tree_size}\n{_b64(proof.root_hash)}\n"
+
+
+def qr_text(proof: ProofBundle, check_url: str | None) -> str:
+    """What the QR code holds: the school's public check page with the checkpoint the printout
+    names (``?o=origin&s=size&r=root``, root in URL-safe base64 without padding), or, with no
+    check page configured, the checkpoint's first three lines."""
+    if not check_url:
+        return _checkpoint_body(proof)
+    root = base64.urlsafe_b64encode(proof.root_hash).decode().rstrip("=")
+    query = urlencode({"o": proof.origin, "s": proof.tree_size, "r": root})
+    return f"{check_url}?{query}"
 
 
 _QR_FORM: Final = "checkpointQR"
@@ -633,6 +663,12 @@ def _grid_lines(canvas: Canvas, xs: Sequence[float], ys: Sequence[float]) -> Non
     canvas.grid(list(xs), list(ys))
 
 
+#: Every attendance code in any printout language: drawn bold in grid cells.
+_ATTENDANCE_CODES: Final = frozenset(
+    code for codes in ATTENDANCE_CODES.values() for code in codes.values()
+)
+
+
 def _centred_lines(
     text: _Text,
     lines: Sequence[str],
@@ -646,7 +682,17 @@ def _centred_lines(
     block = leading * len(lines)
     y = y_top - (height - block) / 2 - size * 0.82
     for line in lines:
-        text.put(x, y, line, font, size, "c")
+        words = line.split(" ")
+        if not any(w in _ATTENDANCE_CODES for w in words):
+            text.put(x, y, line, font, size, "c")
+        else:  # attendance codes in bold, so that "б" never reads as a "6"
+            fonts = [FONT_BOLD if w in _ATTENDANCE_CODES else font for w in words]
+            space = _width(" ", font, size)
+            total = sum(_width(w, f, size) for w, f in zip(words, fonts, strict=True))
+            cx = x - (total + space * (len(words) - 1)) / 2
+            for word, word_font in zip(words, fonts, strict=True):
+                text.put(cx, y, word, word_font, size)
+                cx += _width(word, word_font, size) + space
         y -= leading
 
 
@@ -693,9 +739,14 @@ class _Flow:
         self.pages[-1].ops.append(op)
 
 
-def _journal_pages(doc: JournalDocument, labels: dict[str, str]) -> list[_Page]:
+def _journal_pages(
+    doc: JournalDocument, labels: dict[str, str], check_url: str | None = None
+) -> list[_Page]:
     right = f"{labels['year'].format(year=doc.school_year)} · {_term_label(doc, labels)}"
     pages: list[_Page] = []
+    if doc.students:
+        heading = _Heading(doc.school_name, right, f"{labels['class']} {doc.class_name}")
+        pages.append(_Page(heading, [_title_page(doc, labels)]))
     if not doc.subjects:
         heading = _Heading(doc.school_name, right, f"{labels['class']} {doc.class_name}")
         pages.append(_Page(heading, [_note(labels["no_subjects"])]))
@@ -712,7 +763,65 @@ def _journal_pages(doc: JournalDocument, labels: dict[str, str]) -> list[_Page]:
         pages[-1].bookmark = sheet.subject_name
         _layout_grid(flow, sheet, labels)
         _layout_topics(flow, sheet, labels)
+    if doc.proof is not None:
+        _layout_how_to_verify(flow, labels, check_url)
     return pages
+
+
+_VERIFY_SIZE: Final = 8.0
+_LIST_SIZE: Final = 9.0
+_LIST_LEADING: Final = 12.0
+
+
+def _title_page(doc: JournalDocument, labels: dict[str, str]) -> Draw:
+    """The journal's title page: school, class, year, term and class teacher, then the pupils
+    numbered as in every grid."""
+
+    def draw(canvas: Canvas) -> None:
+        y = BODY_TOP - 30
+        canvas.setFont(FONT_BOLD, 18)
+        canvas.drawCentredString(PAGE_W / 2, y, f"{labels['journal']} {doc.class_name}")
+        canvas.setFont(FONT, 12)
+        for line in (
+            doc.school_name,
+            f"{labels['year'].format(year=doc.school_year)} · {_term_label(doc, labels)}",
+            f"{labels['class_teacher']}: {doc.class_teacher or '—'}",
+        ):
+            y -= 20
+            fitted, size = _fit(line, FONT, 12, BODY_W)
+            canvas.setFont(FONT, size)
+            canvas.drawCentredString(PAGE_W / 2, y, fitted)
+        y -= 30
+        canvas.setFont(FONT_BOLD, 10)
+        canvas.drawString(MARGIN, y, labels["pupils"])
+        y -= 16
+        per_column = max(1, int((y - BODY_BOTTOM) // _LIST_LEADING))
+        columns = max(1, -(-len(doc.students) // per_column))
+        width = BODY_W / columns
+        for index, name in enumerate(doc.students):
+            column, row = divmod(index, per_column)
+            x = MARGIN + column * width
+            line, size = _fit(f"{index + 1}. {name}", FONT, _LIST_SIZE, width - 8)
+            canvas.setFont(FONT, size)
+            canvas.drawString(x, y - row * _LIST_LEADING, line)
+
+    return draw
+
+
+def _layout_how_to_verify(flow: _Flow, labels: dict[str, str], check_url: str | None) -> None:
+    """Two sentences at the end of the last page: how to verify the printout online and offline."""
+    text = labels["how_to_verify"].format(url=check_url or "/check")
+    lines = _wrap(text, FONT, _VERIFY_SIZE, BODY_W)
+    top = flow.reserve(len(lines) * _VERIFY_SIZE * 1.3 + 4, gap=18.0)
+
+    def draw(canvas: Canvas) -> None:
+        canvas.setFont(FONT, _VERIFY_SIZE)
+        y = top - _VERIFY_SIZE
+        for line in lines:
+            canvas.drawString(MARGIN, y, line)
+            y -= _VERIFY_SIZE * 1.3
+
+    flow.add(draw)
 
 
 def _note(message: str) -> Draw:

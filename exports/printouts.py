@@ -53,6 +53,13 @@ def _first_seq(proof: ProofBundle) -> int:
     return 0
 
 
+def check_url(config: Mapping[str, Any]) -> str | None:
+    """The school's public check page, which a printout's QR code points to (None when the
+    public address is not configured, as in development)."""
+    public = config.get("PUBLIC_URL")
+    return f"{str(public).rstrip('/')}/check" if public else None
+
+
 def journal_pdf(
     session: Session,
     config: Mapping[str, Any],
@@ -66,7 +73,9 @@ def journal_pdf(
     school = session.get_one(School, class_group.school_id)
     year = session.get_one(SchoolYear, class_group.school_year_id)
     signer, anchor = anchor_for(session, config, school)
-    document: JournalDocument = queries.journal_document(session, class_group, quarter, kind=kind)
+    document: JournalDocument = queries.journal_document(
+        session, class_group, quarter, kind=kind, language=language
+    )
     assert document.proof is not None
     half = kind == "half"
     described = printout_file(
@@ -88,6 +97,7 @@ def journal_pdf(
         signer,
         pdf_timestamper(config),
         language=language,
+        check_url=check_url(config),
     )
 
 
@@ -121,6 +131,7 @@ def ledger_pdf(
         signer,
         pdf_timestamper(config),
         language=language,
+        check_url=check_url(config),
     )
 
 

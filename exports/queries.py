@@ -147,11 +147,13 @@ def _subjects(
     ]
 
 
-def _marks(cells: dict[str, Cell], lesson_id: int, student_id: int) -> tuple[str, ...]:
+def _marks(
+    cells: dict[str, Cell], lesson_id: int, student_id: int, language: str = "ru"
+) -> tuple[str, ...]:
     marks = []
     attendance = cells.get(cell_key("att", lesson_id, student_id))
     if attendance is not None and isinstance(attendance.value, str):
-        marks.append(attendance_mark(attendance.value))
+        marks.append(attendance_mark(attendance.value, language))
     for component in ("FO", "mark", "SOR", "SOCh"):
         cell = cells.get(cell_key(component, lesson_id, student_id))
         if cell is None:
@@ -159,7 +161,7 @@ def _marks(cells: dict[str, Cell], lesson_id: int, student_id: int) -> tuple[str
         if cell.conflict:
             marks.append("?")  # two heads: shown, never silently resolved
         elif isinstance(cell.value, dict):
-            marks.append(grade_mark(component, cell.value))
+            marks.append(grade_mark(component, cell.value, language))
     return tuple(marks)
 
 
@@ -218,6 +220,7 @@ def journal_document(
     *,
     generated_at: dt.datetime | None = None,
     kind: str = "quarter",
+    language: str = "ru",
 ) -> JournalDocument:
     """The class journal of a quarter (its subjects graded by quarters) or of a half-year (the
     half-year subjects), as of the checkpoint that sealed the term."""
@@ -258,7 +261,9 @@ def journal_document(
             rows.append(
                 StudentRow(
                     student_name=student.full_name,
-                    cells=tuple(_marks(cells, lesson.id, student.id) for lesson in lessons),
+                    cells=tuple(
+                        _marks(cells, lesson.id, student.id, language) for lesson in lessons
+                    ),
                     term_percent=percent,
                     term_grade=grade,
                 )
@@ -281,7 +286,16 @@ def journal_document(
         proof=range_proof(session, log, period.start, period.checkpoint, _vkey(school)),
         term_kind=term.kind,
         time_zone=school.time_zone,
+        class_teacher=_class_teacher(session, class_group),
+        students=tuple(student.full_name for student in students),
     )
+
+
+def _class_teacher(session: Session, class_group: ClassGroup) -> str:
+    if class_group.class_teacher_id is None:
+        return ""
+    teacher = session.get(User, class_group.class_teacher_id)
+    return teacher.full_name if teacher is not None else ""
 
 
 def _vkey(school: School) -> str:

@@ -239,9 +239,9 @@ def anchor_files(
     )
 
 
-def anchor_for(session: Session, config: Mapping[str, Any], school: School) -> tuple[
-    PdfSigner, Anchor
-]:
+def anchor_for(
+    session: Session, config: Mapping[str, Any], school: School
+) -> tuple[PdfSigner, Anchor]:
     """The school's signer and its anchor, the log key read from KEYS_DIR."""
     signer = school_signer(config, school)
     log_key = load_log_key(config["KEYS_DIR"], school.domain)

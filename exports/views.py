@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, Response, abort, current_app, render_template, request
+from flask_babel import get_locale
 from flask_babel import gettext as _
 from sqlalchemy import select
 
@@ -56,7 +57,29 @@ def index() -> Any:
         )
         for year_id in years
     }
-    return render_template("exports/index.html", classes=classes, years=years, quarters=quarters)
+    return render_template(
+        "exports/index.html",
+        classes=classes,
+        years=years,
+        quarters=quarters,
+        printout_language=printout_language(),
+        languages={"kk": "Қазақша", "ru": "Русский"},
+    )
+
+
+PRINTOUT_LANGUAGES = ("kk", "ru")
+
+
+def printout_language() -> str:
+    """The language a printout is made in: ``?lang=kk|ru`` when the reader chose one, else the
+    interface's language (Kazakh for a Kazakh interface, Russian otherwise)."""
+    chosen = request.args.get("lang", "")
+    if chosen in PRINTOUT_LANGUAGES:
+        return chosen
+    if chosen:
+        abort(404)
+    locale = get_locale()
+    return "kk" if locale is not None and locale.language == "kk" else "ru"
 
 
 def _pdf(data: bytes, filename: str) -> Response:
@@ -78,7 +101,12 @@ def journal_pdf(class_id: int, quarter: int) -> Any:
         abort(404)
     try:
         data = printouts.journal_pdf(
-            db.session, current_app.config, class_group, quarter, kind=kind
+            db.session,
+            current_app.config,
+            class_group,
+            quarter,
+            kind=kind,
+            language=printout_language(),
         )
     except (ExportError, LookupError) as exc:
         abort(409, description=printout_refusal(exc))
@@ -100,7 +128,9 @@ def journal_pdf(class_id: int, quarter: int) -> Any:
 def ledger_pdf(class_id: int) -> Any:
     class_group = _readable_class(class_id)
     try:
-        data = printouts.ledger_pdf(db.session, current_app.config, class_group)
+        data = printouts.ledger_pdf(
+            db.session, current_app.config, class_group, language=printout_language()
+        )
     except (ExportError, LookupError) as exc:
         abort(409, description=printout_refusal(exc))
     record_access(

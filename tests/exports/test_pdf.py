@@ -10,6 +10,7 @@ import io
 import re
 import subprocess
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import pikepdf
 import pytest
@@ -34,6 +35,7 @@ from exports.documents import (
 from exports.pdf import (
     PdfSigner,
     extract_embedded_files,
+    qr_text,
     render_journal_pdf,
     render_ledger_pdf,
     srgb_icc_profile,
@@ -409,8 +411,28 @@ def test_every_page_has_footer_checkpoint_and_body(tmp_path: Path, signed_journa
 def test_checkpoint_qr_code_on_every_page_matches_segno(signed_journal: bytes):
     proof = make_proof()
     body = f"{proof.origin}\n{proof.tree_size}\n{base64.b64encode(proof.root_hash).decode()}\n"
+    _assert_qr_holds(signed_journal, body)
+
+
+def test_the_qr_code_holds_the_check_page_with_the_checkpoint():
+    proof = make_proof()
+    url = "https://journal.example.kz/check"
+    data = render_journal_pdf(make_journal(), language="kk", check_url=url)
+    text = qr_text(proof, url)
+    assert text.startswith(f"{url}?o=")
+    query = parse_qs(urlsplit(text).query)
+    root = base64.urlsafe_b64decode(query["r"][0] + "=" * (-len(query["r"][0]) % 4))
+    assert (query["o"][0], int(query["s"][0]), root) == (
+        proof.origin,
+        proof.tree_size,
+        proof.root_hash,
+    )
+    _assert_qr_holds(data, text)
+
+
+def _assert_qr_holds(data: bytes, body: str) -> None:
     expected = [list(row) for row in segno.make(body, error="m", micro=False).matrix]
-    with pikepdf.open(io.BytesIO(signed_journal)) as pdf:
+    with pikepdf.open(io.BytesIO(data)) as pdf:
         forms = set()
         for page in pdf.pages:
             xobjects = page.Resources.XObject
@@ -809,3 +831,30 @@ def test_ledger_prints_half_year_subjects_in_their_own_columns(tmp_path: Path):
     assert row.split()[3:11] == ["5", "4", "4", "5", "5", "4", "5", "5"]
     assert row.count("бос.") == 2  # exempt, in Kazakh
     assert "Жасалған уақыты: 2" in pages[0] and "(UTC+05:00)" in pages[0]
+
+
+def test_cell_helpers_speak_the_printout_language():
+    assert [attendance_mark(k, "kk") for k in ("absent", "sick", "late", "excused")] == [
+        "Ж",
+        "А",
+        "К",
+        "Д",
+    ]
+    assert grade_mark("SOR", {"points": 12, "max": 15}, "kk") == "БЖБ 12/15"
+    assert grade_mark("SOCh", {"points": 18, "max": 20}, "kk") == "ТЖБ 18/20"
+    with pytest.raises(ValueError):
+        attendance_mark("absent", "en")
+
+
+def test_the_last_page_says_how_to_verify_online_and_offline(tmp_path: Path):
+    need_tool("pdftotext")
+    url = "https://journal.example.kz/check"
+    path = tmp_path / "kk.pdf"
+    path.write_bytes(render_journal_pdf(make_journal(), language="kk", check_url=url))
+    pages = subprocess.run(
+        ["pdftotext", str(path), "-"], capture_output=True, text=True, check=True
+    ).stdout.split("\f")
+    pages = [p for p in pages if p.strip()]
+    last = " ".join(pages[-1].split())
+    assert url in last and "journal-verify pdf" in last and "тексеру" in last
+    assert not any("journal-verify" in p for p in pages[:-1])

@@ -367,3 +367,66 @@ def test_the_demo_calendar_has_kazakhstans_public_holidays(session, demo):
             assert day not in days, day
             day += dt.timedelta(days=1)
     assert dt.date(2026, 12, 15) in days and dt.date(2027, 3, 5) in days  # ordinary weekdays
+
+
+def _pdf_tokens(data: bytes, tmp_path) -> list[str]:
+    need_tool("pdftotext")
+    path = tmp_path / "printout.pdf"
+    path.write_bytes(data)
+    text = subprocess.run(
+        ["pdftotext", "-layout", str(path), "-"], capture_output=True, text=True, check=True
+    ).stdout
+    return re.findall(r"[^\s/\d]+", text)
+
+
+def test_a_kazakh_printout_uses_kazakh_codes_and_a_russian_one_russian(
+    app, session, demo, tmp_path
+):
+    kazakh = set(
+        _pdf_tokens(printouts.journal_pdf(session, app.config, demo, 2, language="kk"), tmp_path)
+    )
+    russian = set(
+        _pdf_tokens(printouts.journal_pdf(session, app.config, demo, 2, language="ru"), tmp_path)
+    )
+    assert {"Ж", "А", "К", "Д", "БЖБ", "ТЖБ"} <= kazakh
+    assert not {"н", "б", "оп", "уп", "СОР", "СОЧ"} & kazakh
+    assert {"н", "б", "оп", "уп", "СОР", "СОЧ"} <= russian
+    assert not {"Ж", "БЖБ", "ТЖБ"} & russian
+
+
+def test_the_download_follows_the_interface_language_with_a_choice(app, session, demo, tmp_path):
+    from auth.models import User
+
+    teacher = session.scalar(sa.select(User).where(User.username == "classteacher"))
+    teacher.language = "kk"
+    session.commit()
+    client = sign_in(app, session, "classteacher")
+    listing = client.get("/exports")
+    assert f"/exports/journal/{demo.id}/2.pdf?lang=kk" in listing.text
+    assert "БЖБ" in _pdf_tokens(client.get(f"/exports/journal/{demo.id}/2.pdf").data, tmp_path)
+    chosen = client.get(f"/exports/journal/{demo.id}/2.pdf?lang=ru")
+    assert "СОР" in _pdf_tokens(chosen.data, tmp_path)
+    assert f"/exports/journal/{demo.id}/2.pdf?lang=ru" in client.get("/exports?lang=ru").text
+    assert client.get(f"/exports/journal/{demo.id}/2.pdf?lang=de").status_code == 404
+
+
+def test_the_journal_opens_with_a_title_page_and_the_pupils_numbered_as_the_grid(
+    app, session, demo, tmp_path
+):
+    from auth.models import User
+
+    need_tool("pdftotext")
+    document = queries.journal_document(session, demo, 1)
+    teacher = session.get(User, demo.class_teacher_id)
+    path = tmp_path / "q1.pdf"
+    path.write_bytes(printouts.journal_pdf(session, app.config, demo, 1))
+    pages = subprocess.run(
+        ["pdftotext", "-layout", str(path), "-"], capture_output=True, text=True, check=True
+    ).stdout.split("\f")
+    title = pages[0]
+    assert "Классный журнал" in title and f"Классный руководитель: {teacher.full_name}" in title
+    grid = [row.student_name for row in document.subjects[0].rows]
+    assert len(grid) == 5 and list(document.students) == grid
+    for number, name in enumerate(grid, 1):
+        assert f"{number}. {name}" in title
+        assert re.search(rf"^\s*{number}\s+{re.escape(name)}", pages[1], re.M)

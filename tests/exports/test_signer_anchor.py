@@ -232,9 +232,10 @@ def test_only_the_schools_registered_certificate_signs_for_it(
         assert "a certificate the school did not register in its ledger log" in done.stdout
         assert "anyone can make a certificate with the school's names" in done.stdout
         assert "RESULT: FAILED" in done.stdout
-    assert "embeds no registration of its signer" in verify(
-        tmp_path / "forged-unregistered.pdf", vkey
-    ).stdout
+    assert (
+        "embeds no registration of its signer"
+        in verify(tmp_path / "forged-unregistered.pdf", vkey).stdout
+    )
     assert "the school registered SHA-256" in verify(tmp_path / "forged-journal.pdf", vkey).stdout
 
 
