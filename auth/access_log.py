@@ -239,6 +239,7 @@ ACTIONS = {
     "export_journal": _l("Printed a class journal (PDF)"),
     "export_ledger": _l("Printed a summary ledger (PDF)"),
     "archive.verify_upload": _l("Verified an uploaded package or printout"),
+    "check.upload": _l("Someone checked a printout on the public check page"),
     "registrar_search": _l("Searched the archive for a former pupil"),
     "issue_duplicate": _l("Issued a duplicate-certificate extract"),
     "transfer_code.issue": _l("Issued a transfer code"),

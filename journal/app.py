@@ -35,6 +35,7 @@ BLUEPRINTS = (
     "journal.portal",
     "exports.views",
     "archive.views",
+    "archive.public_check",
 )
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
