@@ -40,8 +40,9 @@ from auth.services import record_access
 
 from .app import LANGUAGES
 from .cells import cell_key
-from .clock import school_zone
+from .clock import school_zone, today_at
 from .db import db
+from .home import early_warnings, teacher_days
 from .ids import IdField
 from .keys import load_log_key
 from .models import ClassGroup, LateCorrectionApproval, Lesson, Log, School
@@ -92,7 +93,18 @@ def database_unavailable(_exc: OperationalError) -> Response:
 @bp.get("/")
 @login_required
 def home() -> Any:
-    return render_template("home.html", user=current_user())
+    user = current_user()
+    assert user is not None
+    days: list[Any] = []
+    warnings: list[Any] = []
+    today = today_at(db.session, user.school_id)
+    if user.has_role("teacher") or user.has_role("class_teacher"):
+        days = teacher_days(db.session, user, today)
+    if user.has_role("class_teacher"):
+        warnings = early_warnings(db.session, user, today)
+    return render_template(
+        "home.html", user=user, today=today, days=days, warnings=warnings
+    )
 
 
 FAVICON = Path(__file__).resolve().parent / "static" / "favicon.ico"
