@@ -102,9 +102,7 @@ def home() -> Any:
         days = teacher_days(db.session, user, today)
     if user.has_role("class_teacher"):
         warnings = early_warnings(db.session, user, today)
-    return render_template(
-        "home.html", user=user, today=today, days=days, warnings=warnings
-    )
+    return render_template("home.html", user=user, today=today, days=days, warnings=warnings)
 
 
 FAVICON = Path(__file__).resolve().parent / "static" / "favicon.ico"
