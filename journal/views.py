@@ -41,11 +41,21 @@ from auth.services import record_access
 from .app import LANGUAGES
 from .cells import cell_key
 from .clock import school_zone, today_at
+from .collation import in_pupil_order
 from .db import db
 from .home import early_warnings, teacher_days
-from .ids import IdField
+from .ids import IdField, id_arg
 from .keys import load_log_key
-from .models import ClassGroup, LateCorrectionApproval, Lesson, Log, School
+from .models import (
+    ClassGroup,
+    Enrollment,
+    LateCorrectionApproval,
+    Lesson,
+    Log,
+    School,
+    Student,
+    Subject,
+)
 from .school_time import format_local
 from .year.closing import approve_late_correction
 
@@ -173,6 +183,41 @@ def late_corrections() -> Any:
     ).all()
     form = LateCorrectionForm()
     form.journal.choices = [SelectChoice(log.id, class_group.name) for log, class_group in journals]
+    # Pickers, each step narrowed by the one before (plain GET forms: no script needed).
+    chosen_log = id_arg(request.values, "journal")
+    class_group = next((cg for log, cg in journals if log.id == chosen_log), None)
+    subjects: list[Subject] = []
+    lessons: list[Lesson] = []
+    pupils: list[Student] = []
+    chosen_subject = id_arg(request.values, "subject")
+    if class_group is not None:
+        subjects = list(
+            db.session.scalars(
+                select(Subject)
+                .where(
+                    Subject.id.in_(
+                        select(Lesson.subject_id).where(Lesson.class_group_id == class_group.id)
+                    )
+                )
+                .order_by(Subject.name)
+            )
+        )
+        if request.method == "GET":
+            form.journal.data = chosen_log
+        if chosen_subject is not None and any(sub.id == chosen_subject for sub in subjects):
+            lessons = list(
+                db.session.scalars(
+                    select(Lesson)
+                    .where(
+                        Lesson.class_group_id == class_group.id,
+                        Lesson.subject_id == chosen_subject,
+                    )
+                    .order_by(Lesson.date.desc(), Lesson.period)
+                )
+            )
+        else:
+            chosen_subject = None
+        pupils = class_pupils(db.session, class_group)
     if form.validate_on_submit():
         log = db.session.get(Log, form.journal.data)
         lesson = db.session.get(Lesson, form.lesson.data)
@@ -185,6 +230,8 @@ def late_corrections() -> Any:
             form.lesson.errors = [_("No such lesson in this class.")]
         elif form.what.data != "topic" and not form.student.data:
             form.student.errors = [_("Say which student.")]
+        elif form.student.data and not _enrolled(form.student.data, log.class_group_id):
+            form.student.errors = [_("No such pupil in this class.")]
         else:
             cell = cell_key(form.what.data, lesson.id, form.student.data)
             school = db.session.get_one(School, school_id)
@@ -217,4 +264,37 @@ def late_corrections() -> Any:
     ).all()
     # A form sent with errors (a number no lesson or student can have, say) is a bad request.
     status = 400 if form.errors else 200
-    return render_template("admin/late_corrections.html", form=form, approvals=approvals), status
+    return render_template(
+        "admin/late_corrections.html",
+        form=form,
+        approvals=approvals,
+        class_group=class_group,
+        subjects=subjects,
+        chosen_subject=chosen_subject,
+        lessons=lessons,
+        pupils=pupils,
+    ), status
+
+
+def _enrolled(student_id: int, class_group_id: int | None) -> bool:
+    return (
+        db.session.scalar(
+            select(Enrollment.id)
+            .where(Enrollment.student_id == student_id, Enrollment.class_group_id == class_group_id)
+            .limit(1)
+        )
+        is not None
+    )
+
+
+def class_pupils(session: Any, class_group: ClassGroup) -> list[Student]:
+    """Everyone ever enrolled in the class (a late correction may concern one who left)."""
+    found = session.scalars(
+        select(Student)
+        .join(Enrollment, Enrollment.student_id == Student.id)
+        .where(Enrollment.class_group_id == class_group.id)
+        .distinct()
+    ).all()
+    return in_pupil_order(
+        class_group.language, found, lambda s: (s.last_name, s.first_name, s.patronymic or "", s.id)
+    )
