@@ -75,3 +75,31 @@ def test_a_lesson_of_another_class_is_refused_and_nothing_is_written(app, world)
     assert "No such lesson in this class." in answer.get_data(as_text=True)
     after = world.session.scalar(select(func.count()).select_from(LateCorrectionApproval))
     assert after == before
+
+
+def test_a_pupil_of_another_class_is_refused_and_nothing_is_written(app, world):
+    admin = add_user(world.session, world.school, "school_admin")
+    admin.language = "en"
+    stranger = world.add_student(enrolled=False, last_name="Бөгде")
+    client = signed_in_client(app, admin)
+    page = client.get(
+        f"/admin/late-corrections?journal={world.log.id}&subject={world.subject.id}"
+    ).get_data(as_text=True)
+    assert stranger.last_name not in page
+    before = world.session.scalar(select(func.count()).select_from(LateCorrectionApproval))
+    answer = client.post(
+        "/admin/late-corrections",
+        data={
+            "csrf_token": _csrf(page),
+            "journal": world.log.id,
+            "subject": world.subject.id,
+            "lesson": world.lesson.id,
+            "student": stranger.id,
+            "what": "att",
+            "reason": "a wrong mark",
+        },
+    )
+    assert answer.status_code == 400
+    assert "No such pupil in this class." in answer.get_data(as_text=True)
+    after = world.session.scalar(select(func.count()).select_from(LateCorrectionApproval))
+    assert after == before
