@@ -43,7 +43,7 @@ from .cells import cell_key
 from .clock import school_zone, today_at
 from .collation import in_pupil_order
 from .db import db
-from .home import early_warnings, teacher_days
+from .home import OPERATOR_COMMANDS, early_warnings, operator_state, teacher_days
 from .ids import IdField, id_arg
 from .keys import load_log_key
 from .models import (
@@ -112,7 +112,22 @@ def home() -> Any:
         days = teacher_days(db.session, user, today)
     if user.has_role("class_teacher"):
         warnings = early_warnings(db.session, user, today)
-    return render_template("home.html", user=user, today=today, days=days, warnings=warnings)
+    operations = None
+    if user.has_role("operator") or user.has_role("school_admin"):
+        operations = operator_state(
+            db.session,
+            current_app.config["BACKUP_DIR"],
+            None if user.has_role("operator") else user.school_id,
+        )
+    return render_template(
+        "home.html",
+        user=user,
+        today=today,
+        days=days,
+        warnings=warnings,
+        operations=operations,
+        commands=OPERATOR_COMMANDS,
+    )
 
 
 FAVICON = Path(__file__).resolve().parent / "static" / "favicon.ico"

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 from flask import url_for
 from sqlalchemy import select
@@ -182,3 +184,43 @@ def early_warnings(session: Session, user: User, today: dt.date) -> list[Warning
             if len(absences) >= WARNING_ABSENCES:
                 warnings.append(Warning(student, class_group, absences))
     return warnings
+
+
+@dataclass(frozen=True)
+class OperatorState:
+    """What an operator checks first: the last archive run and audit, the newest backup."""
+
+    last_run: Any | None  # archive.models.ArchiveRun
+    last_audit: Any | None  # archive.models.ArchiveAudit
+    last_backup: str | None  # file name
+    last_backup_at: dt.datetime | None
+
+
+# The operator's work is done on the command line: these, with what each does.
+OPERATOR_COMMANDS = (
+    "flask --app wsgi archive run",
+    "flask --app wsgi archive audit",
+    "flask --app wsgi backup create",
+    "flask --app wsgi backup drill",
+)
+
+
+def operator_state(
+    session: Session, backup_dir: str, school_id: int | None = None
+) -> OperatorState:
+    """The last archive run and audit (of one school, or of all), and the newest backup file."""
+    from archive.models import ArchiveAudit, ArchiveRun  # archive builds on journal
+
+    run_query = select(ArchiveRun).order_by(ArchiveRun.started_at.desc()).limit(1)
+    audit_query = select(ArchiveAudit).order_by(ArchiveAudit.finished_at.desc()).limit(1)
+    if school_id is not None:
+        run_query = run_query.where(ArchiveRun.school_id == school_id)
+        audit_query = audit_query.where(ArchiveAudit.school_id == school_id)
+    backups = sorted(Path(backup_dir).glob("journal-*")) if Path(backup_dir).is_dir() else []
+    newest = backups[-1] if backups else None
+    return OperatorState(
+        session.scalar(run_query),
+        session.scalar(audit_query),
+        newest.name if newest else None,
+        dt.datetime.fromtimestamp(newest.stat().st_mtime, dt.UTC) if newest else None,
+    )

@@ -96,3 +96,18 @@ def test_early_warnings_show_unexcused_absences_to_the_class_teacher_only(app, w
     html = signed_in_client(app, other).get("/").get_data(as_text=True)
     warnings = html.split('id="early-warnings"', 1)[1].split("</section>", 1)[0]
     assert truant.last_name not in warnings and "No pupil needs attention." in warnings
+
+
+def test_the_operators_home_shows_the_last_archive_run_and_the_commands(app, world):
+    from archive.models import ArchiveRun
+
+    world.session.add(
+        ArchiveRun(school_id=world.school.id, kind="archive", status="done", bags_done=7)
+    )
+    operator = add_user(world.session, world.school, "operator")
+    operator.language = "en"
+    world.session.flush()
+    html = signed_in_client(app, operator).get("/").get_data(as_text=True)
+    section = html.split('id="operations"', 1)[1].split("</section>", 1)[0]
+    assert "7 packages" in section
+    assert "flask --app wsgi backup drill" in section
