@@ -43,7 +43,7 @@ from .cells import cell_key
 from .clock import school_zone, today_at
 from .collation import in_pupil_order
 from .db import db
-from .home import OPERATOR_COMMANDS, early_warnings, operator_state, teacher_days
+from .home import OPERATOR_COMMANDS, admin_term_state, early_warnings, operator_state, teacher_days
 from .ids import IdField, id_arg
 from .keys import load_log_key
 from .models import (
@@ -113,6 +113,9 @@ def home() -> Any:
     if user.has_role("class_teacher"):
         warnings = early_warnings(db.session, user, today)
     operations = None
+    term_state = None
+    if user.has_role("school_admin") and user.school_id is not None:
+        term_state = admin_term_state(db.session, user.school_id, today)
     if user.has_role("operator") or user.has_role("school_admin"):
         operations = operator_state(
             db.session,
@@ -126,6 +129,7 @@ def home() -> Any:
         days=days,
         warnings=warnings,
         operations=operations,
+        term_state=term_state,
         commands=OPERATOR_COMMANDS,
     )
 

@@ -224,3 +224,23 @@ def operator_state(
         newest.name if newest else None,
         dt.datetime.fromtimestamp(newest.stat().st_mtime, dt.UTC) if newest else None,
     )
+
+
+def admin_term_state(session: Session, school_id: int, today: dt.date) -> Any | None:
+    """The pre-close report (``journal.year.closing``) of the school's quarter that holds
+    ``today``: where each class × subject stands. None outside any quarter."""
+    from ..models import SchoolYear
+    from ..year.closing import pre_close_report
+
+    term = session.scalar(
+        select(Term)
+        .join(SchoolYear, SchoolYear.id == Term.school_year_id)
+        .where(
+            SchoolYear.school_id == school_id,
+            Term.kind == "quarter",
+            Term.starts_on <= today,
+            Term.ends_on >= today,
+        )
+        .limit(1)
+    )
+    return pre_close_report(session, term) if term is not None else None

@@ -111,3 +111,16 @@ def test_the_operators_home_shows_the_last_archive_run_and_the_commands(app, wor
     section = html.split('id="operations"', 1)[1].split("</section>", 1)[0]
     assert "7 packages" in section
     assert "flask --app wsgi backup drill" in section
+
+
+def test_the_admins_home_shows_where_the_quarter_stands(app, world):
+    today = _today_with_term(world)
+    _lesson(world, today - dt.timedelta(days=1), 1)
+    admin = add_user(world.session, world.school, "school_admin")
+    admin.language = "en"
+    world.session.flush()
+    html = signed_in_client(app, admin).get("/").get_data(as_text=True)
+    section = html.split('id="term-state"', 1)[1].split("</section>", 1)[0]
+    row = section.split("<tbody>", 1)[1].split("</tr>", 1)[0]
+    assert world.class_group.name in row and world.subject.name in row
+    assert "<td>1</td>" in row  # yesterday's lesson has no topic yet
