@@ -40,11 +40,22 @@ from auth.services import record_access
 
 from .app import LANGUAGES
 from .cells import cell_key
-from .clock import school_zone
+from .clock import school_zone, today_at
+from .collation import in_pupil_order
 from .db import db
-from .ids import IdField
+from .home import OPERATOR_COMMANDS, admin_term_state, early_warnings, operator_state, teacher_days
+from .ids import IdField, id_arg
 from .keys import load_log_key
-from .models import ClassGroup, LateCorrectionApproval, Lesson, Log, School
+from .models import (
+    ClassGroup,
+    Enrollment,
+    LateCorrectionApproval,
+    Lesson,
+    Log,
+    School,
+    Student,
+    Subject,
+)
 from .school_time import format_local
 from .year.closing import approve_late_correction
 
@@ -92,7 +103,35 @@ def database_unavailable(_exc: OperationalError) -> Response:
 @bp.get("/")
 @login_required
 def home() -> Any:
-    return render_template("home.html", user=current_user())
+    user = current_user()
+    assert user is not None
+    days: list[Any] = []
+    warnings: list[Any] = []
+    today = today_at(db.session, user.school_id)
+    if user.has_role("teacher") or user.has_role("class_teacher"):
+        days = teacher_days(db.session, user, today)
+    if user.has_role("class_teacher"):
+        warnings = early_warnings(db.session, user, today)
+    operations = None
+    term_state = None
+    if user.has_role("school_admin") and user.school_id is not None:
+        term_state = admin_term_state(db.session, user.school_id, today)
+    if user.has_role("operator") or user.has_role("school_admin"):
+        operations = operator_state(
+            db.session,
+            current_app.config["BACKUP_DIR"],
+            None if user.has_role("operator") else user.school_id,
+        )
+    return render_template(
+        "home.html",
+        user=user,
+        today=today,
+        days=days,
+        warnings=warnings,
+        operations=operations,
+        term_state=term_state,
+        commands=OPERATOR_COMMANDS,
+    )
 
 
 FAVICON = Path(__file__).resolve().parent / "static" / "favicon.ico"
@@ -163,6 +202,41 @@ def late_corrections() -> Any:
     ).all()
     form = LateCorrectionForm()
     form.journal.choices = [SelectChoice(log.id, class_group.name) for log, class_group in journals]
+    # Pickers, each step narrowed by the one before (plain GET forms: no script needed).
+    chosen_log = id_arg(request.values, "journal")
+    class_group = next((cg for log, cg in journals if log.id == chosen_log), None)
+    subjects: list[Subject] = []
+    lessons: list[Lesson] = []
+    pupils: list[Student] = []
+    chosen_subject = id_arg(request.values, "subject")
+    if class_group is not None:
+        subjects = list(
+            db.session.scalars(
+                select(Subject)
+                .where(
+                    Subject.id.in_(
+                        select(Lesson.subject_id).where(Lesson.class_group_id == class_group.id)
+                    )
+                )
+                .order_by(Subject.name)
+            )
+        )
+        if request.method == "GET":
+            form.journal.data = chosen_log
+        if chosen_subject is not None and any(sub.id == chosen_subject for sub in subjects):
+            lessons = list(
+                db.session.scalars(
+                    select(Lesson)
+                    .where(
+                        Lesson.class_group_id == class_group.id,
+                        Lesson.subject_id == chosen_subject,
+                    )
+                    .order_by(Lesson.date.desc(), Lesson.period)
+                )
+            )
+        else:
+            chosen_subject = None
+        pupils = class_pupils(db.session, class_group)
     if form.validate_on_submit():
         log = db.session.get(Log, form.journal.data)
         lesson = db.session.get(Lesson, form.lesson.data)
@@ -175,6 +249,8 @@ def late_corrections() -> Any:
             form.lesson.errors = [_("No such lesson in this class.")]
         elif form.what.data != "topic" and not form.student.data:
             form.student.errors = [_("Say which student.")]
+        elif form.student.data and not _enrolled(form.student.data, log.class_group_id):
+            form.student.errors = [_("No such pupil in this class.")]
         else:
             cell = cell_key(form.what.data, lesson.id, form.student.data)
             school = db.session.get_one(School, school_id)
@@ -207,4 +283,37 @@ def late_corrections() -> Any:
     ).all()
     # A form sent with errors (a number no lesson or student can have, say) is a bad request.
     status = 400 if form.errors else 200
-    return render_template("admin/late_corrections.html", form=form, approvals=approvals), status
+    return render_template(
+        "admin/late_corrections.html",
+        form=form,
+        approvals=approvals,
+        class_group=class_group,
+        subjects=subjects,
+        chosen_subject=chosen_subject,
+        lessons=lessons,
+        pupils=pupils,
+    ), status
+
+
+def _enrolled(student_id: int, class_group_id: int | None) -> bool:
+    return (
+        db.session.scalar(
+            select(Enrollment.id)
+            .where(Enrollment.student_id == student_id, Enrollment.class_group_id == class_group_id)
+            .limit(1)
+        )
+        is not None
+    )
+
+
+def class_pupils(session: Any, class_group: ClassGroup) -> list[Student]:
+    """Everyone ever enrolled in the class (a late correction may concern one who left)."""
+    found = session.scalars(
+        select(Student)
+        .join(Enrollment, Enrollment.student_id == Student.id)
+        .where(Enrollment.class_group_id == class_group.id)
+        .distinct()
+    ).all()
+    return in_pupil_order(
+        class_group.language, found, lambda s: (s.last_name, s.first_name, s.patronymic or "", s.id)
+    )

@@ -106,9 +106,7 @@ def ledger_origin(verifier: note.Verifier) -> str:
     return f"{verifier.name}/ledger"
 
 
-def verify_registration(
-    leaf: bytes, proof: bytes | str, verifier: note.Verifier
-) -> Registration:
+def verify_registration(leaf: bytes, proof: bytes | str, verifier: note.Verifier) -> Registration:
     """Check an embedded registration against the school's key; RegistrationError says why not.
 
     The leaf must be a canonical ``pdf_signer_registered`` record of the school's ledger log,
