@@ -46,6 +46,7 @@ def served(
     yield f"http://127.0.0.1:{http.server_port}", pdf
     http.shutdown()
     thread.join(timeout=10)
+    app.extensions["journal_db"].engine.dispose()  # no pooled connection outlives the test
 
 
 def _check(chromium: Any, url: str, path: Path) -> str:
