@@ -92,6 +92,7 @@ BENCHMARKS = [
     ("archive_school.py", [], ["--quick"], 1800),
     ("verify_bag.py", [], ["--entries", "10000"], 900),
     ("load.py", [], ["--quick"], 1200),
+    ("capacity.py", [], ["--quick"], 1800),
 ]
 
 

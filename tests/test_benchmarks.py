@@ -26,6 +26,11 @@ BENCHMARKS = [
     ("archive_school.py", ["--classes", "1"], "bags sealed"),
     ("verify_bag.py", ["--entries", "2000", "--rounds", "1", "--sample", "500"], "ratio"),
     ("load.py", ["--teachers", "4", "--minutes", "0.15"], "0 entries lost, 0 doubled"),
+    (
+        "capacity.py",
+        ["--start", "2", "--max-teachers", "3", "--step-seconds", "2"],
+        "0 entries lost, 0 doubled",
+    ),
 ]
 
 
