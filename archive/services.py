@@ -107,7 +107,6 @@ from sqlalchemy.orm import Session
 
 from journal.db import utcnow
 from journal.keys import LogKey, load_log_key
-from journal.ledger import note
 from journal.models import Checkpoint, ClassGroup, Entry, Log, School, SchoolYear, Term
 from journal.services import (
     append_ledger_record,
@@ -117,7 +116,7 @@ from journal.services import (
     server_keys_document,
 )
 
-from .bag import bag_to_tar, build_bag, tar_to_bag, validate_bag
+from .bag import bag_to_tar, build_bag, validate_bag
 from .models import (
     JOURNAL_TIER,
     LEDGER_TIER,
@@ -126,6 +125,7 @@ from .models import (
     ArchiveRun,
     BagDestruction,
 )
+from .readback import BagChecker, verify_stored_bag
 from .storage import (
     ArchiveStorage,
     Finding,
@@ -139,7 +139,7 @@ from .storage import (
 )
 from .timestamps import TimestampAuthority, timestamp_authority_from_config
 from .verify import seal
-from .verify.verify import Report, read_bag_directory, verify_bag_files
+from .verify.verify import Report
 
 log = logging.getLogger(__name__)
 
@@ -663,9 +663,7 @@ def upload_bag(
         log.warning("staged tar of %s is missing or changed: building it again", bag.key)
         path = build_staged_bag(session, bag, settings, log_key)
     _crash_point("uploading")
-    stored = settings.storage.put(
-        bag.key, path, retain_until=bag.retain_until, sha512=bag.sha512
-    )
+    stored = settings.storage.put(bag.key, path, retain_until=bag.retain_until, sha512=bag.sha512)
     bag.version_id = stored.version_id
 
 
@@ -678,59 +676,6 @@ def _file_sha512(path: Path) -> str:
 
 
 # --------------------------------------------------------------------------- verification
-
-
-def verify_stored_bag(bag: ArchivedBag, settings: ArchiveSettings, vkey: str) -> Report:
-    """Read the bag back from storage and check it completely, as an inspector would.
-
-    The pinned version is read (never merely the current one); its bytes must be the recorded
-    ones; the tar must unpack into a bag that ``bagit``
-    validates; then the standalone verifier that ships in every bag
-    (:func:`archive.verify.verify.verify_bag_files`, with the school's published ``vkey``) checks
-    the seal, the keys, every entry's signature, the Merkle tree against every checkpoint, the
-    consistency proofs, the RFC 3161 tokens and the printouts; and ``bag-info.txt`` must name the
-    key, checkpoint and retention this bag was planned with.
-    """
-    report = Report("bag", bag.key)
-    check = report.check("archive", "The stored object is the bag that was planned")
-    try:
-        data = settings.storage.get(bag.key, bag.version_id)
-    except StorageError as exc:
-        check.fail(bag.key, f"cannot be read back: {exc}")
-        return report
-    if hashlib.sha512(data).hexdigest() != bag.sha512:
-        check.fail(bag.key, "read back with other bytes than were recorded")
-        return report
-    with tempfile.TemporaryDirectory(prefix="bag-check-") as work:
-        try:
-            bag_dir = tar_to_bag(data, Path(work))
-            validate_bag(bag_dir)
-            files = read_bag_directory(bag_dir)
-        except Exception as exc:  # noqa: BLE001 - any failure is a verdict on the bag
-            check.fail(bag.key, f"is not a valid bag: {exc}")
-            return report
-    if bag_dir.name != bag.bag_name:
-        check.fail(bag.key, f"holds the bag {bag_dir.name}, not {bag.bag_name}")
-    info = read_bag_info(files.get("bag-info.txt", b""))
-    expected = {
-        "External-Identifier": bag.key.removesuffix(".tar"),
-        "Retention-Until": bag.retain_until.isoformat(),
-        "Tier": bag.tier,
-        "Checkpoint-Size": str(bag.checkpoint_size),
-        "Checkpoint-Root": base64.b64encode(bag.checkpoint_root).decode(),
-    }
-    for label, value in expected.items():
-        if info.get(label) != value:
-            check.fail("bag-info.txt", f"{label} is {info.get(label)!r}, not {value!r}")
-    shipped = verify_bag_files(
-        files,
-        note.parse_vkey(vkey),
-        subject=bag.key,
-        openssl="openssl" if shutil.which("openssl") else None,
-        trust=settings.pdf_trust,
-    )
-    report.checks += shipped.checks
-    return report
 
 
 def read_bag_info(data: bytes) -> dict[str, str]:
@@ -859,10 +804,11 @@ def sweep_staging(session: Session, settings: ArchiveSettings, school: School) -
         shutil.rmtree(settings.staging_dir / f".build-{bag_id}", ignore_errors=True)
 
 
-def _finish_bag(
+def _build_and_upload(
     session: Session, bag: ArchivedBag, settings: ArchiveSettings, log_key: LogKey
 ) -> None:
-    """Take one bag from wherever it stopped to sealed, committing after each step."""
+    """Take one bag from wherever it stopped to uploaded, committing after each step; the
+    read-back check and the seal follow (:class:`BagChecker`, :func:`_seal_checked`)."""
     label = storage_label(settings.storage)
     if bag.storage != label:
         bag.storage = label  # never uploaded anywhere else: it is sealed only where it was put
@@ -873,7 +819,12 @@ def _finish_bag(
     upload_bag(session, bag, settings, log_key)
     session.commit()  # the pinned version, and a new sha512 when upload_bag had to rebuild
     _crash_point("uploaded")
-    report = verify_stored_bag(bag, settings, log_key.vkey)
+
+
+def _seal_checked(
+    session: Session, bag: ArchivedBag, settings: ArchiveSettings, log_key: LogKey, report: Report
+) -> None:
+    """Seal a bag whose read-back check has finished: only when it passed."""
     if not report.ok:
         log.error("%s failed verification after upload:\n%s", bag.key, report.text())
         raise ArchiveError(f"failed verification after upload: {report.first_failure}")
@@ -907,6 +858,38 @@ def checkpoint_ledger(
 
 def _failure(exc: BaseException) -> str:
     return " ".join(str(exc).split())[:1000] or type(exc).__name__
+
+
+@dataclass
+class _BagRun:
+    """One phase's bags: seal those whose check finished; a failure is reported and the
+    others go on (the failed bag is tried again by the next run)."""
+
+    session: Session
+    settings: ArchiveSettings
+    log_key: LogKey
+    checker: BagChecker
+    outcome: SchoolOutcome
+    given_up: set[str]
+    bar: Any
+
+    def give_up(self, key: str, exc: BaseException) -> None:
+        self.session.rollback()
+        log.error("archiving %s failed", key, exc_info=exc)
+        self.outcome.failed.append(f"{key}: {_failure(exc)}")
+        self.given_up.add(key)  # once per run: the next run tries it again
+        self.bar.update(1)
+
+    def seal_finished(self, *, all_of_them: bool = False) -> None:
+        for bag, report in self.checker.done(all_of_them=all_of_them):
+            key = bag.key
+            try:
+                _seal_checked(self.session, bag, self.settings, self.log_key, report)
+            except Exception as exc:  # noqa: BLE001 - reported, and the others go on
+                self.give_up(key, exc)
+            else:
+                self.outcome.sealed.append(key)
+                self.bar.update(1)
 
 
 def archive_school(
@@ -951,19 +934,19 @@ def archive_school(
             pending = [bag for bag in _unfinished(session, school) if bag.key not in given_up]
             if not pending:
                 continue
-            with progress(f"{school.domain} {phase} bags", len(pending)) as bar:
+            # Bag N's read-back check runs in a worker while bag N+1 is built and uploaded.
+            checker = BagChecker(settings, log_key.vkey, workers=1 if len(pending) > 1 else 0)
+            with progress(f"{school.domain} {phase} bags", len(pending)) as bar, checker:
+                run_bags = _BagRun(session, settings, log_key, checker, outcome, given_up, bar)
                 for bag in pending:
                     key = bag.key
                     try:
-                        _finish_bag(session, bag, settings, log_key)
+                        _build_and_upload(session, bag, settings, log_key)
+                        checker.submit(bag)
                     except Exception as exc:  # noqa: BLE001 - reported, and the others go on
-                        session.rollback()
-                        log.exception("archiving %s failed", key)
-                        outcome.failed.append(f"{key}: {_failure(exc)}")
-                        given_up.add(key)  # once per run: the next run tries it again
-                    else:
-                        outcome.sealed.append(key)
-                    bar.update(1)
+                        run_bags.give_up(key, exc)
+                    run_bags.seal_finished()
+                run_bags.seal_finished(all_of_them=True)
         if outcome.sealed:
             checkpoint_ledger(session, settings, school, log_key)
     except Exception as exc:
@@ -1288,8 +1271,7 @@ def audit_school(
     outcome.elsewhere = sum(1 for bag in rows if bag.storage != here and bag.state == "sealed")
     pinned = {bag.key: _pinned(bag) for bag in mine}
     outcome.findings += [
-        str(finding)
-        for finding in settings.storage.audit_objects(pinned, f"{school.domain}/")
+        str(finding) for finding in settings.storage.audit_objects(pinned, f"{school.domain}/")
     ]
     for bag in mine:  # verify_stored_bag needs the published key only, not the private one
         if bag.state != "sealed":
