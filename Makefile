@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 FLASK := $(BIN)/flask --app wsgi
 export JOURNAL_INSTANCE ?= $(CURDIR)/instance
 
-.PHONY: run test lint typecheck dbcheck security pytest bench system-deps clean translations translations-update constraints
+.PHONY: run test lint typecheck dbcheck security pytest bench screenshots system-deps clean translations translations-update constraints
 
 # The exact versions tested (scripts/constraints.py): installs take them, `make constraints`
 # resolves setup.cfg afresh and writes them.
@@ -85,6 +85,13 @@ translations-update: $(VENV)/.installed
 	$(BABEL_EXTRACT)
 	$(BIN)/pybabel -q update -i build/messages.pot -d $(TRANSLATIONS) -w 100 --ignore-obsolete
 	$(BIN)/python -m tests.test_translations || true  # lists what still needs kk and ru
+
+# The pictures in the README and docs/: each role's home, the grid, the class summary and the
+# portal, in kk and ru, from the demo school in real Chromium (make test takes the same pictures
+# into test-artifacts/ and checks them, but never writes docs/).
+screenshots: system-deps $(VENV)/.installed translations
+	JOURNAL_SCREENSHOTS_DIR=docs/screenshots JOURNAL_SCREENSHOT_LANGUAGES="kk ru" \
+		$(BIN)/python -m pytest -q tests/e2e/test_screenshots.py
 
 bench: system-deps $(VENV)/.installed
 	$(BIN)/python bench/run_all.py

@@ -5,6 +5,7 @@ Each command calls services and commits once at its end.
 
 from __future__ import annotations
 
+import datetime as dt
 import sys
 from pathlib import Path
 from typing import Any
@@ -51,7 +52,13 @@ def register(app: Flask) -> None:
 @demo_cli.command("seed")
 @click.option("--students", default=25, show_default=True, help="Students per class.")
 @click.option("--classes", default=2, show_default=True, help="Number of classes.")
-def demo_seed(students: int, classes: int) -> None:
+@click.option(
+    "--today",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    default=None,
+    help="Write the current quarter up to the day before this date (default: today).",
+)
+def demo_seed(students: int, classes: int, today: dt.datetime | None) -> None:
     """Create the demo school (safe to run twice: an existing demo school is left alone)."""
     from .demo import DEMO_DOMAIN, seed_demo
 
@@ -71,6 +78,7 @@ def demo_seed(students: int, classes: int) -> None:
         students_per_class=students,
         classes=classes,
         progress=lambda message: click.echo(f"  {message}..."),
+        today=today.date() if today else None,
     )
     if school is None:
         click.echo(f"The demo school {DEMO_DOMAIN} exists already; nothing changed.")

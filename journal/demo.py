@@ -20,6 +20,7 @@ from auth.iin import check_digit, encrypt_iin, iin_lookup_hash
 from auth.models import STAFF_ROLES, DeviceKey, RoleGrant, User
 from auth.passwords import hash_password
 
+from .clock import today_at
 from .db import utcnow
 from .keys import LogKey
 from .ledger import entry as ledger_entry
@@ -192,8 +193,14 @@ def seed_demo(
     students_per_class: int = 25,
     classes: int = 2,
     progress: Callable[[str], None] = lambda _msg: None,
+    today: dt.date | None = None,
 ) -> School | None:
-    """Create the demo school; returns None (and changes nothing) when it already exists."""
+    """Create the demo school; returns None (and changes nothing) when it already exists.
+
+    The first quarter is written and closed; the quarter that holds ``today`` (default: the
+    school's today) is written up to yesterday, so a new user sees a quarter under way, and
+    one pupil of the first class has missed lessons without excuse this fortnight (the class
+    teacher's early warning)."""
     if session.scalar(select(School).where(School.domain == DEMO_DOMAIN)) is not None:
         return None
     rng = random.Random(17)  # noqa: S311 - demo data, reproducible
@@ -397,6 +404,24 @@ def seed_demo(
         closed_by=users["school_admin"],
         now=dt.datetime.combine(q1.ends_on + dt.timedelta(days=1), dt.time(9), dt.UTC),
     )
+    today = today or today_at(session, school.id)
+    current = next((t for t in terms[1:4] if t.starts_on < today <= t.ends_on), None)
+    if current is not None:
+        progress("signed entries for the current quarter, up to yesterday")
+        recorder = Recorder(session, deferred=True)
+        for number, class_group in enumerate(class_groups):
+            _write_quarter(
+                session,
+                recorder,
+                rng,
+                class_group,
+                current,
+                subjects,
+                device_keys,
+                before=today,
+                often_absent=1 if number == 0 else None,
+            )
+        recorder.flush()
     return school
 
 
@@ -422,7 +447,13 @@ def _write_quarter(
     term: Term,
     subjects: list[Subject],
     device_keys: dict[int, tuple[str, Ed25519PrivateKey, list[int]]],
+    *,
+    before: dt.date | None = None,
+    often_absent: int | None = None,
 ) -> None:
+    """Sign a term's topics, attendance and marks, for the lessons before ``before`` if given.
+    The pupil at index ``often_absent`` misses the first lesson of three days in the last two
+    weeks before ``before`` without excuse."""
     log = ensure_journal_log(session, class_group)
     students = list(
         session.scalars(
@@ -453,6 +484,16 @@ def _write_quarter(
     by_subject: dict[int, list[Lesson]] = {}
     for lesson in lessons:
         by_subject.setdefault(lesson.subject_id, []).append(lesson)
+    truant = None
+    if often_absent is not None and len(students) > often_absent:
+        truant = students[often_absent]
+    truant_lessons: set[int] = set()
+    if truant is not None and before is not None:
+        first_of_day: dict[dt.date, int] = {}
+        for lesson in lessons:
+            if before - dt.timedelta(days=13) <= lesson.date < before:
+                first_of_day.setdefault(lesson.date, lesson.id)
+        truant_lessons = set(list(first_of_day.values())[-3:])
 
     for subject_id, subject_lessons in by_subject.items():
         subject = subject_by_id[subject_id]
@@ -495,6 +536,8 @@ def _write_quarter(
             )
 
         for lesson in subject_lessons:
+            if before is not None and lesson.date >= before:
+                break  # SOR and SOCh lessons were chosen over the whole term, as a plan is
             when = dt.datetime.combine(lesson.date, dt.time(8 + lesson.period), dt.UTC)
             write(
                 {
@@ -507,6 +550,17 @@ def _write_quarter(
             )
             for student_id in students:
                 roll = rng.random()
+                if student_id == truant and lesson.id in truant_lessons:
+                    write(
+                        {
+                            "kind": "attendance",
+                            "lesson": lesson.id,
+                            "student": student_id,
+                            "value": "absent",
+                        },
+                        when,
+                    )
+                    continue
                 if roll < 0.04:
                     write(
                         {

@@ -1,7 +1,10 @@
 """Screenshots of the grid, the portal and the set-up screens in Kazakh, Russian and English,
 taken in real Chromium against a live server with the demo school.
 
-The run saves them under test-artifacts/screenshots/<language>/<page>.png. Each page is also
+The run saves them under test-artifacts/screenshots/<language>/<page>.png; ``make screenshots``
+runs this test alone with JOURNAL_SCREENSHOTS_DIR=docs/screenshots and
+JOURNAL_SCREENSHOT_LANGUAGES="kk ru" to refresh the pictures the README and the docs show. Each
+page is also
 checked: it answers 200, is in the chosen language, shows no untranslated string, breaks no
 Content-Security-Policy rule, starts keyboard navigation at the skip link, and (phone pages)
 fits a phone's width.
@@ -9,6 +12,7 @@ fits a phone's width.
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 from collections.abc import Iterator
@@ -26,8 +30,9 @@ from ..test_translations import compile_catalogs, english_msgids, untranslated_o
 
 pytestmark = pytest.mark.e2e
 
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
-LANGUAGES = ("kk", "ru", "en")
+ROOT = Path(__file__).resolve().parents[2]
+SCREENSHOTS = ROOT / os.environ.get("JOURNAL_SCREENSHOTS_DIR", "test-artifacts/screenshots")
+LANGUAGES = tuple(os.environ.get("JOURNAL_SCREENSHOT_LANGUAGES", "kk ru en").split())
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -41,13 +46,20 @@ DESKTOP = {"width": 1280, "height": 900}
 PHONE = {"width": 390, "height": 844}
 
 # Every screenshot, in one place: (file name, demo login, address, phone-sized).
-# {grid} is the first grid link on the teacher's home page: the grid pages (/teacher/...) are
-# another engineer's, so the test takes whichever grid exists. {entry} is the first mark on the
-# parent's portal page. The other {names} come from the demo school's rows.
+# {grid} is the first grid link on the teacher's home page, {summary} the class teacher's first
+# class summary, {entry} the first mark on the parent's portal page: the test follows the
+# links a person would. The other {names} come from the demo school's rows.
 PAGES = [
     ("sign-in", None, "/login", False),
+    ("home-teacher", "teacher", "/", False),
     ("grid", "teacher", "{grid}", False),
-    ("teacher-home", "teacher", "/teacher/", False),
+    ("teacher-classes", "teacher", "/teacher/", False),
+    ("home-class-teacher", "classteacher", "/", False),
+    ("class-summary", "classteacher", "{summary}", False),
+    ("home-admin", "admin", "/", False),
+    ("home-operator", "operator", "/", False),
+    ("home-registrar", "registrar", "/", False),
+    ("home-inspector", "inspector", "/", False),
     ("setup-overview", "admin", "/setup/", False),
     ("setup-year", "admin", "/setup/years/{year_id}", False),
     ("setup-classes", "admin", "/setup/years/{year_id}/classes", False),
@@ -81,7 +93,8 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str,
             log_key=create_log_key(config["KEYS_DIR"], DEMO_DOMAIN),
             iin_encryption_key=config["IIN_ENCRYPTION_KEY"],
             iin_hmac_key=config["IIN_HMAC_KEY"],
-            students_per_class=4,
+            # The pictures in docs/ show a class of a real size; the checks need only a few.
+            students_per_class=24 if "JOURNAL_SCREENSHOTS_DIR" in os.environ else 4,
             classes=2,
         )
         db.session.commit()
@@ -212,9 +225,17 @@ def test_screenshots_in_three_languages(live_server, chromium):
 def resolve(page: Any, base: str, address: str, ids: dict[str, Any]) -> str:
     """Fill an address of PAGES: {grid} and {entry} are found by following the pages' links."""
     if address == "{grid}":
+        # Today's or tomorrow's lesson on the home page (the current quarter), else any grid.
+        for start in ("/", "/teacher/"):
+            page.goto(base + start)
+            link = page.locator("a[href^='/teacher/grid/']").first
+            if link.count():
+                return str(link.get_attribute("href"))
+        raise AssertionError("the teacher's pages link to no grid")
+    if address == "{summary}":
         page.goto(base + "/teacher/")
-        link = page.locator("a[href^='/teacher/grid/']").first
-        assert link.count(), "the teacher's home page links to no grid"
+        link = page.locator("a[href^='/teacher/class/']").first
+        assert link.count(), "the class teacher's page links to no class summary"
         return str(link.get_attribute("href"))
     if address == "{entry}":
         page.goto(base + f"/portal/students/{ids['student_id']}")

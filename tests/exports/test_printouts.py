@@ -18,7 +18,8 @@ from journal.models import ClassGroup, Entry, Log, Student, Term
 
 from ..external import need_tool
 
-SMALL = ["--students", "5", "--classes", "1"]
+# Quarter 1 written and closed, quarter 2 written up to 6 December.
+SMALL = ["--students", "5", "--classes", "1", "--today", "2026-12-07"]
 
 
 @pytest.fixture
@@ -135,7 +136,9 @@ def test_embedded_entries_verify_against_the_embedded_checkpoint(journal_pdf, se
     seqs = range(start, start + len(leaves))
     assert audit.check_leaves(leaves, seqs, keys, checkpoint.origin) == []
     log = session.scalar(sa.select(Log).where(Log.class_group_id == demo.id))
-    assert (checkpoint.origin, checkpoint.size) == (log.origin, log.size)
+    # The quarter's range ends at the checkpoint that sealed it; quarter 2 goes on after it.
+    assert checkpoint.origin == log.origin
+    assert start + len(leaves) == checkpoint.size < log.size
 
 
 def test_one_changed_embedded_entry_no_longer_verifies(journal_pdf):
@@ -232,19 +235,24 @@ def test_export_commands_write_signed_files(app, demo, tmp_path):
 
 
 def test_quarter_two_embeds_only_its_own_range(app, session, demo):
-    """Q2 is open: its printout starts where Q1's sealing checkpoint ended."""
+    """Q2 is open: its printout starts where Q1's sealing checkpoint ended and holds every
+    entry after it, up to a checkpoint cut now."""
     from journal.keys import load_log_key
     from journal.services import cut_checkpoint
 
+    def embedded_range(quarter: int) -> tuple[int, list[bytes]]:
+        document = queries.journal_document(session, demo, quarter)
+        start, _prefix = audit.parse_range_file(
+            dict(document.proof.extra_files)[audit.RANGE_FILE].decode()
+        )
+        return start, document.proof.entries_jsonl.splitlines()
+
+    q1_start, q1_leaves = embedded_range(1)
     log = session.scalar(sa.select(Log).where(Log.class_group_id == demo.id))
-    q1_size = log.size
     cut_checkpoint(session, log, load_log_key(app.config["KEYS_DIR"], "mektep17.example.kz"))
-    document = queries.journal_document(session, demo, 2)
-    start, _prefix = audit.parse_range_file(
-        dict(document.proof.extra_files)[audit.RANGE_FILE].decode()
-    )
-    assert start == q1_size
-    assert document.proof.entries_jsonl == b""
+    start, leaves = embedded_range(2)
+    assert start == q1_start + len(q1_leaves)
+    assert len(leaves) == log.size - start > 0
     assert session.scalar(sa.select(sa.func.count()).select_from(Entry)) > 0
 
 
