@@ -652,7 +652,13 @@ class Recorder:
     ) -> Recorded:
         seq = self._reserve_seq(log)
         leaf = ledger_entry.leaf_bytes(
-            seq, ledger_entry.format_timestamp(now), payload, alg, kid, sig
+            seq,
+            ledger_entry.format_timestamp(now),
+            payload,
+            alg,
+            kid,
+            sig,
+            payload_bytes=payload_bytes,
         )
         self._pending.setdefault(log.id, []).append(
             {

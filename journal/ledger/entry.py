@@ -375,9 +375,20 @@ def _bad_field(message: str) -> PayloadError:
 
 
 def leaf_bytes(
-    seq: int, received_at: str, payload: Mapping[str, object], alg: str, kid: str, sig: bytes
+    seq: int,
+    received_at: str,
+    payload: Mapping[str, object],
+    alg: str,
+    kid: str,
+    sig: bytes,
+    *,
+    payload_bytes: bytes | None = None,
 ) -> bytes:
-    """JCS bytes of one log record: a line of entries.jsonl without its newline."""
+    """JCS bytes of one log record: a line of entries.jsonl without its newline.
+
+    ``payload_bytes``, when the caller has them, must be ``canonical_payload(payload)``: JCS
+    nests, so they are spliced in instead of canonicalizing the payload twice more (the
+    record's other members are ASCII and checked here)."""
     if isinstance(seq, bool) or not isinstance(seq, int) or not 0 <= seq <= MAX_SAFE_INTEGER:
         raise _bad_field(f"seq must be an integer in 0..2**53 - 1, not {seq!r}")
     try:
@@ -390,6 +401,25 @@ def leaf_bytes(
         raise _bad_field(f"kid must be 32 lowercase hex digits, not {kid!r}")
     if not isinstance(sig, bytes) or not sig:
         raise _bad_field("sig must be non-empty bytes")
+    if payload_bytes is not None:
+        # Members in JCS order: alg, kid, payload, received_at, seq, sig.
+        return b"".join(
+            (
+                b'{"alg":"',
+                alg.encode(),
+                b'","kid":"',
+                kid.encode(),
+                b'","payload":',
+                payload_bytes,
+                b',"received_at":"',
+                received_at.encode(),
+                b'","seq":',
+                str(seq).encode(),
+                b',"sig":"',
+                base64.b64encode(sig),
+                b'"}',
+            )
+        )
     canonical_payload(payload)
     return canonical_json(
         {

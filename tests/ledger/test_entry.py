@@ -71,7 +71,7 @@ def test_jcs_sorts_keys_by_utf16_code_units() -> None:
 def test_jcs_string_escapes() -> None:
     """The string example of RFC 8785 §3.2.2.2."""
     parsed = parse_json(r'''"\u20ac$\u000F\u000aA'\u0042\u0022\u005c\\\"\/"''')
-    assert parsed == "€$\x0f\nA'B\"\\\\\"/"
+    assert parsed == '€$\x0f\nA\'B"\\\\"/'
     assert canonical_json(parsed) == r'''"€$\u000f\nA'B\"\\\\\"/"'''.encode()
 
 
@@ -480,6 +480,30 @@ def test_leaf_round_trip(alg: str) -> None:
         )
         == line
     )
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"v": 1, "kind": "topic"},
+        PAYLOAD,
+        {"topic": "Қазақ тілі: әріптер ғ қ ң ө ұ ү һ і", "n": [1, {"z": None, "a": True}]},
+        {"emoji": "\U0001f600", "\u00e9": "é", "tab": 'a\tb"c\\'},
+    ],
+)
+def test_leaf_bytes_with_the_payload_bytes_given_writes_the_same_line(payload: Any) -> None:
+    """The sync splices the payload's canonical bytes in rather than canonicalizing it again:
+    the line must be byte for byte the one written from the payload alone."""
+    for seq, stamp, sig in (
+        (0, "2026-11-21T10:00:00Z", b"\x01"),
+        (2**53 - 1, "2026-11-21T10:00:00.000001Z", b"\xff" * 64),
+    ):
+        plain = leaf_bytes(seq, stamp, payload, "ed25519", KID, sig)
+        spliced = leaf_bytes(
+            seq, stamp, payload, "ed25519", KID, sig, payload_bytes=canonical_payload(payload)
+        )
+        assert spliced == plain
+        assert parse_leaf(spliced).payload == payload
 
 
 def good_line() -> bytes:
