@@ -404,6 +404,12 @@ class Gunicorn:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 60) -> None:
+        self.launch()
+        self.wait_ready(timeout)
+
+    def launch(self) -> None:
+        """Start gunicorn without waiting for it (``wait_ready`` waits): several servers then
+        load the app at the same time."""
         assert self.process is None, "already running"
         self.journal.work_dir.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
@@ -427,7 +433,6 @@ class Gunicorn:
                 start_new_session=True,
             )
         self.starts += 1
-        self.wait_ready(timeout)
 
     def wait_ready(self, timeout: float) -> None:
         """Until a worker answers (a signed-out API call answers 401)."""

@@ -140,9 +140,11 @@ def test_two_app_servers_append_to_the_same_journals(live_journal: LiveJournal, 
     second = Gunicorn(
         live_journal, workers=2, environment={"JOURNAL_INSTANCE": str(tmp_path / "machine-2")}
     )
-    first.start()
-    second.start()
     try:
+        for server in (first, second):
+            server.launch()  # both load the app at once
+        for server in (first, second):
+            server.wait_ready(60)
         synced, exchanges = run_devices_through(
             live_journal,
             first,
