@@ -336,7 +336,8 @@ class PrivatePostgres:
             if time.monotonic() > deadline:
                 break
             time.sleep(0.01)
-        if len(lines) > 6 and len(lines[6].split()) == 2:  # "shm key, shm id"
+        if len(lines) > 6 and len(lines[6].split()) == 2 and shutil.which("ipcrm"):
+            # "shm key, shm id": the segment outlives its processes until removed.
             subprocess.run(["ipcrm", "-m", lines[6].split()[1]], capture_output=True, check=False)
         with contextlib.suppress(OSError):
             (self.data_dir / "postmaster.pid").unlink()
