@@ -19,7 +19,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -313,6 +313,20 @@ class PrivatePostgres:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"not true within {timeout} s: {sql}")
             time.sleep(0.05)
+
+    @contextlib.contextmanager
+    def replication_stalled(self) -> Iterator[None]:
+        """On a primary: its WAL sender stops (SIGSTOP) for the block, as when the link to the
+        standby stalls (stopping the standby's receiver instead would not do: the kernel still
+        fills its socket with the WAL). A primary that waits for the standby's apply answers no
+        commit meanwhile; one that does not acknowledges commits the standby never gets."""
+        pid = int(self.query("SELECT pid FROM pg_stat_replication")[0][0])
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
 
     def promote(self) -> None:
         """``pg_ctl promote``: the standby ends recovery and takes writes."""

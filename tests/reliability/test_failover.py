@@ -2,10 +2,11 @@
 
 Failover: a primary and a synchronous standby (``synchronous_commit = remote_apply``), both
 clusters of the test's own on loopback. Two teachers' devices sync through gunicorn, which knows
-the database only by a multi-host URL with ``target_session_attrs=read-write``. The primary is
-SIGKILLed (postmaster and backends, as when its machine dies), the standby is promoted, and a
-new standby is rebuilt from it on the dead primary's address, as the runbook in
-docs/operations.md says. The app carries on by itself: every entry a device was told is stored
+the database only by a multi-host URL with ``target_session_attrs=read-write``. The link to the
+standby stalls for a moment and, during it, the primary is SIGKILLed (postmaster and backends,
+as when its machine dies): commits made in that moment must not have been acknowledged. The
+standby is promoted, and a new standby is rebuilt from it on the dead primary's address, as the
+runbook in docs/operations.md says. The app carries on by itself: every entry a device was told is stored
 is in the promoted database exactly once, at that seq; every journal verifies; what was
 unanswered when the primary died is sent again by the devices.
 
@@ -88,8 +89,13 @@ def fail_over_while_syncing(
         nonlocal primary, standby
         for number in range(FAILOVERS):
             time.sleep(rng.uniform(SYNCING / 2, SYNCING))
-            before = acknowledged(devices)
-            primary.kill()  # mid-batch: some commits are waiting for the standby's apply
+            with primary.replication_stalled():
+                # The link to the standby stalls just before the primary dies: commits made
+                # meanwhile must not have been acknowledged (with asynchronous replication they
+                # would be, and then lost: this test fails so).
+                time.sleep(rng.uniform(0.2, 0.5))
+                before = acknowledged(devices)
+                primary.kill()  # mid-batch: commits are waiting for the standby's apply
             time.sleep(rng.uniform(0.2, 1.0))  # noticed; the devices' syncs fail meanwhile
             standby.promote()
             # The dead primary's machine comes back as the new standby, on its old address,
