@@ -38,6 +38,9 @@ def defaults(instance_path: str) -> dict[str, Any]:
         # quarantine per 24 hours; past it they are refused ("quarantine_full") and stay on
         # the device until its key is enrolled.
         "SYNC_QUARANTINE_DAILY_QUOTA": 500,
+        # Seconds a writer waits for a journal's lock on PostgreSQL before the sync API answers
+        # 503 with Retry-After (nothing written; the device sends again). 0 waits for ever.
+        "APPEND_LOCK_TIMEOUT": 5,
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
         "SESSION_COOKIE_SECURE": True,

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any
 
-from flask import Flask, current_app, g
+from flask import Flask, current_app, g, has_app_context
 from sqlalchemy import (
     BigInteger,
     DateTime,
@@ -23,6 +23,7 @@ from sqlalchemy import (
     TypeDecorator,
     create_engine,
     event,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Session, mapped_column, sessionmaker
 
@@ -71,6 +72,36 @@ class Base(DeclarativeBase):
 
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
+
+
+# Seconds a writer waits for a journal's row lock (APPEND_LOCK_TIMEOUT) before giving up.
+DEFAULT_LOCK_TIMEOUT = 5
+LOCK_NOT_AVAILABLE = "55P03"  # PostgreSQL's SQLSTATE when lock_timeout fires
+
+
+def bound_lock_wait(session: Session) -> None:
+    """On PostgreSQL, make this transaction's lock waits give up after ``APPEND_LOCK_TIMEOUT``
+    seconds (``SET LOCAL lock_timeout``) instead of waiting for ever behind a stuck writer: the
+    statement then fails with SQLSTATE 55P03 (see ``lock_wait_expired``) and the transaction
+    writes nothing. 0 waits for ever. SQLite writers already queue on ``busy_timeout``."""
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    seconds = (
+        current_app.config.get("APPEND_LOCK_TIMEOUT", DEFAULT_LOCK_TIMEOUT)
+        if has_app_context()
+        else DEFAULT_LOCK_TIMEOUT
+    )
+    milliseconds = max(0, round(float(seconds) * 1000))
+    session.execute(
+        text("SELECT set_config('lock_timeout', :value, true)"), {"value": f"{milliseconds}ms"}
+    )
+
+
+def lock_wait_expired(exc: BaseException) -> bool:
+    """Whether a database error is ``lock_timeout`` firing (psycopg 3 or psycopg2)."""
+    orig = getattr(exc, "orig", exc)
+    code = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    return code == LOCK_NOT_AVAILABLE
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:

@@ -22,7 +22,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from auth.models import DeviceKey, User
 
-from .db import utcnow
+from .db import bound_lock_wait, utcnow
 from .grading import NoRuleError
 from .keys import LogKey
 from .ledger import audit, merkle, note
@@ -629,7 +629,9 @@ class Recorder:
     def _reserve_seq(self, log: Log) -> int:
         if log.id not in self._sizes:
             # "SET size = size" takes the row's write lock (held to commit) and reads the
-            # committed size: nobody else can append to this log until we commit.
+            # committed size: nobody else can append to this log until we commit. A writer
+            # stuck holding it makes us give up after APPEND_LOCK_TIMEOUT, not wait for ever.
+            bound_lock_wait(self.session)
             self._sizes[log.id] = self.session.execute(
                 update(Log).where(Log.id == log.id).values(size=Log.size).returning(Log.size),
                 execution_options={"synchronize_session": False},
@@ -758,6 +760,7 @@ def append_leaf(
     write lock (SQLite, BEGIN IMMEDIATE) until commit, so concurrent writers never share or skip
     a seq, and a rolled-back writer gives its seq back.
     """
+    bound_lock_wait(session)
     size = session.execute(
         update(Log).where(Log.id == log.id).values(size=Log.size + 1).returning(Log.size),
         execution_options={"synchronize_session": False},
@@ -909,6 +912,7 @@ def cut_checkpoint(
     timestamps it. With a TSA configured and unreachable, no checkpoint is cut (TimestampError).
     """
     # Serialize cuts of one log and read a size whose entries are all committed.
+    bound_lock_wait(session)
     size = session.execute(select(Log.size).where(Log.id == log.id).with_for_update()).scalar_one()
     previous = latest_checkpoint(session, log)
     if previous is not None and previous.size == size:

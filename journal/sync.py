@@ -37,7 +37,7 @@ from auth.browsers import device_name
 from auth.devices import mark_devices_seen
 from auth.models import DeviceKey, User
 
-from .db import Base, bigpk, db, timestamp, utcnow
+from .db import Base, bigpk, db, lock_wait_expired, timestamp, utcnow
 from .errors import error_words
 from .ids import BIG_ID_MAX, parse_id
 from .ledger import entry as ledger_entry
@@ -561,9 +561,19 @@ def upload() -> Response:
             quarantine_quota=current_app.config["SYNC_QUARANTINE_DAILY_QUOTA"],
         )
         db.session.commit()
-    except (IntegrityError, OperationalError):
-        # Another request stored one of these entries a moment ago: the retry sees "duplicate".
+    except (IntegrityError, OperationalError) as exc:
+        # Another request stored one of these entries a moment ago (the retry sees "duplicate"),
+        # the database went away mid-batch, or another writer held the journal's lock past
+        # APPEND_LOCK_TIMEOUT. Nothing of the batch is stored: the device sends it again.
         db.session.rollback()
+        if lock_wait_expired(exc):
+            response = json_error(
+                503,
+                "journal_locked",
+                _("Another upload is writing to this journal. The entries will be sent again."),
+            )
+            response.headers["Retry-After"] = "2"
+            return response
         response = json_error(503, "busy", _("The server is busy. The entries will be sent again."))
         response.headers["Retry-After"] = "1"
         return response

@@ -53,3 +53,23 @@ def restartable_journal(private_postgres: PrivatePostgres, tmp_path: Path) -> It
     journal = LiveJournal.on(private_postgres.url, tmp_path / "journal")
     yield journal
     journal.dispose()
+
+
+@pytest.fixture
+def replicated_postgres() -> Iterator[tuple[PrivatePostgres, Path]]:
+    """A primary of the test's own (its standbys are made by the test, under the folder
+    given with it: ``primary.create_standby(folder / name)``). Every cluster under the
+    folder is killed and removed at the end."""
+    bin_dir = postgresql_bin_dir()
+    if bin_dir is None:
+        missing("PostgreSQL's server binaries are not installed (/usr/lib/postgresql/*/bin)")
+    assert bin_dir is not None
+    folder = Path(tempfile.mkdtemp(prefix="journal-pg-ha-"))
+    primary = PrivatePostgres(bin_dir, folder / "primary")
+    try:
+        primary.create()
+        yield primary, folder
+    finally:
+        for data_dir in folder.iterdir():
+            PrivatePostgres(bin_dir, data_dir, port=1).destroy()
+        folder.rmdir()

@@ -32,6 +32,7 @@ class Exchange:
     kind: str
     seconds: float
     status: int | str  # the HTTP status, or the network error's name
+    server: str = ""  # the base URL it went to
 
 
 class SignedOut(Exception):
@@ -45,6 +46,9 @@ class Device:
     teacher: Teacher
     base_url: str
     cookie: str
+    # Other app servers of the same journal: each request goes to one of them or to base_url,
+    # at random, as behind a load balancer.
+    mirrors: tuple[str, ...] = ()
     timeout: float = 30
     rng: random.Random = field(default_factory=random.Random)
     on_exchange: Callable[[Exchange], None] | None = None
@@ -101,7 +105,8 @@ class Device:
         headers = {"Cookie": f"session={self.cookie}", "Accept": "application/json"}
         if body is not None:
             headers.update({"Content-Type": "application/json", "X-CSRFToken": self.csrf})
-        host, port = self.base_url.removeprefix("http://").split(":")
+        server = self.rng.choice((self.base_url, *self.mirrors)) if self.mirrors else self.base_url
+        host, port = server.removeprefix("http://").split(":")
         connection = http.client.HTTPConnection(host, int(port), timeout=self.timeout)
         started = time.perf_counter()
         try:
@@ -109,20 +114,20 @@ class Device:
             response = connection.getresponse()
             data = response.read()
         except (OSError, http.client.HTTPException) as exc:
-            self._record(kind, started, type(exc).__name__)
+            self._record(kind, started, type(exc).__name__, server)
             raise
         finally:
             connection.close()
-        self._record(kind, started, response.status)
+        self._record(kind, started, response.status, server)
         answer_headers = {name.lower(): value for name, value in response.getheaders()}
         cookie = answer_headers.get("set-cookie", "")
         if cookie.startswith("session="):
             self.cookie = cookie.split(";", 1)[0].removeprefix("session=")
         return response.status, answer_headers, data
 
-    def _record(self, kind: str, started: float, status: int | str) -> None:
+    def _record(self, kind: str, started: float, status: int | str, server: str) -> None:
         if self.on_exchange is not None:
-            self.on_exchange(Exchange(kind, time.perf_counter() - started, status))
+            self.on_exchange(Exchange(kind, time.perf_counter() - started, status, server))
 
     def refresh_session(self) -> None:
         status, _headers, data = self.request("session", "GET", "/api/sync/session")

@@ -19,7 +19,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -62,7 +62,7 @@ class LiveJournal:
         secret = secrets.token_hex(24)
         app = make_app(url, work_dir / "keys", SECRET_KEY=secret)
         migrate(app)
-        return cls(url, url.rsplit("/", 1)[1], work_dir, secret, app)
+        return cls(url, sa.make_url(url).database or "", work_dir, secret, app)
 
     @classmethod
     def on(cls, database_url: str, work_dir: Path) -> LiveJournal:
@@ -70,7 +70,7 @@ class LiveJournal:
         secret = secrets.token_hex(24)
         app = make_app(database_url, work_dir / "keys", SECRET_KEY=secret)
         migrate(app)
-        return cls(database_url, database_url.rsplit("/", 1)[1], work_dir, secret, app)
+        return cls(database_url, sa.make_url(database_url).database or "", work_dir, secret, app)
 
     @property
     def keys_dir(self) -> Path:
@@ -186,17 +186,39 @@ def postgresql_bin_dir() -> Path | None:
 class PrivatePostgres:
     """A PostgreSQL cluster of its own (initdb in a temporary folder, loopback, a free port)
     that a test may really stop and start: the shared cluster on 5432 serves other tests.
-    As root, the server runs as the ``postgres`` user, as Debian's own clusters do."""
+    As root, the server runs as the ``postgres`` user, as Debian's own clusters do.
 
-    def __init__(self, bin_dir: Path, data_dir: Path) -> None:
+    Replication: ``create_standby`` makes a streaming standby of it (``pg_basebackup -R``),
+    ``require_synchronous_standby`` makes every commit wait until the standby has applied it
+    (``synchronous_commit = remote_apply``), ``kill`` is the machine dying (SIGKILL of the
+    postmaster and every backend) and ``promote`` turns a standby into the primary."""
+
+    def __init__(self, bin_dir: Path, data_dir: Path, *, port: int | None = None) -> None:
         self.bin_dir = bin_dir
         self.data_dir = data_dir
-        self.port = free_port()
+        self.port = port or free_port()
         self.restarts = 0
 
     @property
     def url(self) -> str:
         return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/journal"
+
+    def admin_engine(self) -> sa.Engine:
+        """An autocommit engine on the cluster's ``postgres`` database (dispose it after use)."""
+        return sa.create_engine(
+            f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres",
+            isolation_level="AUTOCOMMIT",
+            poolclass=sa.NullPool,
+        )
+
+    def query(self, sql: str, **params: object) -> list[sa.Row[tuple[object, ...]]]:
+        engine = self.admin_engine()
+        try:
+            with engine.connect() as conn:
+                result = conn.execute(sa.text(sql), params)
+                return list(result.all()) if result.returns_rows else []
+        finally:
+            engine.dispose()
 
     def _run(self, *command: str, timeout: float = 120) -> None:
         prefix = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
@@ -241,7 +263,118 @@ class PrivatePostgres:
     def destroy(self) -> None:
         with contextlib.suppress(subprocess.SubprocessError, OSError, RuntimeError):
             self.stop("immediate")
+        self.kill()  # whatever is left (a stop that failed half-way)
         shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    # -- replication ---------------------------------------------------------------------------
+
+    def create_standby(self, data_dir: Path, *, port: int | None = None) -> PrivatePostgres:
+        """A hot standby streaming from this cluster: ``pg_basebackup -R`` (which writes
+        ``standby.signal`` and ``primary_conninfo``), started and caught up. Its own
+        ``synchronous_standby_names`` is cleared: promoted, it must not wait for a standby it
+        does not have yet (``require_synchronous_standby`` on it once it has one)."""
+        standby = PrivatePostgres(self.bin_dir, data_dir, port=port)
+        data_dir.mkdir(mode=0o700)
+        if os.geteuid() == 0:
+            shutil.chown(data_dir, "postgres", "postgres")
+        self._run(
+            str(self.bin_dir / "pg_basebackup"), "-h", "127.0.0.1", "-p", str(self.port),
+            "-U", "postgres", "-D", str(data_dir), "-R", "-X", "stream", "-c", "fast",
+            "--no-sync",
+        )  # fmt: skip
+        with (data_dir / "postgresql.auto.conf").open("a") as conf:
+            conf.write("synchronous_standby_names = ''\n")
+        standby.start()
+        standby.wait_until(
+            "SELECT pg_is_in_recovery() AND EXISTS "
+            "(SELECT 1 FROM pg_stat_wal_receiver WHERE status = 'streaming')"
+        )
+        return standby
+
+    def require_synchronous_standby(self, timeout: float = 30) -> None:
+        """Every commit from now on waits until a standby has applied it (its reader sees it)."""
+        self.query("ALTER SYSTEM SET synchronous_standby_names = '*'")
+        self.query("ALTER SYSTEM SET synchronous_commit = 'remote_apply'")
+        self.query("SELECT pg_reload_conf()")
+        self.wait_until(
+            "SELECT EXISTS (SELECT 1 FROM pg_stat_replication WHERE sync_state = 'sync') "
+            "AND current_setting('synchronous_commit') = 'remote_apply'",
+            timeout,
+        )
+
+    def wait_until(self, sql: str, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if self.query(sql)[0][0]:
+                    return
+            except sa.exc.OperationalError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"not true within {timeout} s: {sql}")
+            time.sleep(0.05)
+
+    @contextlib.contextmanager
+    def replication_stalled(self) -> Iterator[None]:
+        """On a primary: its WAL sender stops (SIGSTOP) for the block, as when the link to the
+        standby stalls (stopping the standby's receiver instead would not do: the kernel still
+        fills its socket with the WAL). A primary that waits for the standby's apply answers no
+        commit meanwhile; one that does not acknowledges commits the standby never gets."""
+        pid = int(self.query("SELECT pid FROM pg_stat_replication")[0][0])
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+
+    def promote(self) -> None:
+        """``pg_ctl promote``: the standby ends recovery and takes writes."""
+        self._run(str(self.bin_dir / "pg_ctl"), "-D", str(self.data_dir), "-w", "promote")
+
+    def kill(self) -> None:
+        """The machine dies: SIGKILL to the postmaster and each of its processes at once
+        (backends mid-commit, the WAL sender), no shutdown checkpoint. The shared-memory
+        segment the dead postmaster leaves is removed, as a reboot would."""
+        try:
+            lines = (self.data_dir / "postmaster.pid").read_text().splitlines()
+            postmaster = int(lines[0])
+        except (OSError, ValueError, IndexError):
+            return
+        processes = [postmaster, *children_of(postmaster)]
+        for pid in processes:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while any(Path(f"/proc/{pid}").exists() for pid in processes):
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.01)
+        if len(lines) > 6 and len(lines[6].split()) == 2 and shutil.which("ipcrm"):
+            # "shm key, shm id": the segment outlives its processes until removed.
+            subprocess.run(["ipcrm", "-m", lines[6].split()[1]], capture_output=True, check=False)
+        with contextlib.suppress(OSError):
+            (self.data_dir / "postmaster.pid").unlink()
+
+
+def children_of(pid: int) -> list[int]:
+    """The processes whose parent is ``pid``, from /proc."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def multi_host_url(*clusters: PrivatePostgres, database: str = "journal") -> str:
+    """The URL of the one cluster among these that takes writes (libpq tries the hosts in
+    order and keeps the first that is not read-only): what the app is given in production."""
+    hosts = "&".join(f"host=127.0.0.1:{cluster.port}" for cluster in clusters)
+    return f"postgresql+psycopg://postgres@/{database}?{hosts}&target_session_attrs=read-write"
 
 
 @dataclass
@@ -264,10 +397,19 @@ class Gunicorn:
     """``gunicorn wsgi:app`` on 127.0.0.1 in its own process group, so that a SIGKILL takes the
     master and every worker down at once, as a power cut does."""
 
-    def __init__(self, journal: LiveJournal, *, workers: int = 2, port: int | None = None) -> None:
+    def __init__(
+        self,
+        journal: LiveJournal,
+        *,
+        workers: int = 2,
+        port: int | None = None,
+        environment: Mapping[str, str] | None = None,
+    ) -> None:
         self.journal = journal
         self.workers = workers
         self.port = port or free_port()
+        # Settings over the journal's own (another machine's instance folder, say).
+        self.environment = dict(environment or {})
         self.process: subprocess.Popen[bytes] | None = None
         self.log_path = journal.work_dir / f"gunicorn-{self.port}.log"
         self.starts = 0
@@ -277,6 +419,12 @@ class Gunicorn:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 60) -> None:
+        self.launch()
+        self.wait_ready(timeout)
+
+    def launch(self) -> None:
+        """Start gunicorn without waiting for it (``wait_ready`` waits): several servers then
+        load the app at the same time."""
         assert self.process is None, "already running"
         self.journal.work_dir.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
@@ -294,13 +442,12 @@ class Gunicorn:
                     "wsgi:app",
                 ],
                 cwd=ROOT,
-                env=self.journal.environment(),
+                env={**self.journal.environment(), **self.environment},
                 stdout=log,
                 stderr=log,
                 start_new_session=True,
             )
         self.starts += 1
-        self.wait_ready(timeout)
 
     def wait_ready(self, timeout: float) -> None:
         """Until a worker answers (a signed-out API call answers 401)."""
@@ -461,3 +608,18 @@ def seed_teachers(
             )
         session.commit()
     return made
+
+
+def another_device(journal: LiveJournal, teacher: Teacher) -> Teacher:
+    """The same teacher's second device (a new enrolled key): it writes the same journal."""
+    import dataclasses
+
+    from auth.models import User
+    from journal.db import db
+
+    from ..factories import add_device
+
+    with journal.app.app_context():
+        device = add_device(db.session, db.session.get_one(User, teacher.user_id))
+        db.session.commit()
+    return dataclasses.replace(teacher, kid=device.kid, private_key=device.private_key)

@@ -17,118 +17,19 @@ too, by terminating every backend of a database on the shared cluster. The pool'
 
 from __future__ import annotations
 
-import os
 import random
-import threading
 import time
 from collections import Counter
-from collections.abc import Callable
 
 from .conftest import scaled
-from .outbox import Device, Exchange
-from .servers import Gunicorn, LiveJournal, PrivatePostgres, Teacher, seed_teachers
+from .servers import Gunicorn, LiveJournal, PrivatePostgres, seed_teachers
+from .teaching import assert_each_entry_once, crash_seed, run_devices_through
 
 KILLS = scaled(10, 100)
 CUTS = scaled(5, 30)
 RESTARTS = scaled(3, 20)
-OUTBOX_HIGH_WATER = 200
 # How a request that was on its way when the server died fails (not "connection refused").
 INTERRUPTED = {"RemoteDisconnected", "ConnectionResetError", "BrokenPipeError", "IncompleteRead"}
-
-
-def crash_seed() -> int:
-    return int(os.environ.get("JOURNAL_CRASH_SEED") or random.SystemRandom().randrange(2**32))
-
-
-class Teaching(threading.Thread):
-    """A device that keeps signing entries and syncing them, until ``stop`` is set."""
-
-    def __init__(self, device: Device, rng: random.Random) -> None:
-        super().__init__(daemon=True)
-        self.device = device
-        self.rng = rng
-        self.stop = threading.Event()
-        self.error: BaseException | None = None
-
-    def run(self) -> None:
-        teacher = self.device.teacher
-        try:
-            while not self.stop.is_set():
-                if len(self.device.outbox) < OUTBOX_HIGH_WATER:
-                    for _ in range(self.rng.randint(5, 40)):
-                        self.device.make_entry(
-                            self.rng.choice(["grade", "attendance"]),
-                            self.rng.choice(teacher.lessons),
-                            self.rng.choice(teacher.students),
-                        )
-                self.device.sync(batch_size=self.rng.choice([10, 25, 50]))
-        except BaseException as exc:  # noqa: BLE001 - reported by the test
-            self.error = exc
-
-
-def run_devices_through(
-    journal: LiveJournal,
-    server: Gunicorn,
-    teachers: list[Teacher],
-    rng: random.Random,
-    trouble: Callable[[], None],
-) -> tuple[list[Device], list[Exchange]]:
-    """Devices sync while ``trouble()`` runs; then they drain their outboxes."""
-    exchanges: list[Exchange] = []
-    devices = [
-        Device(
-            teacher,
-            server.url,
-            journal.session_cookie(teacher),
-            timeout=20,
-            rng=random.Random(rng.random()),
-            on_exchange=exchanges.append,
-        )
-        for teacher in teachers
-    ]
-    workers = [Teaching(device, random.Random(rng.random())) for device in devices]
-    for worker in workers:
-        worker.start()
-    try:
-        trouble()
-    finally:
-        for worker in workers:
-            worker.stop.set()
-            worker.join(timeout=60)
-    for worker in workers:
-        assert worker.error is None, repr(worker.error)
-    deadline = time.monotonic() + 60
-    for device in devices:
-        device.drain(deadline, batch_size=50)
-    return devices, exchanges
-
-
-def assert_each_entry_once(journal: LiveJournal, devices: list[Device], seed: int) -> None:
-    for device in devices:
-        assert device.refused == [], f"seed {seed}: refused {device.refused[:3]}"
-        assert len(device.stored) == len(device.made), f"seed {seed}"
-    audit = journal.audit({device.teacher.origin: device.made for device in devices})
-    assert audit.ok, f"seed {seed}: {audit}"
-    assert audit.verified == len(devices)
-    stored_seqs = journal_seqs(journal, [device.teacher.origin for device in devices])
-    for device in devices:
-        # Answers seen after a retry ("duplicate") name the seq the first, unseen answer had.
-        assert device.stored == {i: stored_seqs[i] for i in device.made}, f"seed {seed}"
-
-
-def journal_seqs(journal: LiveJournal, origins: list[str]) -> dict[str, int]:
-    import sqlalchemy as sa
-
-    from journal.db import db
-    from journal.models import Entry, Log
-
-    with journal.app.app_context():
-        rows = db.session.execute(
-            sa.select(Entry.entry_id, Entry.seq)
-            .join(Log, Log.id == Entry.log_id)
-            .where(Log.origin.in_(origins))
-        ).all()
-    return {row.entry_id: row.seq for row in rows}
 
 
 def test_sigkill_of_the_server_mid_sync_loses_and_doubles_nothing(live_journal: LiveJournal):
