@@ -140,10 +140,11 @@ def attendance_chart(
             label = _("%(date)s: lessons still to come", date=when)
         else:
             share = day.attended * 100 // day.expected if day.expected else 0
+            shown_share = str(share) + " %"
             label = _(
                 "%(date)s: %(share)s of lessons attended, absent all day: %(count)s",
                 date=when,
-                share=f"{share} %",
+                share=shown_share,
                 count=day.absent_all_day,
             )
         shown.append(SchoolDay(day.date, day.state, label, day.attended, day.expected))  # type: ignore[arg-type]

@@ -115,15 +115,14 @@ def pupil_progress(
             continue
         if shown.id not in books:
             books[shown.id] = TermBook(session, class_group, log, shown, student_ids=[student_id])
-            dates.update(
-                session.execute(
-                    select(Lesson.id, Lesson.date).where(
-                        Lesson.class_group_id == class_group.id,
-                        Lesson.date >= shown.starts_on,
-                        Lesson.date <= shown.ends_on,
-                    )
-                ).tuples()
-            )
+            for lesson_id, day in session.execute(
+                select(Lesson.id, Lesson.date).where(
+                    Lesson.class_group_id == class_group.id,
+                    Lesson.date >= shown.starts_on,
+                    Lesson.date <= shown.ends_on,
+                )
+            ):
+                dates[lesson_id] = day
         book = books[shown.id]
         rule = book.rule(subject)
         if rule.kind not in ("criteria", "pass_fail"):
