@@ -99,28 +99,63 @@ def _cell(day: SchoolDay, x: float, y: float, hatch: str) -> Markup:
     ink = INK
     if day.state == "holiday":
         parts.append(
-            element("rect", x=x, y=y, width=CELL_W, height=CELL_H, fill=f"url(#{hatch})",
-                    stroke=GUIDE, stroke_width=1)
+            element(
+                "rect",
+                x=x,
+                y=y,
+                width=CELL_W,
+                height=CELL_H,
+                fill=f"url(#{hatch})",
+                stroke=GUIDE,
+                stroke_width=1,
+            )
         )
     elif day.state == "pending" or percent is None:
         parts.append(
-            element("rect", x=x + 0.5, y=y + 0.5, width=CELL_W - 1, height=CELL_H - 1,
-                    fill=WHITE, stroke=GUIDE, stroke_width=1, stroke_dasharray="3 2")
+            element(
+                "rect",
+                x=x + 0.5,
+                y=y + 0.5,
+                width=CELL_W - 1,
+                height=CELL_H - 1,
+                fill=WHITE,
+                stroke=GUIDE,
+                stroke_width=1,
+                stroke_dasharray="3 2",
+            )
         )
     else:
         fill, ink = shade(percent)
         parts.append(
-            element("rect", x=x, y=y, width=CELL_W, height=CELL_H, fill=fill, stroke=WHITE,
-                    stroke_width=1)
+            element(
+                "rect",
+                x=x,
+                y=y,
+                width=CELL_W,
+                height=CELL_H,
+                fill=fill,
+                stroke=WHITE,
+                stroke_width=1,
+            )
         )
         parts.append(
-            text(str(percent), x + CELL_W / 2, y + CELL_H - 7, font_size=12, font_weight="bold",
-                 text_anchor="middle", fill=ink)
+            text(
+                str(percent),
+                x + CELL_W / 2,
+                y + CELL_H - 7,
+                font_size=12,
+                font_weight="bold",
+                text_anchor="middle",
+                fill=ink,
+            )
         )
     day_ink = ink if day.state == "held" and percent is not None else MUTED
     parts.append(text(str(day.date.day), x + 3, y + 9, font_size=8, fill=day_ink))
     return element(
-        "g", *parts, class_=f"day {day.state}", data_date=day.date.isoformat(),
+        "g",
+        *parts,
+        class_=f"day {day.state}",
+        data_date=day.date.isoformat(),
         data_percent=None if percent is None else str(percent),
     )
 
@@ -140,8 +175,7 @@ def _legend(labels: Sequence[str], y: float, hatch: str, width: int) -> list[Mar
         x = LEFT + column * LEGEND_ITEM_W
         top = y + row * LEGEND_ROW_H
         out.append(
-            element("rect", x=x, y=top, width=14, height=14, stroke=GUIDE, stroke_width=1,
-                    **paint)
+            element("rect", x=x, y=top, width=14, height=14, stroke=GUIDE, stroke_width=1, **paint)
         )
         out.append(text(label, x + 19, top + 11, font_size=10))
     return out

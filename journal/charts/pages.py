@@ -46,9 +46,7 @@ def percent_words(value: Decimal) -> str:
     return format_decimal(value, format="#,##0.0") + " %"
 
 
-def _bands(
-    kind: str, bands: tuple[tuple[Decimal, int], ...], passing: Decimal
-) -> tuple[Band, ...]:
+def _bands(kind: str, bands: tuple[tuple[Decimal, int], ...], passing: Decimal) -> tuple[Band, ...]:
     if kind == "pass_fail":
         return (Band(passing, "✓"), Band(Decimal(0), "✗"))
     return tuple(Band(minimum, str(grade)) for minimum, grade in bands)
@@ -78,9 +76,7 @@ def progress_charts(progress: Progress, student_id: int) -> ProgressCharts:
                     chart_id=f"progress-{student_id}-{index + 1}",
                     heading=item.subject.name,
                     title=_("%(subject)s: term percent by week", subject=item.subject.name),
-                    summary=_(
-                        "%(term)s, the term percent at the end of each week.", term=term
-                    ),
+                    summary=_("%(term)s, the term percent at the end of each week.", term=term),
                     values=item.values,
                 ),
                 weeks,
@@ -96,7 +92,9 @@ def progress_charts(progress: Progress, student_id: int) -> ProgressCharts:
 def pupil_charts(
     session: Session, class_group: ClassGroup, term: Term, student_id: int, today: dt.date
 ) -> ProgressCharts:
-    return progress_charts(pupil_progress(session, class_group, term, student_id, today), student_id)
+    return progress_charts(
+        pupil_progress(session, class_group, term, student_id, today), student_id
+    )
 
 
 def portal_charts(

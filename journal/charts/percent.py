@@ -86,8 +86,15 @@ def _bands(bands: Sequence[Band]) -> list[Markup]:
             )
         middle = (top + low) / 2
         out.append(
-            text(band.label, RIGHT + 12, y_of(middle) + 4, font_size=12, text_anchor="middle",
-                 font_weight="bold", fill=MUTED)
+            text(
+                band.label,
+                RIGHT + 12,
+                y_of(middle) + 4,
+                font_size=12,
+                text_anchor="middle",
+                font_weight="bold",
+                fill=MUTED,
+            )
         )
         top = low
     for band in ordered:
@@ -96,15 +103,22 @@ def _bands(bands: Sequence[Band]) -> list[Markup]:
         y = y_of(band.minimum)
         out.append(
             element(
-                "line", x1=LEFT, x2=RIGHT, y1=y, y2=y, stroke=GUIDE, stroke_width=1,
+                "line",
+                x1=LEFT,
+                x2=RIGHT,
+                y1=y,
+                y2=y,
+                stroke=GUIDE,
+                stroke_width=1,
                 stroke_dasharray="4 3",
             )
         )
     ticks = sorted({Decimal(0), Decimal(100), *(b.minimum for b in ordered if b.minimum > 0)})
     for tick in ticks:
         out.append(
-            text(number(tick), LEFT - 4, y_of(tick) + 4, font_size=10, text_anchor="end",
-                 fill=MUTED)
+            text(
+                number(tick), LEFT - 4, y_of(tick) + 4, font_size=10, text_anchor="end", fill=MUTED
+            )
         )
     return out
 
@@ -119,17 +133,31 @@ def _axis(weeks: Sequence[Week], axis_label: str) -> list[Markup]:
         if index % every:
             continue
         out.append(
-            text(week.tick, x_of(index, len(weeks)), BOTTOM + 14, font_size=10,
-                 text_anchor="middle", fill=MUTED)
+            text(
+                week.tick,
+                x_of(index, len(weeks)),
+                BOTTOM + 14,
+                font_size=10,
+                text_anchor="middle",
+                fill=MUTED,
+            )
         )
     out.append(
-        text(axis_label, (LEFT + RIGHT) / 2, BOTTOM + 32, font_size=11, text_anchor="middle",
-             fill=MUTED)
+        text(
+            axis_label,
+            (LEFT + RIGHT) / 2,
+            BOTTOM + 32,
+            font_size=11,
+            text_anchor="middle",
+            fill=MUTED,
+        )
     )
     return out
 
 
-def _line(values: Sequence[Decimal | None], weeks: int, fmt: Callable[[Decimal], str]) -> list[Markup]:
+def _line(
+    values: Sequence[Decimal | None], weeks: int, fmt: Callable[[Decimal], str]
+) -> list[Markup]:
     out: list[Markup] = []
     path: list[str] = []
     previous: tuple[float, float] | None = None
@@ -147,21 +175,47 @@ def _line(values: Sequence[Decimal | None], weeks: int, fmt: Callable[[Decimal],
         points.append((x, y, value))
     if path:
         out.append(
-            element("path", d=" ".join(path), fill="none", stroke=LINE, stroke_width=2.5,
-                    stroke_linejoin="round")
+            element(
+                "path",
+                d=" ".join(path),
+                fill="none",
+                stroke=LINE,
+                stroke_width=2.5,
+                stroke_linejoin="round",
+            )
         )
     for x, y, value in points:
         out.append(
-            element("circle", element("title", fmt(value)), cx=x, cy=y, r=3.5, fill=WHITE,
-                    stroke=LINE, stroke_width=2, class_="point", data_percent=str(value))
+            element(
+                "circle",
+                element("title", fmt(value)),
+                cx=x,
+                cy=y,
+                r=3.5,
+                fill=WHITE,
+                stroke=LINE,
+                stroke_width=2,
+                class_="point",
+                data_percent=str(value),
+            )
         )
     if points:
         x, y, value = points[-1]
         above = y - 8 if y > TOP + 14 else y + 16
         anchor = "end" if x > RIGHT - 30 else "middle"
         out.append(
-            text(fmt(value), x, above, font_size=12, font_weight="bold", text_anchor=anchor,
-                 stroke=WHITE, stroke_width=3, paint_order="stroke", class_="last")
+            text(
+                fmt(value),
+                x,
+                above,
+                font_size=12,
+                font_weight="bold",
+                text_anchor=anchor,
+                stroke=WHITE,
+                stroke_width=3,
+                paint_order="stroke",
+                class_="last",
+            )
         )
     return out
 

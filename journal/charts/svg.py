@@ -33,7 +33,7 @@ def number(value: float | Decimal) -> str:
     return "0" if text in ("-0", "") else text
 
 
-def _attrs(attrs: dict[str, AttrValue]) -> str:
+def _attrs(attrs: dict[str, AttrValue]) -> Markup:
     parts = []
     for name, value in attrs.items():
         if value is None:
@@ -42,20 +42,21 @@ def _attrs(attrs: dict[str, AttrValue]) -> str:
         if not _NAME.match(name):
             raise ValueError(f"not an attribute name: {name!r}")
         shown = number(value) if isinstance(value, float | Decimal) else str(value)
-        parts.append(f' {name}="{escape(shown)}"')
-    return "".join(parts)
+        parts.append(Markup(' {}="{}"').format(name, shown))
+    return Markup("").join(parts)
 
 
 def element(tag: str, *children: Markup | str, **attrs: AttrValue) -> Markup:
     """``<tag attrs>children</tag>``; a ``str`` child is text and is escaped, a ``Markup``
     child is markup this module built. Attribute names: ``font_size`` → ``font-size``,
-    ``class_`` → ``class``."""
+    ``class_`` → ``class``. Every name is checked against ``_NAME`` and every value escaped
+    (``Markup.format`` escapes what it is given)."""
     if not _NAME.match(tag):
         raise ValueError(f"not an element name: {tag!r}")
-    inner = Markup("").join(escape(child) for child in children)
     if not children:
-        return Markup(f"<{tag}{_attrs(attrs)}/>")
-    return Markup(f"<{tag}{_attrs(attrs)}>") + inner + Markup(f"</{tag}>")
+        return Markup("<{}{}/>").format(tag, _attrs(attrs))
+    inner = Markup("").join(escape(child) for child in children)
+    return Markup("<{}{}>{}</{}>").format(tag, _attrs(attrs), inner, tag)
 
 
 def group(children: Iterable[Markup], **attrs: AttrValue) -> Markup:

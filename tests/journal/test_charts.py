@@ -43,7 +43,11 @@ def test_a_percent_panel_draws_each_known_week_and_the_grade_bands():
     points = re.findall(r'<circle cx="([\d.]+)" cy="([\d.]+)"[^>]*data-percent="([\d.]+)"', svg)
     assert [(float(x), float(y), p) for x, y, p in points] == [
         (pytest.approx(x_of(1, 8), abs=0.01), pytest.approx(y_of(80), abs=0.01), "80.0"),
-        (pytest.approx(x_of(2, 8), abs=0.01), pytest.approx(y_of(Decimal("72.5")), abs=0.01), "72.5"),
+        (
+            pytest.approx(x_of(2, 8), abs=0.01),
+            pytest.approx(y_of(Decimal("72.5")), abs=0.01),
+            "72.5",
+        ),
     ]
     # The step: from week 2 at 80 % across to week 3, then down to 72.5 %.
     assert re.search(r'd="M[\d.]+ 54 H[\d.]+ V63"', svg)
@@ -54,7 +58,8 @@ def test_a_percent_panel_draws_each_known_week_and_the_grade_bands():
     assert re.search(r'class="last"[^>]*>72.5 %</text>', svg)
     # Accessible and safe: named, described with the numbers, escaped, no inline style.
     assert 'role="img"' in svg and 'aria-labelledby="p-1-title"' in svg
-    assert "<desc id=\"p-1-desc\">Percent by week. week 1: nothing yet; week 2: 80.0 %; week 3: 72.5 %.</desc>" in svg
+    stated = "Percent by week. week 1: nothing yet; week 2: 80.0 %; week 3: 72.5 %."
+    assert f'<desc id="p-1-desc">{stated}</desc>' in svg
     assert "Алгебра &lt;b&gt;" in svg and "<b>" not in svg
     assert "style=" not in svg and "<script" not in svg
 
@@ -240,7 +245,9 @@ def test_the_class_page_charts_no_pupil_of_another_class(world, seeded, app):
     world.session.flush()
     stranger = world.add_student(enrolled=False, last_name="Бөтен")
     world.session.add(
-        Enrollment(student_id=stranger.id, class_group_id=other_class.id, starts_on=world.q1.starts_on)
+        Enrollment(
+            student_id=stranger.id, class_group_id=other_class.id, starts_on=world.q1.starts_on
+        )
     )
     world.session.flush()
     client = signed_in_client(app, world.teacher)
@@ -257,5 +264,7 @@ def test_a_class_without_lessons_held_says_so(world, app):
     world.session.flush()
     client = signed_in_client(app, world.teacher)
     term = world.q1  # no lessons in the first quarter
-    html = client.get(f"/teacher/class/{world.class_group.id}?term={term.id}").get_data(as_text=True)
+    html = client.get(f"/teacher/class/{world.class_group.id}?term={term.id}").get_data(
+        as_text=True
+    )
     assert "No lessons held in this term yet" in html and "<svg" not in html
