@@ -84,7 +84,7 @@ def _hatch(pattern_id: str) -> Markup:
         element(
             "pattern",
             element("rect", width=6, height=6, fill=WHITE),
-            element("path", d="M0 6L6 0M-1 1L1 -1M5 7L7 5", stroke=MUTED, stroke_width=1.2),
+            element("path", d="M0 6L6 0M-1 1L1 -1M5 7L7 5", stroke=GUIDE, stroke_width=1.2),
             id=pattern_id,
             width=6,
             height=6,
@@ -160,8 +160,14 @@ def _cell(day: SchoolDay, x: float, y: float, hatch: str) -> Markup:
     )
 
 
+def _legend_item_width(labels: Sequence[str]) -> int:
+    """Room for the swatch and the longest label (about 6.5 units a letter at size 10)."""
+    return max(LEGEND_ITEM_W, 28 + 13 * max((len(label) for label in labels), default=0) // 2)
+
+
 def _legend(labels: Sequence[str], y: float, hatch: str, width: int) -> list[Markup]:
-    per_row = max((width - LEFT) // LEGEND_ITEM_W, 1)
+    item_w = _legend_item_width(labels)
+    per_row = max((width - LEFT) // item_w, 1)
     out: list[Markup] = []
     swatches: list[tuple[str, dict[str, str | int]]] = [
         (label, {"fill": fill}) for label, (_low, fill, _ink) in zip(labels, SHADES, strict=False)
@@ -172,7 +178,7 @@ def _legend(labels: Sequence[str], y: float, hatch: str, width: int) -> list[Mar
         swatches.append((labels[len(SHADES) + 1], {"fill": WHITE, "stroke_dasharray": "3 2"}))
     for index, (label, paint) in enumerate(swatches):
         row, column = divmod(index, per_row)
-        x = LEFT + column * LEGEND_ITEM_W
+        x = LEFT + column * item_w
         top = y + row * LEGEND_ROW_H
         out.append(
             element("rect", x=x, y=top, width=14, height=14, stroke=GUIDE, stroke_width=1, **paint)
@@ -196,7 +202,8 @@ def attendance_heatmap(
     weekdays = [0, 1, 2, 3, 4] + [d for d in (5, 6) if any(x.date.weekday() == d for x in days)]
     width = LEFT + weeks * (CELL_W + GAP) + 4
     grid_bottom = TOP + len(weekdays) * (CELL_H + GAP)
-    legend_rows = -(-(len(texts.legend)) // max((width - LEFT) // LEGEND_ITEM_W, 1))
+    per_row = max((width - LEFT) // _legend_item_width(texts.legend), 1)
+    legend_rows = -(-len(texts.legend) // per_row)
     height = grid_bottom + 12 + legend_rows * LEGEND_ROW_H
     hatch = f"{chart_id}-hatch"
     body: list[Markup] = [_hatch(hatch)]
