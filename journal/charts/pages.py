@@ -43,7 +43,7 @@ class ClassCharts:
 
 
 def percent_words(value: Decimal) -> str:
-    return format_decimal(value, format="#,##0.0") + " %"
+    return str(format_decimal(value, format="#,##0.0")) + " %"
 
 
 def _bands(kind: str, bands: tuple[tuple[Decimal, int], ...], passing: Decimal) -> tuple[Band, ...]:
@@ -120,7 +120,7 @@ def portal_charts(
 
 
 def _day_label(day_date: dt.date) -> str:
-    return format_date(day_date, "EEEE, d MMMM")
+    return str(format_date(day_date, "EEEE, d MMMM"))
 
 
 def attendance_chart(
@@ -145,7 +145,7 @@ def attendance_chart(
                 share=shown_share,
                 count=day.absent_all_day,
             )
-        shown.append(SchoolDay(day.date, day.state, label, day.attended, day.expected))  # type: ignore[arg-type]
+        shown.append(SchoolDay(day.date, day.state, label, day.attended, day.expected))
     from babel.dates import get_day_names
 
     names = get_day_names("abbreviated", locale=str(get_locale()))

@@ -27,6 +27,7 @@ from ..pupils import class_pupils
 from ..year.closing import class_subjects
 from ..year.results import TermBook
 from ..year.rules import NO_GRADES_RULE, rule_id_for, term_kind_of
+from .heatmap import DayState
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,7 @@ class Progress:
 @dataclass(frozen=True)
 class DayAttendance:
     date: dt.date
-    state: str  # "held", "pending" (lessons still to come) or "holiday"
+    state: DayState  # "held", "pending" (lessons still to come) or "holiday"
     attended: int = 0  # pupil-lessons
     expected: int = 0
     absent_all_day: int = 0  # pupils who missed every lesson of the day
@@ -70,7 +71,7 @@ class DayAttendance:
 
 def term_weeks(term: Term) -> tuple[WeekSpan, ...]:
     """The term's weeks, Monday to Sunday, the first and last cut to the term."""
-    weeks = []
+    weeks: list[WeekSpan] = []
     start = term.starts_on
     while start <= term.ends_on:
         sunday = start + dt.timedelta(days=6 - start.weekday())
