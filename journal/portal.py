@@ -34,6 +34,7 @@ from auth import policy
 from auth.access import current_user, login_required, personal_data
 from auth.models import User
 
+from .charts.pages import portal_charts
 from .clock import today_at
 from .db import db
 from .keys import load_log_key
@@ -420,6 +421,7 @@ def student(student_id: int) -> Any:
         value_text=value_text,
         percent_text=percent_text,
         component_labels=COMPONENT_LABELS,
+        progress=portal_charts(db.session, record, current, today),
     )
 
 

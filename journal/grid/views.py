@@ -33,6 +33,7 @@ from auth.access import (
     target_school,
 )
 
+from ..charts.pages import class_charts
 from ..clock import today_at
 from ..db import db
 from ..ids import id_arg
@@ -321,10 +322,13 @@ def class_page(class_id: int) -> Any:
     if term is None:
         abort(404)
     summary = class_summary(db.session, class_group, term)
+    pupils = [(row.number, row.pupil.id, row.pupil.full_name) for row in summary.rows]
+    chosen = id_arg(request.args, "pupil")
     return render_template(
         "teacher/class.html",
         class_group=class_group,
         terms=terms,
         term=term,
         summary=summary,
+        charts=class_charts(db.session, class_group, term, pupils, chosen, today),
     )
