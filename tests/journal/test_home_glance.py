@@ -130,7 +130,7 @@ def test_the_teachers_home_names_the_journals_for_the_outbox_script(app, world):
     lesson = _lesson(world, today, 2)
     world.teacher.language = "en"
     html = signed_in_client(app, world.teacher).get("/").get_data(as_text=True)
-    section = html.split('id="unsynced"', 1)[1].split(">", 1)[0]
+    section = html.split('id="outbox-waiting"', 1)[1].split(">", 1)[0]
     assert " hidden" in section  # nothing is claimed without the script
     places = json.loads(
         html.split('id="outbox-places">', 1)[1].split("</script>", 1)[0].replace("&#34;", '"')

@@ -5,7 +5,7 @@
 import { outboxRecords } from "./outbox.js";
 
 const places = JSON.parse(document.getElementById("outbox-places").textContent);
-const section = document.getElementById("unsynced");
+const section = document.getElementById("outbox-waiting");
 const body = section.querySelector("tbody");
 
 function placeOf(record) {
