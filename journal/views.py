@@ -120,8 +120,9 @@ def home() -> Any:
     if user.has_role("class_teacher"):
         # Each reads only the classes whose class teacher the signed-in person is.
         warnings = early_warnings(db.session, user, today)
-        glances = class_glance(db.session, user, today)
-        falling = falling_percents(db.session, user, today)
+        summaries: dict[Any, Any] = {}
+        glances = class_glance(db.session, user, today, summaries)
+        falling = falling_percents(db.session, user, today, summaries)
     operations = None
     term_state = None
     devices = None

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from auth.models import User
 
 from ..cells import read_cells
-from ..grid.summary import class_summary, summary_terms
+from ..grid.summary import ClassSummary, class_summary, summary_terms
 from ..models import ClassGroup, Lesson, Log, Subject, Term
 from ..payloads import GRADE_COMPONENTS
 from ..pupils import Pupil, class_pupils
@@ -80,6 +80,21 @@ def _current_term(session: Session, class_group: ClassGroup, today: dt.date) -> 
     return next((t for t in summary_terms(session, class_group) if t.covers(today)), None)
 
 
+# The class summaries one page asks for, by (class, term): built once for both lists.
+Summaries = dict[tuple[int, int], ClassSummary]
+
+
+def _summary(
+    session: Session, class_group: ClassGroup, term: Term, cache: Summaries | None
+) -> ClassSummary:
+    if cache is None:
+        return class_summary(session, class_group, term)
+    key = (class_group.id, term.id)
+    if key not in cache:
+        cache[key] = class_summary(session, class_group, term)
+    return cache[key]
+
+
 def own_classes(session: Session, user: User) -> list[ClassGroup]:
     return list(
         session.scalars(
@@ -130,7 +145,9 @@ def _today(
     return found
 
 
-def class_glance(session: Session, user: User, today: dt.date) -> list[Glance]:
+def class_glance(
+    session: Session, user: User, today: dt.date, summaries: Summaries | None = None
+) -> list[Glance]:
     """Each of the user's own classes: attendance today and the term's percents per subject
     (the class summary's outcomes, averaged over the pupils who have a percent)."""
     glances = []
@@ -142,7 +159,7 @@ def class_glance(session: Session, user: User, today: dt.date) -> list[Glance]:
         term = _current_term(session, class_group, today)
         subjects = []
         if term is not None:
-            summary = class_summary(session, class_group, term)
+            summary = _summary(session, class_group, term, summaries)
             for subject, _shown, graded in summary.subjects:
                 if not graded:
                     continue
@@ -173,7 +190,9 @@ def _mark_text(value: object) -> str:
     return ""
 
 
-def falling_percents(session: Session, user: User, today: dt.date) -> list[Falling]:
+def falling_percents(
+    session: Session, user: User, today: dt.date, summaries: Summaries | None = None
+) -> list[Falling]:
     """Pupils of the user's own classes whose term percent falls (see FALL_POINTS above)."""
     since = today - dt.timedelta(days=FALL_DAYS)
     found: list[Falling] = []
@@ -181,7 +200,7 @@ def falling_percents(session: Session, user: User, today: dt.date) -> list[Falli
         term = _current_term(session, class_group, today)
         if term is None:
             continue
-        summary = class_summary(session, class_group, term)
+        summary = _summary(session, class_group, term, summaries)
         log_id = session.scalar(select(Log.id).where(Log.class_group_id == class_group.id))
         if log_id is None:
             continue
