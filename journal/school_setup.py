@@ -34,6 +34,7 @@ from auth.services import (
 )
 from auth.signin import code_wait, record_failure
 
+from .class_list import year_class_list
 from .collation import class_key, in_pupil_order
 from .db import db, utcnow
 from .ids import id_arg
@@ -1054,19 +1055,11 @@ def classes(year_id: int) -> Any:
                 )
         else:
             flash_form_errors(form)
-    counts = dict(
-        db.session.execute(
-            select(Enrollment.class_group_id, func.count())
-            .join(ClassGroup, ClassGroup.id == Enrollment.class_group_id)
-            .where(ClassGroup.school_year_id == year_id, Enrollment.ends_on.is_(None))
-            .group_by(Enrollment.class_group_id)
-        ).all()
-    )
     return render_template(
         "setup/classes.html",
         year=school_year,
         class_groups=year_classes(school_year),
-        counts=counts,
+        teaching=year_class_list(db.session, year_id),
         teachers=teachers,
         form=form,
     )

@@ -42,8 +42,11 @@ from .app import LANGUAGES
 from .cells import cell_key
 from .clock import school_zone, today_at
 from .collation import in_pupil_order
-from .db import db
+from .db import db, utcnow
 from .home import OPERATOR_COMMANDS, admin_term_state, early_warnings, operator_state, teacher_days
+from .home.devices import STALE_DAYS, device_problems
+from .home.glance import FALL_DAYS, FALL_POINTS, class_glance, falling_percents
+from .home.outbox import outbox_places
 from .ids import IdField, id_arg
 from .keys import load_log_key
 from .models import (
@@ -107,15 +110,25 @@ def home() -> Any:
     assert user is not None
     days: list[Any] = []
     warnings: list[Any] = []
+    glances: list[Any] = []
+    falling: list[Any] = []
+    places = None
     today = today_at(db.session, user.school_id)
     if user.has_role("teacher") or user.has_role("class_teacher"):
         days = teacher_days(db.session, user, today)
+        places = outbox_places(db.session, user, today)
     if user.has_role("class_teacher"):
+        # Each reads only the classes whose class teacher the signed-in person is.
         warnings = early_warnings(db.session, user, today)
+        summaries: dict[Any, Any] = {}
+        glances = class_glance(db.session, user, today, summaries)
+        falling = falling_percents(db.session, user, today, summaries)
     operations = None
     term_state = None
+    devices = None
     if user.has_role("school_admin") and user.school_id is not None:
         term_state = admin_term_state(db.session, user.school_id, today)
+        devices = device_problems(db.session, user.school_id, utcnow())
     if user.has_role("operator") or user.has_role("school_admin"):
         operations = operator_state(
             db.session,
@@ -128,6 +141,13 @@ def home() -> Any:
         today=today,
         days=days,
         warnings=warnings,
+        glances=glances,
+        falling=falling,
+        fall_days=FALL_DAYS,
+        fall_points=int(FALL_POINTS),
+        places=places,
+        devices=devices,
+        stale_days=STALE_DAYS,
         operations=operations,
         term_state=term_state,
         commands=OPERATOR_COMMANDS,

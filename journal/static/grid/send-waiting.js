@@ -16,4 +16,6 @@ async function sendWaiting() {
   await syncer.run();
 }
 
-sendWaiting().catch(() => {});
+sendWaiting()
+  .catch(() => {})
+  .finally(() => document.dispatchEvent(new CustomEvent("outbox-changed")));
