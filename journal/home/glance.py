@@ -23,10 +23,13 @@ from ..year.results import TermBook
 ABSENT = ("absent", "sick", "excused")
 
 # A falling term percent (early warning): the pupil's computed term percent in a subject is at
-# least FALL_POINTS lower than it was on the marks of lessons up to FALL_DAYS days ago, or the
-# computed grade is below the lowest passing band (a 2, or "fail" in a pass/fail subject).
+# least FALL_POINTS lower than it was on the marks of lessons up to FALL_DAYS days ago and now
+# gives a 3 or lower, or the computed grade is below the lowest passing band (a 2, or "fail" in
+# a pass/fail subject). A fall that still leaves a 4 or a 5 is not listed: early in a term a
+# few marks swing percents by tens of points, and a list of half the class helps nobody.
 FALL_DAYS = 14
 FALL_POINTS = Decimal(10)
+FALL_GRADE = 3
 FAILING_GRADE = 2
 
 
@@ -244,7 +247,13 @@ def falling_percents(
                 failing = (
                     computed.grade is not None and computed.grade <= FAILING_GRADE
                 ) or computed.result == "fail"
-                fell = now is not None and before is not None and before - now >= FALL_POINTS
+                fell = (
+                    now is not None
+                    and before is not None
+                    and before - now >= FALL_POINTS
+                    and computed.grade is not None
+                    and computed.grade <= FALL_GRADE
+                )
                 if not (failing or fell):
                     continue
                 marks = [

@@ -54,15 +54,19 @@ def test_the_class_at_a_glance_shows_todays_attendance_and_term_percents(app, wo
 def test_a_falling_term_percent_is_listed_with_its_marks(app, world):
     today = _today_with_term(world)
     steady = world.add_student(last_name="Тұрақты", first_name="Асел")
-    # Two good marks three weeks ago; the pupil's last two weeks are poor, the other's are not.
+    dipping = world.add_student(last_name="Сәл-төмен", first_name="Дана")
+    # Good marks three weeks ago; the pupil's last two weeks are poor, the other's are not;
+    # the third falls from 100 % to 90 %, ten points, but still has a 5: not a warning.
     for days_ago, period in ((21, 1), (20, 1)):
         lesson = _lesson(world, today - dt.timedelta(days=days_ago), period)
         for student in (world.student, steady):
             _record(world, "grade", lesson=lesson.id, student=student.id, value={"score": 9})
+        _record(world, "grade", lesson=lesson.id, student=dipping.id, value={"score": 10})
     for days_ago in (5, 2):
         lesson = _lesson(world, today - dt.timedelta(days=days_ago), 1)
         _record(world, "grade", lesson=lesson.id, student=world.student.id, value={"score": 2})
         _record(world, "grade", lesson=lesson.id, student=steady.id, value={"score": 9})
+        _record(world, "grade", lesson=lesson.id, student=dipping.id, value={"score": 8})
     class_teacher = _class_teacher(world)
     found = falling_percents(world.session, class_teacher, today)
     assert [item.pupil.id for item in found] == [world.student.id]
@@ -75,8 +79,8 @@ def test_a_falling_term_percent_is_listed_with_its_marks(app, world):
     line = warnings.split('class="falling-percent"', 1)[1].split("</li>", 1)[0]
     assert world.student.last_name in line and "term percent fell from" in line
     assert (today - dt.timedelta(days=5)).strftime("%d.%m") + " 2" in line  # the evidence
-    assert steady.last_name not in warnings
-    assert "10 points or more lower" in warnings  # the rule is stated
+    assert steady.last_name not in warnings and dipping.last_name not in warnings
+    assert "fallen 10 points or more" in warnings and "a 3 or lower" in warnings  # the rule
 
     # Another class teacher and a parent see nothing of it.
     other = add_user(world.session, world.school, "teacher")
