@@ -30,6 +30,7 @@ class HomeWorld:
     truant: str
     ill: str
     today_lesson: int
+    today: dt.date
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +98,7 @@ def home_world(journal_server: Server) -> HomeWorld:
         user.roles.append(RoleGrant(role="class_teacher", school_id=place.school_id))
         db.session.get_one(ClassGroup, place.class_id).class_teacher_id = user.id
         db.session.commit()
-    return HomeWorld(place, teacher, *result, today_lesson=today_lesson.id)
+    return HomeWorld(place, teacher, *result, today_lesson=today_lesson.id, today=today)
 
 
 @pytest.fixture(scope="module")
@@ -141,6 +142,16 @@ def test_home_lists_todays_lessons_and_early_warnings(home_pages, home_world, la
     assert home_world.subject in row.inner_text() and home_world.class_name in row.inner_text()
     link = row.locator("a")
     assert f"lesson={home_world.today_lesson}" in str(link.get_attribute("href"))
+    if size == CASES[0][1] and language == CASES[0][0]:
+        # The link opens the grid with the focus in that lesson's column, today's date above.
+        link.click()
+        page.wait_for_selector("body[data-grid-ready='1']")
+        heading = page.evaluate(
+            """() => document.querySelector("thead tr.dates")
+                 .cells[document.activeElement.cellIndex].textContent"""
+        )
+        assert heading.startswith(home_world.today.strftime("%d.%m")), heading
+        page.goto("/")
 
     warnings = page.locator("#early-warnings")
     warnings.scroll_into_view_if_needed()

@@ -350,6 +350,12 @@ class GridApp {
 
   // -- moving and typing -----------------------------------------------------------------------
 
+  // The home page's "today" links name their lesson (?lesson=ID): start in its column.
+  wantedColumn() {
+    const wanted = Number(new URLSearchParams(window.location.search).get("lesson"));
+    return Math.max(0, this.lessons.findIndex((lesson) => lesson.id === wanted));
+  }
+
   focusCell(row, col) {
     const previous = this.tdAt(this.row, this.col);
     if (previous) previous.tabIndex = -1;
@@ -937,7 +943,7 @@ class GridApp {
     this.records = records.filter((record) => record.journal === this.state.journal);
     this.rebuild();
     this.renderAll();
-    if (this.lessons.length && this.students.length) this.focusCell(0, 0);
+    if (this.lessons.length && this.students.length) this.focusCell(0, this.wantedColumn());
     document.body.dataset.gridReady = "1";
     askPersistentStorage().then((persisted) => {
       const line = document.getElementById("storage-state");
