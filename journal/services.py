@@ -16,7 +16,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
+import psycopg
 from sqlalchemy import event, insert, select, update
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -701,7 +703,7 @@ class Recorder:
         if not self._pending and not self._pending_supersessions:
             return
         for log_id, rows in self._pending.items():
-            self.session.execute(insert(Entry.__table__), rows)
+            _insert_entries(self.session, rows)
             self.session.execute(
                 update(Log.__table__).where(Log.id == log_id).values(size=self._sizes[log_id])
             )
@@ -722,6 +724,46 @@ class Recorder:
         self._pending_supersessions.clear()
         self._sizes.clear()
         self._known.clear()
+
+
+_ENTRY_COLUMNS = (
+    "log_id",
+    "seq",
+    "entry_id",
+    "kind",
+    "author_id",
+    "device_kid",
+    "device_seq",
+    "lesson_id",
+    "student_id",
+    "cell",
+    "received_at",
+    "leaf",
+    "leaf_hash",
+)
+_COPY_ENTRIES = f"COPY entries ({', '.join(_ENTRY_COLUMNS)}) FROM STDIN"
+
+
+def _insert_entries(session: Session, rows: list[dict[str, Any]]) -> None:
+    """Insert Entry rows (every column of ``_ENTRY_COLUMNS``, UTC-aware ``received_at``).
+
+    On PostgreSQL with psycopg 3 one COPY in the session's transaction: the rows cost the
+    server a fraction of as many INSERTs, and constraints and triggers apply as for INSERT.
+    Its errors are raised as SQLAlchemy's (IntegrityError for a duplicate entry_id, ...), as
+    an INSERT's would be. Elsewhere one INSERT ... executemany."""
+    connection = session.connection()
+    driver = connection.connection.driver_connection
+    if connection.dialect.name != "postgresql" or not isinstance(driver, psycopg.Connection):
+        session.execute(insert(Entry.__table__), rows)
+        return
+    try:
+        with driver.cursor() as cursor, cursor.copy(_COPY_ENTRIES) as copy:
+            for row in rows:
+                copy.write_row([row[name] for name in _ENTRY_COLUMNS])
+    except psycopg.Error as exc:
+        raise DBAPIError.instance(
+            _COPY_ENTRIES, None, exc, psycopg.Error, dialect=connection.dialect
+        ) from exc
 
 
 def _pending_recorders(session: Session) -> set[Recorder]:
