@@ -153,15 +153,19 @@ def upload_batch(
     *,
     now: dt.datetime | None = None,
     quarantine_quota: int = QUARANTINE_DAILY_QUOTA,
+    plain: bool = False,
 ) -> BatchOutcome:
     """Record each submission once and say per entry what happened; flushes, never commits.
 
     Only the uploader's own entries are taken: the session user must be each entry's author.
     An entry whose key is unknown or revoked is quarantined only if it passes ``quarantine``'s
-    checks, at most ``quarantine_quota`` of them per uploader a day.
+    checks, at most ``quarantine_quota`` of them per uploader a day. The batch is received at
+    one moment (``now``, else the time it starts). ``plain``: the submissions were read by
+    ``parse_json`` from a text ``plain_text`` accepts (see ``Recorder``).
     """
+    now = now or utcnow()
     # Deferred: one look-up of the batch's ids and one INSERT per log instead of one per entry.
-    recorder = Recorder(session, now=now, deferred=True)
+    recorder = Recorder(session, now=now, deferred=True, plain=plain)
     payloads = [
         sub["payload"]
         for sub in submissions
@@ -207,7 +211,7 @@ def upload_batch(
         result.journal = payload["journal"]
         kids.add(parsed["kid"])
     recorder.flush()
-    mark_devices_seen(session, kids, now or utcnow())
+    mark_devices_seen(session, kids, now)
     stored = [r.entry_id for r in results if r.status in ("accepted", "duplicate") and r.entry_id]
     return BatchOutcome(
         results=results,
@@ -559,6 +563,7 @@ def upload() -> Response:
             user,
             entries,
             quarantine_quota=current_app.config["SYNC_QUARANTINE_DAILY_QUOTA"],
+            plain=ledger_entry.plain_text(raw.decode("utf-8")),
         )
         db.session.commit()
     except (IntegrityError, OperationalError) as exc:
