@@ -239,34 +239,11 @@ def parse_json(raw: bytes | str, *, max_bytes: int = MAX_PAYLOAD_BYTES) -> objec
         raise PayloadError("malformed_json", f"not JSON: {exc}") from None
     except RecursionError:
         raise PayloadError("too_deep", f"nested deeper than {MAX_NESTING} levels") from None
-    # Text decoded from UTF-8 holds no lone surrogate: only a \\uD800-style escape makes one.
-    # Walk the value only when such an escape is there or the text may nest too deep.
-    if (
-        _SURROGATE_ESCAPE.search(text)
-        or (text is raw and not text.isascii() and not _well_formed(text))
-        or _nesting(text) > MAX_NESTING
-    ):
-        _check_parsed(obj, 0)
+    _check_parsed(obj, 0)
     return obj
 
 
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
-_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
-_INNERMOST = re.compile(r"[\[{][^\[\]{}]*[\]}]")
-
-
-def _nesting(text: str) -> int:
-    """How many containers a well-formed JSON text nests, at most: its strings taken out, the
-    innermost brackets are replaced by a scalar until none is left (a pass per level)."""
-    text = _JSON_STRING.sub("0", text)
-    depth = 0
-    while True:
-        text, found = _INNERMOST.subn("0", text)
-        if not found:
-            return depth
-        depth += 1
-        if depth > MAX_NESTING:
-            return depth
 
 
 def plain_text(text: str) -> bool:
