@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
 import psycopg
-from sqlalchemy import event, insert, select, update
+from sqlalchemy import String, any_, bindparam, event, insert, select, update
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
@@ -180,6 +181,8 @@ class Recorder:
         self._pending_supersessions: list[dict[str, Any]] = []
         self._pending_ids: dict[str, tuple[int, int, bytes]] = {}
         self._known: dict[str, tuple[int, int, bytes] | None] = {}
+        # The (log, cell) of every entry id found or appended here (cell may be None).
+        self.cells: dict[str, tuple[int, str | None]] = {}
         self._logs: dict[str, Log | None] = {}
         self._assigned: dict[tuple[int, int, int], bool] = {}
         self._enrolled: dict[tuple[int, int], list[Enrollment]] = {}
@@ -673,13 +676,14 @@ class Recorder:
             part = wanted[chunk : chunk + 500]
             self._known.update(dict.fromkeys(part))
             rows = self.session.execute(
-                select(Entry.entry_id, Entry.log_id, Entry.seq, Entry.leaf).where(
-                    Entry.entry_id.in_(part)
+                select(Entry.entry_id, Entry.log_id, Entry.seq, Entry.leaf, Entry.cell).where(
+                    one_of(self.session, Entry.entry_id, part)
                 )
             )
             for row in rows:
                 payload = ledger_entry.parse_leaf(row.leaf).payload_bytes
                 self._known[row.entry_id] = (row.log_id, row.seq, payload)
+                self.cells[row.entry_id] = (row.log_id, row.cell)
 
     def prefetch_rows(self, payloads: list[Any]) -> None:
         """Load a batch's lessons, students and their enrollments in three queries, instead
@@ -747,6 +751,7 @@ class Recorder:
         now: dt.datetime,
     ) -> Recorded:
         seq = self._reserve_seq(log)
+        log_id = log.id
         stamp = self._stamps.get(now)
         if stamp is None:
             stamp = self._stamps[now] = ledger_entry.format_timestamp(now)
@@ -759,9 +764,9 @@ class Recorder:
             sig,
             payload_bytes=payload_bytes,
         )
-        self._pending.setdefault(log.id, []).append(
+        self._pending.setdefault(log_id, []).append(
             {
-                "log_id": log.id,
+                "log_id": log_id,
                 "seq": seq,
                 "entry_id": facts.entry_id,
                 "kind": facts.kind,
@@ -776,9 +781,10 @@ class Recorder:
                 "leaf_hash": merkle.leaf_hash(leaf),
             }
         )
-        self._pending_ids[facts.entry_id] = (log.id, seq, payload_bytes)
+        self._pending_ids[facts.entry_id] = (log_id, seq, payload_bytes)
+        self.cells[facts.entry_id] = (log_id, facts.cell)
         if facts.cell is not None:
-            maxima = self._maxima.get((log.id, facts.cell.rsplit(":", 1)[0] + ":"))
+            maxima = self._maxima.get((log_id, facts.cell.rsplit(":", 1)[0] + ":"))
             if maxima is not None:
                 for target in facts.supersedes:
                     maxima.pop(target, None)
@@ -786,12 +792,12 @@ class Recorder:
                 if isinstance(value, dict) and isinstance(value.get("max"), int):
                     maxima[facts.entry_id] = value["max"]
         self._pending_supersessions.extend(
-            {"correction_entry_id": facts.entry_id, "superseded_entry_id": target, "log_id": log.id}
+            {"correction_entry_id": facts.entry_id, "superseded_entry_id": target, "log_id": log_id}
             for target in facts.supersedes
         )
         if not self.deferred:
             self.flush()
-        return Recorded("accepted", facts.entry_id, log.id, seq)
+        return Recorded("accepted", facts.entry_id, log_id, seq)
 
     def flush(self) -> None:
         """Write the pooled rows: one INSERT ... executemany per log, then the new sizes."""
@@ -819,6 +825,14 @@ class Recorder:
         self._pending_supersessions.clear()
         self._sizes.clear()
         self._known.clear()
+
+
+def one_of(session: Session, column: Any, values: list[str]) -> Any:
+    """``column IN values``: on PostgreSQL ``= ANY(array)``, one parameter however many values
+    (an expanding IN costs SQLAlchemy and the server a parameter each)."""
+    if session.get_bind().dialect.name == "postgresql":
+        return column == any_(bindparam(None, list(values), type_=postgresql.ARRAY(String)))
+    return column.in_(values)
 
 
 _ENTRY_COLUMNS = (
