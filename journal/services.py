@@ -16,7 +16,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
-from sqlalchemy import event, insert, select, update
+import psycopg
+from sqlalchemy import String, any_, bindparam, event, insert, select, update
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -134,16 +137,41 @@ def correct_entry(
     return recorder.record(parsed)
 
 
+@dataclass(frozen=True)
+class _Context:
+    """What authorizing an entry needs of its lesson (or subject) and class, read once."""
+
+    class_group: ClassGroup
+    class_group_id: int
+    school_id: int
+    school_year_id: int
+    lesson_ok: bool  # the lesson exists, in this journal's class (or none is named)
+    subject_ok: bool  # the subject exists, in this school
+    subject_id: int
+    graded: bool
+    term_kind: str  # "half" or "quarter"
+    day: dt.date | None  # the lesson's
+    term: Term | None  # the one of term_kind covering day
+
+
 class Recorder:
     """Records entries against one session; caches look-ups across a batch."""
 
     MAX_SUBMISSION_BYTES = ledger_entry.MAX_PAYLOAD_BYTES + 1024
 
     def __init__(
-        self, session: Session, *, now: dt.datetime | None = None, deferred: bool = False
+        self,
+        session: Session,
+        *,
+        now: dt.datetime | None = None,
+        deferred: bool = False,
+        plain: bool = False,
     ) -> None:
         self.session = session
         self.now = now
+        # Plain: the mappings given to parse() were read by parse_json from a text plain_text
+        # accepts (the sync API's body), so canonicalizing them needs no walk over each value.
+        self.plain = plain
         # Deferred: rows are written by one executemany per log at flush() (or at commit),
         # with their seqs reserved in memory under the log-row lock taken once per batch.
         self.deferred = deferred
@@ -153,6 +181,8 @@ class Recorder:
         self._pending_supersessions: list[dict[str, Any]] = []
         self._pending_ids: dict[str, tuple[int, int, bytes]] = {}
         self._known: dict[str, tuple[int, int, bytes] | None] = {}
+        # The (log, cell) of every entry id found or appended here (cell may be None).
+        self.cells: dict[str, tuple[int, str | None]] = {}
         self._logs: dict[str, Log | None] = {}
         self._assigned: dict[tuple[int, int, int], bool] = {}
         self._enrolled: dict[tuple[int, int], list[Enrollment]] = {}
@@ -160,6 +190,10 @@ class Recorder:
         # (log, cell prefix "SOR:lesson:") -> {entry id: max} of the live heads: one maximum
         # per summative lesson (see _check_one_maximum).
         self._maxima: dict[tuple[int, str], dict[str, int]] = {}
+        self._stamps: dict[dt.datetime, str] = {}  # received_at text for a now
+        self._contexts: dict[tuple[int, int | None, int | None], _Context] = {}
+        self._students_ok: dict[tuple[Any, ...], str | None] = {}
+        self._today_at: dict[tuple[int, dt.datetime], dt.date] = {}  # a school's date at a now
 
     # parsing ---------------------------------------------------------------------------------
 
@@ -192,7 +226,9 @@ class Recorder:
         parsed = self.parse(submission)
         payload = parsed["payload"]
         try:
-            payload_bytes = ledger_entry.canonical_json(payload)
+            payload_bytes = ledger_entry.canonical_json(
+                payload, plain=self.plain and not isinstance(submission, bytes | str)
+            )
         except ledger_entry.PayloadError as exc:
             raise EntryRefused("rejected", exc.code, str(exc)) from exc
         if len(payload_bytes) > ledger_entry.MAX_PAYLOAD_BYTES:
@@ -267,39 +303,31 @@ class Recorder:
         return log
 
     def _authorize(self, log: Log, facts: PayloadFacts) -> None:
-        class_group = self._get(ClassGroup, log.class_group_id)
-        assert class_group is not None
-        day: dt.date | None = None
-        if facts.lesson is not None:
-            lesson = self._get(Lesson, facts.lesson)
-            if lesson is None or lesson.class_group_id != class_group.id:
-                raise EntryRefused("rejected", "unknown_lesson", "no such lesson in this journal")
-            subject_id = lesson.subject_id
-            day = lesson.date
-        else:
-            assert facts.subject is not None
-            subject_id = facts.subject
-        subject = self._get(Subject, subject_id)
-        if subject is None or subject.school_id != class_group.school_id:
+        # What depends on the lesson (or subject) alone is looked up once per batch
+        # (_context); the checks run in the same order as ever, so the same refusal wins.
+        ctx = self._context(log, facts)
+        if not ctx.lesson_ok:
+            raise EntryRefused("rejected", "unknown_lesson", "no such lesson in this journal")
+        if not ctx.subject_ok:
             raise EntryRefused("rejected", "unknown_subject", "no such subject in this school")
-        if not self._is_assigned(facts.author, class_group.id, subject_id):
+        if not self._is_assigned(facts.author, ctx.class_group_id, ctx.subject_id):
             raise EntryRefused(
                 "rejected",
                 "not_assigned",
                 "the author does not teach this subject in this class",
             )
-        if "grade" in (facts.kind, facts.correcting) and not subject.graded:
+        if "grade" in (facts.kind, facts.correcting) and not ctx.graded:
             raise EntryRefused("rejected", "not_graded", "this subject is not graded")
 
-        terms = self._school_terms(class_group.school_year_id)
-        kind = "half" if subject.by_half_year else "quarter"
+        day = ctx.day
+        kind = ctx.term_kind
         term: Term | None
         if day is not None:
-            term = next((t for t in terms if t.kind == kind and t.covers(day)), None)
+            term = ctx.term
             if term is None:
                 raise EntryRefused("rejected", "no_term", f"{day} is not in a term")
             # Lesson topics may be planned ahead; marks and attendance only once it took place.
-            if "topic" not in (facts.kind, facts.correcting) and day > self._today(class_group):
+            if "topic" not in (facts.kind, facts.correcting) and day > self._today(ctx.class_group):
                 raise EntryRefused(
                     "rejected",
                     "future_lesson",
@@ -308,6 +336,7 @@ class Recorder:
         elif facts.kind == "year_grade":
             term = None
         else:
+            terms = self._school_terms(ctx.school_year_id)
             term = next((t for t in terms if t.id == facts.term), None)
             if term is None:
                 raise EntryRefused("rejected", "unknown_term", "no such term this year")
@@ -329,23 +358,10 @@ class Recorder:
             )
 
         if facts.student is not None:
-            student = self._get(Student, facts.student)
-            if student is None or student.school_id != class_group.school_id:
+            refusal = self._student_refusal(ctx, facts.student, day, term)
+            if refusal == "unknown_student":
                 raise EntryRefused("rejected", "unknown_student", "no such student")
-            enrollments = self._enrollments(student.id, class_group.id)
-            if day is not None:
-                enrolled = any(e.covers(day) for e in enrollments)
-            else:
-                first, last = (
-                    (term.starts_on, term.ends_on)
-                    if term is not None
-                    else (self._year(class_group).starts_on, self._year(class_group).ends_on)
-                )
-                enrolled = any(
-                    e.starts_on <= last and (e.ends_on is None or e.ends_on >= first)
-                    for e in enrollments
-                )
-            if not enrolled:
+            if refusal == "not_enrolled":
                 raise EntryRefused(
                     "rejected", "not_enrolled", "the student is not in this class on that date"
                 )
@@ -373,6 +389,81 @@ class Recorder:
                     "bad_supersedes",
                     "the entry this corrects is not on the server (yet): it is sent again later",
                 )
+
+    def _context(self, log: Log, facts: PayloadFacts) -> _Context:
+        key = (log.id, facts.lesson, facts.subject if facts.lesson is None else None)
+        ctx = self._contexts.get(key)
+        if ctx is not None:
+            return ctx
+        class_group = self._get(ClassGroup, log.class_group_id)
+        assert class_group is not None
+        day: dt.date | None = None
+        lesson_ok = True
+        subject_id: int | None
+        if facts.lesson is not None:
+            lesson = self._get(Lesson, facts.lesson)
+            if lesson is None or lesson.class_group_id != class_group.id:
+                lesson_ok, subject_id = False, None
+            else:
+                subject_id, day = lesson.subject_id, lesson.date
+        else:
+            assert facts.subject is not None
+            subject_id = facts.subject
+        subject = self._get(Subject, subject_id) if lesson_ok else None
+        subject_ok = subject is not None and subject.school_id == class_group.school_id
+        kind = "half" if subject is not None and subject.by_half_year else "quarter"
+        term = None
+        if day is not None and subject_ok:
+            terms = self._school_terms(class_group.school_year_id)
+            term = next((t for t in terms if t.kind == kind and t.covers(day)), None)
+        ctx = self._contexts[key] = _Context(
+            class_group=class_group,
+            class_group_id=class_group.id,
+            school_id=class_group.school_id,
+            school_year_id=class_group.school_year_id,
+            lesson_ok=lesson_ok,
+            subject_ok=subject_ok,
+            subject_id=subject_id or 0,
+            graded=bool(subject is not None and subject.graded),
+            term_kind=kind,
+            day=day,
+            term=term,
+        )
+        return ctx
+
+    def _student_refusal(
+        self, ctx: _Context, student_id: int, day: dt.date | None, term: Term | None
+    ) -> str | None:
+        """None, "unknown_student" or "not_enrolled" (in the class on the day, or in the term
+        or year); remembered for the batch."""
+        key = (student_id, ctx.class_group_id, ctx.school_id, day, term.id if term else None)
+        if key in self._students_ok:
+            return self._students_ok[key]
+        refusal: str | None = None
+        student = self._get(Student, student_id)
+        if student is None or student.school_id != ctx.school_id:
+            refusal = "unknown_student"
+        else:
+            enrollments = self._enrollments(student.id, ctx.class_group_id)
+            if day is not None:
+                enrolled = any(e.covers(day) for e in enrollments)
+            else:
+                first, last = (
+                    (term.starts_on, term.ends_on)
+                    if term is not None
+                    else (
+                        self._year(ctx.class_group).starts_on,
+                        self._year(ctx.class_group).ends_on,
+                    )
+                )
+                enrolled = any(
+                    e.starts_on <= last and (e.ends_on is None or e.ends_on >= first)
+                    for e in enrollments
+                )
+            if not enrolled:
+                refusal = "not_enrolled"
+        self._students_ok[key] = refusal
+        return refusal
 
     def _check_one_maximum(self, log: Log, facts: PayloadFacts, payload: dict[str, Any]) -> None:
         """A СОР/СОЧ lesson is out of one maximum for the whole class, set by its first result:
@@ -412,9 +503,15 @@ class Recorder:
         return self._maxima[key]
 
     def _today(self, class_group: ClassGroup) -> dt.date:
+        key = (class_group.school_id, self.now)
+        if self.now is not None and key in self._today_at:
+            return self._today_at[key]
         school = self._get(School, class_group.school_id)
         assert school is not None
-        return school_today(school.time_zone, self.now or utcnow())
+        today = school_today(school.time_zone, self.now or utcnow())
+        if self.now is not None:
+            self._today_at[key] = today
+        return today
 
     def _year(self, class_group: ClassGroup) -> SchoolYear:
         year = self._get(SchoolYear, class_group.school_year_id)
@@ -579,13 +676,14 @@ class Recorder:
             part = wanted[chunk : chunk + 500]
             self._known.update(dict.fromkeys(part))
             rows = self.session.execute(
-                select(Entry.entry_id, Entry.log_id, Entry.seq, Entry.leaf).where(
-                    Entry.entry_id.in_(part)
+                select(Entry.entry_id, Entry.log_id, Entry.seq, Entry.leaf, Entry.cell).where(
+                    one_of(self.session, Entry.entry_id, part)
                 )
             )
             for row in rows:
                 payload = ledger_entry.parse_leaf(row.leaf).payload_bytes
                 self._known[row.entry_id] = (row.log_id, row.seq, payload)
+                self.cells[row.entry_id] = (row.log_id, row.cell)
 
     def prefetch_rows(self, payloads: list[Any]) -> None:
         """Load a batch's lessons, students and their enrollments in three queries, instead
@@ -653,18 +751,22 @@ class Recorder:
         now: dt.datetime,
     ) -> Recorded:
         seq = self._reserve_seq(log)
+        log_id = log.id
+        stamp = self._stamps.get(now)
+        if stamp is None:
+            stamp = self._stamps[now] = ledger_entry.format_timestamp(now)
         leaf = ledger_entry.leaf_bytes(
             seq,
-            ledger_entry.format_timestamp(now),
+            stamp,
             payload,
             alg,
             kid,
             sig,
             payload_bytes=payload_bytes,
         )
-        self._pending.setdefault(log.id, []).append(
+        self._pending.setdefault(log_id, []).append(
             {
-                "log_id": log.id,
+                "log_id": log_id,
                 "seq": seq,
                 "entry_id": facts.entry_id,
                 "kind": facts.kind,
@@ -679,9 +781,10 @@ class Recorder:
                 "leaf_hash": merkle.leaf_hash(leaf),
             }
         )
-        self._pending_ids[facts.entry_id] = (log.id, seq, payload_bytes)
+        self._pending_ids[facts.entry_id] = (log_id, seq, payload_bytes)
+        self.cells[facts.entry_id] = (log_id, facts.cell)
         if facts.cell is not None:
-            maxima = self._maxima.get((log.id, facts.cell.rsplit(":", 1)[0] + ":"))
+            maxima = self._maxima.get((log_id, facts.cell.rsplit(":", 1)[0] + ":"))
             if maxima is not None:
                 for target in facts.supersedes:
                     maxima.pop(target, None)
@@ -689,19 +792,19 @@ class Recorder:
                 if isinstance(value, dict) and isinstance(value.get("max"), int):
                     maxima[facts.entry_id] = value["max"]
         self._pending_supersessions.extend(
-            {"correction_entry_id": facts.entry_id, "superseded_entry_id": target, "log_id": log.id}
+            {"correction_entry_id": facts.entry_id, "superseded_entry_id": target, "log_id": log_id}
             for target in facts.supersedes
         )
         if not self.deferred:
             self.flush()
-        return Recorded("accepted", facts.entry_id, log.id, seq)
+        return Recorded("accepted", facts.entry_id, log_id, seq)
 
     def flush(self) -> None:
         """Write the pooled rows: one INSERT ... executemany per log, then the new sizes."""
         if not self._pending and not self._pending_supersessions:
             return
         for log_id, rows in self._pending.items():
-            self.session.execute(insert(Entry.__table__), rows)
+            _insert_entries(self.session, rows)
             self.session.execute(
                 update(Log.__table__).where(Log.id == log_id).values(size=self._sizes[log_id])
             )
@@ -722,6 +825,54 @@ class Recorder:
         self._pending_supersessions.clear()
         self._sizes.clear()
         self._known.clear()
+
+
+def one_of(session: Session, column: Any, values: list[str]) -> Any:
+    """``column IN values``: on PostgreSQL ``= ANY(array)``, one parameter however many values
+    (an expanding IN costs SQLAlchemy and the server a parameter each)."""
+    if session.get_bind().dialect.name == "postgresql":
+        return column == any_(bindparam(None, list(values), type_=postgresql.ARRAY(String)))
+    return column.in_(values)
+
+
+_ENTRY_COLUMNS = (
+    "log_id",
+    "seq",
+    "entry_id",
+    "kind",
+    "author_id",
+    "device_kid",
+    "device_seq",
+    "lesson_id",
+    "student_id",
+    "cell",
+    "received_at",
+    "leaf",
+    "leaf_hash",
+)
+_COPY_ENTRIES = f"COPY entries ({', '.join(_ENTRY_COLUMNS)}) FROM STDIN"
+
+
+def _insert_entries(session: Session, rows: list[dict[str, Any]]) -> None:
+    """Insert Entry rows (every column of ``_ENTRY_COLUMNS``, UTC-aware ``received_at``).
+
+    On PostgreSQL with psycopg 3 one COPY in the session's transaction: the rows cost the
+    server a fraction of as many INSERTs, and constraints and triggers apply as for INSERT.
+    Its errors are raised as SQLAlchemy's (IntegrityError for a duplicate entry_id, ...), as
+    an INSERT's would be. Elsewhere one INSERT ... executemany."""
+    connection = session.connection()
+    driver = connection.connection.driver_connection
+    if connection.dialect.name != "postgresql" or not isinstance(driver, psycopg.Connection):
+        session.execute(insert(Entry.__table__), rows)
+        return
+    try:
+        with driver.cursor() as cursor, cursor.copy(_COPY_ENTRIES) as copy:
+            for row in rows:
+                copy.write_row([row[name] for name in _ENTRY_COLUMNS])
+    except psycopg.Error as exc:
+        raise DBAPIError.instance(
+            _COPY_ENTRIES, None, exc, psycopg.Error, dialect=connection.dialect
+        ) from exc
 
 
 def _pending_recorders(session: Session) -> set[Recorder]:

@@ -43,7 +43,7 @@ from .ids import BIG_ID_MAX, parse_id
 from .ledger import entry as ledger_entry
 from .models import Entry, Lesson, Log, Supersession
 from .payloads import PayloadRejected, check_payload
-from .services import EntryRefused, Recorder
+from .services import EntryRefused, Recorder, one_of
 
 UPLOADER_ROLES = ("teacher", "class_teacher")
 PULL_PAGE_MAX = 1000
@@ -153,15 +153,19 @@ def upload_batch(
     *,
     now: dt.datetime | None = None,
     quarantine_quota: int = QUARANTINE_DAILY_QUOTA,
+    plain: bool = False,
 ) -> BatchOutcome:
     """Record each submission once and say per entry what happened; flushes, never commits.
 
     Only the uploader's own entries are taken: the session user must be each entry's author.
     An entry whose key is unknown or revoked is quarantined only if it passes ``quarantine``'s
-    checks, at most ``quarantine_quota`` of them per uploader a day.
+    checks, at most ``quarantine_quota`` of them per uploader a day. The batch is received at
+    one moment (``now``, else the time it starts). ``plain``: the submissions were read by
+    ``parse_json`` from a text ``plain_text`` accepts (see ``Recorder``).
     """
+    now = now or utcnow()
     # Deferred: one look-up of the batch's ids and one INSERT per log instead of one per entry.
-    recorder = Recorder(session, now=now, deferred=True)
+    recorder = Recorder(session, now=now, deferred=True, plain=plain)
     payloads = [
         sub["payload"]
         for sub in submissions
@@ -207,11 +211,15 @@ def upload_batch(
         result.journal = payload["journal"]
         kids.add(parsed["kid"])
     recorder.flush()
-    mark_devices_seen(session, kids, now or utcnow())
+    mark_devices_seen(session, kids, now)
     stored = [r.entry_id for r in results if r.status in ("accepted", "duplicate") and r.entry_id]
+    if all(entry_id in recorder.cells for entry_id in stored):
+        conflicts = conflicts_in_cells(session, [recorder.cells[i] for i in stored])
+    else:
+        conflicts = cell_conflicts(session, stored)
     return BatchOutcome(
         results=results,
-        conflicts=cell_conflicts(session, stored),
+        conflicts=conflicts,
         device_seq_gaps=[r for r in device_seq_reports(session, kids) if r.missing or r.reused],
     )
 
@@ -365,6 +373,43 @@ def cell_conflicts(session: Session, entry_ids: Iterable[str]) -> list[CellConfl
     return [
         CellConflict(origin, cell, ids) for (origin, cell), ids in heads.items() if len(ids) > 1
     ]
+
+
+def conflicts_in_cells(
+    session: Session, cells: Iterable[tuple[int, str | None]]
+) -> list[CellConflict]:
+    """``cell_conflicts`` of entries whose (log id, cell) are known: one query per log, on the
+    (log, cell) index, that returns only the heads of cells with more than one."""
+    by_log: dict[int, set[str]] = {}
+    for log_id, cell in cells:
+        if cell is not None:
+            by_log.setdefault(log_id, set()).add(cell)
+    found: list[CellConflict] = []
+    for log_id in sorted(by_log):
+        wanted = sorted(by_log[log_id])
+        heads = (
+            select(
+                Entry.cell,
+                Entry.entry_id,
+                Entry.seq,
+                func.count().over(partition_by=Entry.cell).label("live"),
+            )
+            .where(Entry.log_id == log_id, one_of(session, Entry.cell, wanted), ~_superseded())
+            .subquery()
+        )
+        rows = session.execute(
+            select(heads.c.cell, heads.c.entry_id)
+            .where(heads.c.live > 1)
+            .order_by(heads.c.cell, heads.c.seq)
+        ).all()
+        if not rows:
+            continue
+        origin = session.execute(select(Log.origin).where(Log.id == log_id)).scalar_one()
+        conflicted: dict[str, list[str]] = {}
+        for cell, entry_id in rows:
+            conflicted.setdefault(cell, []).append(entry_id)
+        found.extend(CellConflict(origin, cell, ids) for cell, ids in conflicted.items())
+    return found
 
 
 def _superseded() -> Exists:
@@ -559,6 +604,7 @@ def upload() -> Response:
             user,
             entries,
             quarantine_quota=current_app.config["SYNC_QUARANTINE_DAILY_QUOTA"],
+            plain=ledger_entry.plain_text(raw.decode("utf-8")),
         )
         db.session.commit()
     except (IntegrityError, OperationalError) as exc:
