@@ -155,6 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         help="first print a cProfile of 50 of these: the grid opened again, after a new entry, "
         "the signed-in JSON request, the page body from memory",
     )
+    parser.add_argument("--sort", default="cumulative", help="the profile's order (pstats)")
     parser.add_argument(
         "--sql",
         action="store_true",
@@ -259,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
                 }[args.profile]
                 profile = cProfile.Profile()
                 profile.runcall(lambda: [operation() for _ in range(50)])
-                pstats.Stats(profile).sort_stats("cumulative").print_stats(50)
+                pstats.Stats(profile).sort_stats(args.sort).print_stats(50)
             figures = interleaved_medians(
                 {
                     "unchanged": (nothing, page),

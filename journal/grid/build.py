@@ -120,12 +120,14 @@ class Grid:
             self.term.number,
             self.term.starts_on,
             self.term.ends_on,
+            self.closed,
             self.readonly,
             self.viewing,
             self.plan,
             self.school_today,
             self.time_zone,
             self.log.id,
+            self.log.origin,
             self.shape,
         )
 
