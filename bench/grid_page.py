@@ -166,7 +166,14 @@ def main(argv: list[str] | None = None) -> int:
 
     from journal.db import db
     from journal.grid.build import load_grid, term_column
-    from journal.grid.pages import GridPage, render_rows, render_scripts, render_tail, render_top
+    from journal.grid.pages import (
+        GridPage,
+        head_fragment,
+        render_rows,
+        render_scripts,
+        render_tail,
+        render_top,
+    )
     from journal.services import Recorder
     from journal.year.rules import rule_for_subject
     from tests.conftest import Databases, make_app, migrate
@@ -233,6 +240,7 @@ def main(argv: list[str] | None = None) -> int:
             def template_only() -> None:
                 with app.test_request_context(url):
                     rows = render_rows(grid, term_cells, range(len(grid.students)))
+                    fragments = {cell: head_fragment(cell, h) for cell, h in grid.heads.items()}
                     GridPage(
                         grid=grid,
                         term_cells=term_cells,
@@ -241,7 +249,8 @@ def main(argv: list[str] | None = None) -> int:
                         top=render_top(grid),
                         rows=[rows[i] for i in range(len(grid.students))],
                         tail=render_tail(grid, rule, None),
-                        scripts=render_scripts(grid, grid_user),
+                        scripts=render_scripts(grid, grid_user, fragments),
+                        fragments=fragments,
                     ).body
 
             page()

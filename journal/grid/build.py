@@ -507,8 +507,9 @@ def grid_cells(grid: Grid) -> tuple[list[list[tuple[CellPart, ...] | None]], lis
     return rows, topics
 
 
-def grid_state(grid: Grid, user: User) -> dict[str, Any]:
-    """The JSON the grid's ES modules start from (also kept in the offline copy of the page)."""
+def grid_state(grid: Grid, user: User, *, with_heads: bool = True) -> dict[str, Any]:
+    """The JSON the grid's ES modules start from (also kept in the offline copy of the page);
+    without the heads, which ``pages`` encodes cell by cell."""
     return {
         "journal": grid.log.origin,
         "author": user.id,
@@ -527,7 +528,11 @@ def grid_state(grid: Grid, user: User) -> dict[str, Any]:
             for student in grid.students
             for spans in [student.periods]
         ],
-        "heads": {cell: [list(head) for head in heads] for cell, heads in grid.heads.items()},
+        "heads": (
+            {cell: [list(head) for head in heads] for cell, heads in grid.heads.items()}
+            if with_heads
+            else {}
+        ),
         "superseded": grid.superseded,
         "cursor": grid.cursor,
         "attendance": attendance_labels(),

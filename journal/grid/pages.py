@@ -73,6 +73,7 @@ class GridPage:
     rows: list[str]
     tail: str
     scripts: str
+    fragments: dict[str, str]  # cell -> its heads in JSON, as in the state (``state_json``)
 
     @property
     def cursor(self) -> int:
@@ -183,9 +184,36 @@ def render_tail(grid: Grid, rule: GradingRule, year: YearColumn | None) -> str:
     )
 
 
-def render_scripts(grid: Grid, user: User) -> str:
-    return render_template(
-        "teacher/grid_scripts.html", state=grid_state(grid, user), strings=grid_strings()
+def render_scripts(grid: Grid, user: User, fragments: dict[str, str]) -> str:
+    return current_app.jinja_env.get_template("teacher/grid_scripts.html").render(
+        state_json=state_json(grid, user, fragments), strings=grid_strings()
+    )
+
+
+# Where the heads go in the encoded state: a text no value holds.
+HEADS_SLOT = "\x00heads\x00"
+
+
+def head_fragment(cell: str, heads: list[tuple[str, int, Any]]) -> str:
+    """One member of the state's "heads" object, as ``json.dumps`` writes it."""
+    dumps = current_app.json.dumps
+    return f"{dumps(cell)}: {dumps([list(head) for head in heads])}"
+
+
+def state_json(grid: Grid, user: User, fragments: dict[str, str]) -> Markup:
+    """``grid_state(grid, user)|tojson``, the heads spliced in from their kept fragments: a
+    new entry encodes only its cell. (The app's JSON sorts keys and separates items by ", "
+    and keys by ": ", as the fragments do; the HTML escapes apply to the whole text.)"""
+    state = grid_state(grid, user, with_heads=False)
+    state["heads"] = HEADS_SLOT
+    dumps = current_app.json.dumps
+    heads = "{" + ", ".join(fragments[cell] for cell in sorted(fragments)) + "}"
+    text = dumps(state).replace(dumps(HEADS_SLOT), heads, 1)
+    return Markup(  # noqa: S704 - as jinja2's htmlsafe_json_dumps (the tojson filter)
+        text.replace("<", "\\u003c")
+        .replace(">", "\\u003e")
+        .replace("&", "\\u0026")
+        .replace("'", "\\u0027")
     )
 
 
@@ -195,6 +223,7 @@ def build(session: Session, grid: Grid, user: User, rule: GradingRule) -> GridPa
     term_cells = term_column(session, grid, rule)
     year = None if grid.viewing else year_column(session, grid)
     rows = render_rows(grid, term_cells, range(len(grid.students)))
+    fragments = {cell: head_fragment(cell, heads) for cell, heads in grid.heads.items()}
     return GridPage(
         grid=grid,
         term_cells=term_cells,
@@ -203,7 +232,8 @@ def build(session: Session, grid: Grid, user: User, rule: GradingRule) -> GridPa
         top=render_top(grid),
         rows=[rows[i] for i in range(len(grid.students))],
         tail=render_tail(grid, rule, year),
-        scripts=render_scripts(grid, user),
+        scripts=render_scripts(grid, user, fragments),
+        fragments=fragments,
     )
 
 
@@ -322,11 +352,18 @@ def patch(session: Session, page: GridPage, now: Grid, user: User) -> GridPage |
             i for i, (a, b) in enumerate(zip(term_cells, page.term_cells, strict=True)) if a != b
         }
     rendered = render_rows(grid, term_cells, sorted(redo))
+    fragments = dict(page.fragments)
+    for cell in changed:
+        if cell in heads:
+            fragments[cell] = head_fragment(cell, heads[cell])
+        else:
+            fragments.pop(cell, None)
     return replace(
         page,
         grid=grid,
         term_cells=term_cells,
         top=render_top(grid) if topics != kept.topics else page.top,
         rows=[rendered.get(i, row) for i, row in enumerate(page.rows)],
-        scripts=render_scripts(grid, user),
+        scripts=render_scripts(grid, user, fragments),
+        fragments=fragments,
     )

@@ -7,13 +7,14 @@ page a third app with nothing kept builds from scratch.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from flask import Flask
+from flask import Flask, render_template_string
 
 from journal.db import db
 from journal.grid import pages
@@ -99,7 +100,7 @@ def test_kept_and_patched_grids_are_the_pages_a_full_build_gives(
         assert len(builds) == 1  # the fresh app's: both workers patched their copies
 
         record(
-            world.signed("topic", topic="Бөлшектер"),
+            world.signed("topic", topic="Бөлшектер <1/2> & 'x'"),
             world.signed("grade", component="SOR", value={"points": 6, "max": 10}, student=other.id),
         )
         assert same_everywhere("a") == page("b")  # "b" catches up in one patch later
@@ -135,6 +136,11 @@ def test_kept_and_patched_grids_are_the_pages_a_full_build_gives(
         assert 'data-state="conflict"' in html
         assert re.search(r'<span class="v v-FO" data-state="synced" title="[^"]+"></span>', html)
         assert len(builds) == 4  # only the fresh app ever built again
+
+        # The state spliced from kept fragments is what the tojson filter writes for it.
+        state = html.split('id="grid-state">', 1)[1].split("</script>", 1)[0]
+        assert json.loads(state)["heads"]
+        assert render_template_string("{{ state|tojson }}", state=json.loads(state)) == state
 
         # A new pupil changes the frame: every worker builds anew, and agrees.
         world.add_student(last_name="Жаңабай", first_name="Әсел")
