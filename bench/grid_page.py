@@ -241,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
                 with app.test_request_context(url):
                     rows = render_rows(grid, term_cells, range(len(grid.students)))
                     fragments = {cell: head_fragment(cell, h) for cell, h in grid.heads.items()}
-                    GridPage(
+                    built = GridPage(
                         grid=grid,
                         term_cells=term_cells,
                         year=None,
@@ -251,7 +251,8 @@ def main(argv: list[str] | None = None) -> int:
                         tail=render_tail(grid, rule, None),
                         scripts=render_scripts(grid, grid_user, fragments),
                         fragments=fragments,
-                    ).body
+                    )
+                    assert built.body
 
             page()
             html = client.get(url).get_data(as_text=True)

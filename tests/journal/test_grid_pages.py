@@ -101,7 +101,9 @@ def test_kept_and_patched_grids_are_the_pages_a_full_build_gives(
 
         record(
             world.signed("topic", topic="Бөлшектер <1/2> & 'x'"),
-            world.signed("grade", component="SOR", value={"points": 6, "max": 10}, student=other.id),
+            world.signed(
+                "grade", component="SOR", value={"points": 6, "max": 10}, student=other.id
+            ),
         )
         assert same_everywhere("a") == page("b")  # "b" catches up in one patch later
 
@@ -127,9 +129,7 @@ def test_kept_and_patched_grids_are_the_pages_a_full_build_gives(
                 reason="Басқа оқушы",
             ),
             world.signed("attendance", value="absent", student=other.id),
-            world.signed(
-                "attendance", device=world.add_device(), value="sick", student=other.id
-            ),
+            world.signed("attendance", device=world.add_device(), value="sick", student=other.id),
         )
         db.session.commit()  # the new device key
         html = same_everywhere("b", "a")
