@@ -123,6 +123,27 @@ def interleaved_medians(operations, runs: int) -> dict[str, float]:  # type: ign
     return {name: statistics.median(values) * 1000 for name, values in times.items()}
 
 
+def print_statements(app, page, record_one) -> None:  # type: ignore[no-untyped-def]
+    """The statements the view runs: opened again, then just after a new entry."""
+    from sqlalchemy import event
+
+    engine = app.extensions["journal_db"].engine
+    seen: list[str] = []
+
+    def note(_conn, _cursor, statement, _params, _context, _many) -> None:  # type: ignore[no-untyped-def]
+        seen.append(" ".join(statement.split())[:160])
+
+    for title, before in (("opened again", lambda: None), ("after a new entry", record_one)):
+        before()
+        event.listen(engine, "before_cursor_execute", note)
+        page()
+        event.remove(engine, "before_cursor_execute", note)
+        print(f"{title}: {len(seen)} statements")
+        for statement in seen:
+            print("   ", statement)
+        seen.clear()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--backend", choices=("postgresql", "sqlite"), default="postgresql")
@@ -134,14 +155,25 @@ def main(argv: list[str] | None = None) -> int:
         help="first print a cProfile of 50 of these: the grid opened again, after a new entry, "
         "the signed-in JSON request, the page body from memory",
     )
+    parser.add_argument("--sort", default="cumulative", help="the profile's order (pstats)")
+    parser.add_argument(
+        "--sql",
+        action="store_true",
+        help="first print the SQL statements of one grid opened again and one after a new entry",
+    )
     args = parser.parse_args(argv)
     runs = 10 if args.quick else args.runs
 
-    from flask import render_template
-
     from journal.db import db
-    from journal.grid.build import grid_state, load_grid, term_column
-    from journal.grid.strings import grid_strings, layer_names, weekday_names
+    from journal.grid.build import load_grid, term_column
+    from journal.grid.pages import (
+        GridPage,
+        head_fragment,
+        render_rows,
+        render_scripts,
+        render_tail,
+        render_top,
+    )
     from journal.services import Recorder
     from journal.year.rules import rule_for_subject
     from tests.conftest import Databases, make_app, migrate
@@ -207,24 +239,28 @@ def main(argv: list[str] | None = None) -> int:
 
             def template_only() -> None:
                 with app.test_request_context(url):
-                    render_template(
-                        "teacher/grid_body.html",
+                    rows = render_rows(grid, term_cells, range(len(grid.students)))
+                    fragments = {cell: head_fragment(cell, h) for cell, h in grid.heads.items()}
+                    built = GridPage(
                         grid=grid,
-                        rule=rule,
                         term_cells=term_cells,
-                        state=grid_state(grid, grid_user),
-                        strings=grid_strings(),
-                        layers=("att", "FO", "SOR", "SOCh", "all"),
-                        layer_names=layer_names(),
-                        weekdays=weekday_names()["days"],
-                        app_version="bench",
+                        year=None,
+                        rule=rule,
+                        top=render_top(grid),
+                        rows=[rows[i] for i in range(len(grid.students))],
+                        tail=render_tail(grid, rule, None),
+                        scripts=render_scripts(grid, grid_user, fragments),
+                        fragments=fragments,
                     )
+                    assert built.body
 
             page()
             html = client.get(url).get_data(as_text=True)
             # As wsgi.py does once the app is loaded: long-lived objects leave the collector.
             gc.collect()
             gc.freeze()
+            if args.sql:
+                print_statements(app, page, record_one)
             if args.profile:
                 operation = {
                     "page": page,
@@ -234,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
                 }[args.profile]
                 profile = cProfile.Profile()
                 profile.runcall(lambda: [operation() for _ in range(50)])
-                pstats.Stats(profile).sort_stats("cumulative").print_stats(50)
+                pstats.Stats(profile).sort_stats(args.sort).print_stats(50)
             figures = interleaved_medians(
                 {
                     "unchanged": (nothing, page),

@@ -17,21 +17,22 @@ from auth import policy
 from auth.models import User
 
 from ..cells import read_cells
+from ..db import utcnow
 from ..grading import GradingRule
 from ..models import (
-    AssessmentPlan,
     ClassGroup,
     Entry,
     Lesson,
     Log,
-    School,
     Subject,
     Supersession,
     Term,
 )
 from ..pupils import class_pupils
+from ..school_time import school_today
 from ..services import ensure_journal_log
 from ..year.results import DECISION, SEALED_TERM, TermBook
+from .frame import GRID_FRAME
 from .strings import attendance_labels
 
 # -- the grid ----------------------------------------------------------------------------------
@@ -80,6 +81,7 @@ class Grid:
     # cell -> [(entry_id, seq, value)], in log order; more than one head is a conflict.
     heads: dict[str, list[tuple[str, int, Any]]] = field(default_factory=dict)
     superseded: list[str] = field(default_factory=list)
+    superseded_seqs: list[int] = field(default_factory=list)  # the seq of each, in order
     # For each student, for each lesson: None when not enrolled that day, else the cell's parts.
     rows: list[list[tuple[CellPart, ...] | None]] = field(default_factory=list)
     topics: list[str] = field(default_factory=list)
@@ -89,6 +91,8 @@ class Grid:
     plan: tuple[bool, int] = (False, 0)
     school_today: dt.date = dt.date.min
     time_zone: str = "Asia/Almaty"
+    # The lessons' and pupils' text shape (``frame``): changes whenever they do.
+    shape: tuple[str, str] = ("", "")
 
     @property
     def closed(self) -> bool:
@@ -97,6 +101,35 @@ class Grid:
     @property
     def readonly(self) -> bool:
         return self.closed or self.viewing
+
+    @property
+    def frame_key(self) -> tuple[Any, ...]:
+        """Everything the page body depends on but the teacher, the language, the rule, the
+        app version and the log's entries; read in one statement (``frame.GRID_FRAME``),
+        without the lessons and pupils themselves (their shape stands for them)."""
+        return (
+            self.class_group.id,
+            self.class_group.name,
+            self.class_group.grade_level,
+            self.class_group.language,
+            self.subject.id,
+            self.subject.name,
+            self.subject.graded,
+            self.term.id,
+            self.term.kind,
+            self.term.number,
+            self.term.starts_on,
+            self.term.ends_on,
+            self.closed,
+            self.readonly,
+            self.viewing,
+            self.plan,
+            self.school_today,
+            self.time_zone,
+            self.log.id,
+            self.log.origin,
+            self.shape,
+        )
 
     @property
     def fingerprint(self) -> tuple[Any, ...]:
@@ -181,29 +214,6 @@ def head_values(session: Session, wanted: dict[str, bytes]) -> dict[str, Any]:
     return values
 
 
-# Built once: the grid is opened far more often than anything else, and building a statement
-# costs about as much as running it.
-GRID_FRAME = (
-    select(
-        ClassGroup,
-        Subject,
-        Term,
-        Log,
-        Log.size,
-        select(Entry.leaf_hash)
-        .where(Entry.log_id == Log.id, Entry.seq == Log.size - 1)
-        .scalar_subquery()
-        .label("last_leaf"),
-        policy.assignment_exists(
-            bindparam("user_id"), bindparam("class_id"), bindparam("subject_id")
-        ).label("assigned"),
-    )
-    .select_from(ClassGroup)
-    .join(Subject, Subject.id == bindparam("subject_id"))
-    .join(Term, Term.id == bindparam("term_id"))
-    .outerjoin(Log, Log.class_group_id == ClassGroup.id)
-    .where(ClassGroup.id == bindparam("class_id"))
-)
 GRID_LESSONS = (
     select(Lesson.id, Lesson.date, Lesson.period)
     .where(
@@ -231,9 +241,11 @@ def open_grid(
     term_id: int,
     *,
     today: dt.date | None = None,
+    details: bool = True,
 ) -> Grid:
-    """The grid's frame (access checked, lessons, pupils, the log's size) without its cells:
-    a few small queries, enough to know whether a rendered copy is still current.
+    """The grid's frame (access checked, the log's size) without its cells: one query, enough
+    to know whether a rendered copy is still current; with ``details``, also its lessons and
+    pupils (else ``open_details`` reads them).
 
     The assigned teacher writes; whoever reads the whole class (its class teacher, the
     school's admin) opens it read-only."""
@@ -243,7 +255,9 @@ def open_grid(
     ).first()
     if found is None:
         raise GridUnavailable(404)
-    class_group, subject, term, log, size, last_leaf, is_assigned = found
+    (class_group, subject, term, log, size, last_leaf, is_assigned, time_zone, soch, sor) = found[
+        :10
+    ]
     if (
         subject.school_id != class_group.school_id
         or term.school_year_id != class_group.school_year_id
@@ -260,39 +274,37 @@ def open_grid(
     # The cursor is the size read before the entries (here, with the log row): anything
     # appended later comes with the first pull.
     cursor = size or 0
+    grid = Grid(class_group, subject, term, log, [], [], cursor, created_log)
+    grid.last_leaf = bytes(last_leaf) if last_leaf is not None else b""
+    grid.viewing = not writes
+    grid.plan = (bool(soch), sor) if sor is not None else (False, 0)
+    grid.time_zone = time_zone
+    grid.shape = (found.lessons_shape or "", found.pupils_shape or "")
+    grid.school_today = school_today(time_zone, utcnow()) if today is None else today
+    if details:
+        open_details(session, grid)
+    return grid
 
-    lessons = [
+
+def open_details(session: Session, grid: Grid) -> None:
+    """The grid's lessons and pupils, in order."""
+    term = grid.term
+    grid.lessons = [
         GridLesson(row.id, row.date, row.period)
         for row in session.execute(
             GRID_LESSONS,
             {
-                "class_id": class_id,
-                "subject_id": subject_id,
+                "class_id": grid.class_group.id,
+                "subject_id": grid.subject.id,
                 "first": term.starts_on,
                 "last": term.ends_on,
             },
         )
     ]
-    students = [
+    grid.students = [
         GridStudent(pupil.id, pupil.full_name, pupil.periods)
-        for pupil in class_pupils(session, class_group, term.starts_on, term.ends_on)
+        for pupil in class_pupils(session, grid.class_group, term.starts_on, term.ends_on)
     ]
-    grid = Grid(class_group, subject, term, log, lessons, students, cursor, created_log)
-    grid.last_leaf = bytes(last_leaf) if last_leaf is not None else b""
-    grid.viewing = not writes
-    plan = session.scalar(
-        select(AssessmentPlan).where(
-            AssessmentPlan.class_group_id == class_id,
-            AssessmentPlan.subject_id == subject_id,
-            AssessmentPlan.term_id == term_id,
-        )
-    )
-    grid.plan = (plan.soch_planned, plan.sor_count) if plan is not None else (False, 0)
-    school = session.get_one(School, class_group.school_id)
-    grid.time_zone = school.time_zone
-    if today is not None:
-        grid.school_today = today
-    return grid
 
 
 def fill_grid(session: Session, grid: Grid) -> None:
@@ -325,6 +337,7 @@ def fill_grid(session: Session, grid: Grid) -> None:
     for entry_id, seq, cell, leaf_hash, is_superseded in rows:
         if is_superseded:
             grid.superseded.append(entry_id)
+            grid.superseded_seqs.append(seq)
         else:
             live.append((entry_id, seq, cell, leaf_hash))
     values = head_values(session, {entry_id: leaf_hash for entry_id, _s, _c, leaf_hash in live})
@@ -419,6 +432,44 @@ def year_column(session: Session, grid: Grid) -> YearColumn | None:
     return YearColumn(book.rule(grid.subject), cells)
 
 
+def heads_text(
+    layer: str, cell_heads: list[tuple[str, int, Any]], attendance: dict[str, str]
+) -> str:
+    if len(cell_heads) == 1:
+        return head_text(layer, cell_heads[0][2], attendance)
+    return " | ".join(head_text(layer, head[2], attendance) for head in cell_heads)
+
+
+def student_row(
+    grid: Grid, index: int, attendance: dict[str, str]
+) -> list[tuple[CellPart, ...] | None]:
+    """One student's cells from the heads, as ``grid_cells`` lays them (a new entry re-lays
+    only its student's row)."""
+    student = grid.students[index]
+    always = len(student.periods) == 1 and student.enrolled_on(grid.term.starts_on)
+    always = always and student.enrolled_on(grid.term.ends_on)
+    layers = LAYER_ORDER if grid.subject.graded else {"att": 0}
+    heads = grid.heads
+    row: list[tuple[CellPart, ...] | None] = []
+    for lesson in grid.lessons:
+        if not always and not student.enrolled_on(lesson.date):
+            row.append(None)
+            continue
+        parts = []
+        for layer in layers:  # in LAYER_ORDER
+            cell_heads = heads.get(f"{layer}:{lesson.id}:{student.id}")
+            if cell_heads:
+                state = "conflict" if len(cell_heads) > 1 else "synced"
+                parts.append((layer, heads_text(layer, cell_heads, attendance), state))
+        row.append(tuple(parts))
+    return row
+
+
+def lesson_topic(grid: Grid, index: int, attendance: dict[str, str]) -> str:
+    cell_heads = grid.heads.get(f"topic:{grid.lessons[index].id}")
+    return heads_text("topic", cell_heads, attendance) if cell_heads else ""
+
+
 def grid_cells(grid: Grid) -> tuple[list[list[tuple[CellPart, ...] | None]], list[str]]:
     """The table's cells from the heads: per student and lesson, and each lesson's topic."""
     attendance = attendance_labels()
@@ -429,10 +480,7 @@ def grid_cells(grid: Grid) -> tuple[list[list[tuple[CellPart, ...] | None]], lis
     topics = [""] * len(grid.lessons)
     for cell, cell_heads in grid.heads.items():
         layer, lesson_id, *student = cell.split(":")
-        if len(cell_heads) == 1:
-            texts = head_text(layer, cell_heads[0][2], attendance)
-        else:
-            texts = " | ".join(head_text(layer, head[2], attendance) for head in cell_heads)
+        texts = heads_text(layer, cell_heads, attendance)
         if layer == "topic":
             if int(lesson_id) in column:
                 topics[column[int(lesson_id)]] = texts
@@ -459,8 +507,9 @@ def grid_cells(grid: Grid) -> tuple[list[list[tuple[CellPart, ...] | None]], lis
     return rows, topics
 
 
-def grid_state(grid: Grid, user: User) -> dict[str, Any]:
-    """The JSON the grid's ES modules start from (also kept in the offline copy of the page)."""
+def grid_state(grid: Grid, user: User, *, with_heads: bool = True) -> dict[str, Any]:
+    """The JSON the grid's ES modules start from (also kept in the offline copy of the page);
+    without the heads, which ``pages`` encodes cell by cell."""
     return {
         "journal": grid.log.origin,
         "author": user.id,
@@ -479,17 +528,27 @@ def grid_state(grid: Grid, user: User) -> dict[str, Any]:
             for student in grid.students
             for spans in [student.periods]
         ],
-        "heads": {cell: [list(head) for head in heads] for cell, heads in grid.heads.items()},
+        "heads": (
+            {cell: [list(head) for head in heads] for cell, heads in grid.heads.items()}
+            if with_heads
+            else {}
+        ),
         "superseded": grid.superseded,
         "cursor": grid.cursor,
         "attendance": attendance_labels(),
-        "urls": {
-            "entries": url_for("sync.upload"),
-            "pull": url_for("sync.pull"),
-            "session": url_for("sync.session_info"),
-            "devices": "/api/devices",
-            "login": url_for("auth.login", next=request.path),
-            "secondFactor": url_for("auth.second_factor"),
-            "serviceWorker": url_for("teacher.service_worker"),
-        },
+        "urls": grid_urls(),
+    }
+
+
+def grid_urls() -> dict[str, str]:
+    """Where the grid's ES modules send and fetch (the same for every grid but the login's
+    return path)."""
+    return {
+        "entries": url_for("sync.upload"),
+        "pull": url_for("sync.pull"),
+        "session": url_for("sync.session_info"),
+        "devices": "/api/devices",
+        "login": url_for("auth.login", next=request.path),
+        "secondFactor": url_for("auth.second_factor"),
+        "serviceWorker": url_for("teacher.service_worker"),
     }

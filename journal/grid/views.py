@@ -11,14 +11,11 @@ A service worker served at ``/sw.js`` (scope ``/``) keeps the app shell and the 
 from __future__ import annotations
 
 import json
-import threading
-from collections import OrderedDict
 from typing import Any
 
 from flask import Blueprint, Response, abort, current_app, render_template, request, url_for
 from flask_babel import get_locale
 from flask_babel import gettext as _
-from markupsafe import Markup
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import RequestEntityTooLarge
 
@@ -40,15 +37,7 @@ from ..ids import id_arg
 from ..models import ClassGroup
 from ..sync import UPLOADER_ROLES, BatchOutcome, upload_batch
 from ..year.rules import rule_for_subject
-from .build import (
-    GRADE_LAYERS,
-    GridUnavailable,
-    fill_grid,
-    grid_state,
-    open_grid,
-    term_column,
-    year_column,
-)
+from .build import GridUnavailable, open_grid
 from .importing import (
     IMPORT_MAX_BYTES,
     ImportForm,
@@ -57,8 +46,9 @@ from .importing import (
     read_export,
 )
 from .links import grid_links, week_grid_urls
+from .pages import grid_body
 from .shell import PAGES_OWNER_COOKIE, SHELL_FILES, app_version, pages_owner
-from .strings import grid_strings, layer_names, status_names, weekday_names
+from .strings import status_names
 from .summary import class_summary, summary_terms
 
 bp = Blueprint("teacher", __name__)
@@ -73,37 +63,6 @@ def index() -> Any:
     return render_template("teacher/index.html", links=links, classes=own_classes(user))
 
 
-class RenderedGrids:
-    """The last rendered tables and states, by everything they depend on (``Grid.fingerprint``,
-    the teacher, the language): a grid opened again with no new entry is not rebuilt. Nothing
-    goes stale, since a new entry changes the log's size; least recently used go first."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self.lock = threading.Lock()
-        self.items: OrderedDict[tuple[Any, ...], Markup] = OrderedDict()
-
-    def get(self, key: tuple[Any, ...]) -> Markup | None:
-        with self.lock:
-            found = self.items.get(key)
-            if found is not None:
-                self.items.move_to_end(key)
-            return found
-
-    def put(self, key: tuple[Any, ...], body: Markup) -> None:
-        with self.lock:
-            self.items[key] = body
-            self.items.move_to_end(key)
-            while len(self.items) > self.size:
-                self.items.popitem(last=False)
-
-
-def rendered_grids() -> RenderedGrids:
-    """This app's rendered grids: about 200 KiB each for a full class, so 64 keep a busy
-    teacher's week in some MiB per worker."""
-    return current_app.extensions.setdefault("journal.rendered_grids", RenderedGrids(64))
-
-
 @bp.get("/teacher/grid/<int:class_id>/<int:subject_id>/<int:term_id>")
 @roles_required(*UPLOADER_ROLES)
 @personal_data("class_group", "class_id")
@@ -111,42 +70,16 @@ def grid(class_id: int, subject_id: int, term_id: int) -> Any:
     user = current_user()
     assert user is not None
     try:
-        loaded = open_grid(
-            db.session,
-            user,
-            class_id,
-            subject_id,
-            term_id,
-            today=today_at(db.session, user.school_id),
-        )
+        # The frame alone (one query): the body is kept, patched or built (``pages``).
+        loaded = open_grid(db.session, user, class_id, subject_id, term_id, details=False)
     except GridUnavailable as refused:
         abort(refused.status)
     if loaded.created_log:
         db.session.commit()
     target_school(loaded.class_group.school_id)
     rule = rule_for_subject(loaded.subject, loaded.class_group, loaded.term.ends_on)
-    version = app_version()
-    key = (user.id, str(get_locale()), rule.rule_id, rule.version, version, loaded.fingerprint)
-    body = rendered_grids().get(key)
-    if body is None:
-        fill_grid(db.session, loaded)
-        # The output of an autoescaping template is safe HTML already.
-        body = Markup(  # noqa: S704
-            render_template(
-                "teacher/grid_body.html",
-                grid=loaded,
-                rule=rule,
-                term_cells=term_column(db.session, loaded, rule),
-                year=None if loaded.viewing else year_column(db.session, loaded),
-                state=grid_state(loaded, user),
-                strings=grid_strings(),
-                layers=("att", *GRADE_LAYERS, "all") if loaded.subject.graded else ("att",),
-                layer_names=layer_names(),
-                weekdays=weekday_names()["days"],
-                app_version=version,
-            )
-        )
-        rendered_grids().put(key, body)
+    key = (user.id, str(get_locale()), rule.rule_id, rule.version, app_version(), loaded.frame_key)
+    body = grid_body(db.session, loaded, user, rule, key)
     return render_template("teacher/grid.html", grid=loaded, body=body)
 
 
