@@ -829,7 +829,10 @@ def test_the_pages_owner_cookie_follows_the_session(app, world, openapi):
 
 
 def test_the_offline_manifest_lists_the_weeks_grids(browser, world):
-    today = dt.date.today()
+    from journal.clock import today_at
+
+    # The school's today, not the machine's: after 19:00 UTC Almaty is a day ahead.
+    today = today_at(world.session, world.school.id)
     world.session.add(
         Lesson(
             class_group_id=world.class_group.id,
