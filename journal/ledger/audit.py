@@ -152,20 +152,6 @@ def verify_log(
     every core (``workers``: None for all, 1 for this process only); the report is the same.
     """
     report = AuditReport(origin=origin, size=len(leaves))
-    seen_ids: dict[str, int] = {}
-    hashes: list[bytes] = []
-    for index, leaf_hash_value, problems, entry_id in _checked_leaves(
-        leaves, device_keys, origin, workers
-    ):
-        hashes.append(leaf_hash_value)
-        if stored_seqs is not None and stored_seqs[index] != index:
-            report.add(index, f"stored seq {stored_seqs[index]} where {index} was expected")
-        if stored_leaf_hashes is not None and stored_leaf_hashes[index] != leaf_hash_value:
-            report.add(index, "the leaf bytes do not match their recorded hash")
-        report.problems.extend(problems)
-        _note_entry_id(report, index, entry_id, seen_ids)
-
-    # Walk the tree once, taking the root at every checkpoint size.
     parsed: list[note.Checkpoint] = []
     for text in checkpoint_notes:
         try:
@@ -175,19 +161,43 @@ def verify_log(
             continue
         parsed.append(checkpoint)
     parsed.sort(key=lambda cp: cp.size)
+    problems: list[Problem] = []  # the leaves' own, added after the checkpoints' (their order)
+    # The tree grows as the workers' results arrive, so no walk is left for after the last one.
     builder = merkle.TreeBuilder()
+    wanted = {cp.size for cp in parsed}
+    roots: dict[int, bytes] = {0: builder.root()} if 0 in wanted else {}
+    seen_ids: dict[str, int] = {}
+    for index, leaf_hash_value, leaf_problems, entry_id in _checked_leaves(
+        leaves, device_keys, origin, workers
+    ):
+        builder.append(leaf_hash_value)
+        if builder.size in wanted:
+            roots[builder.size] = builder.root()
+        if stored_seqs is not None and stored_seqs[index] != index:
+            problems.append(
+                Problem(index, f"stored seq {stored_seqs[index]} where {index} was expected")
+            )
+        if stored_leaf_hashes is not None and stored_leaf_hashes[index] != leaf_hash_value:
+            problems.append(Problem(index, "the leaf bytes do not match their recorded hash"))
+        problems.extend(leaf_problems)
+        if entry_id is not None:
+            if entry_id in seen_ids:
+                problems.append(Problem(index, f"entry_id also used at seq {seen_ids[entry_id]}"))
+            else:
+                seen_ids[entry_id] = index
+    report.problems[:0] = problems
+    report.root = builder.root()
+
     previous_size = 0
     for checkpoint in parsed:
-        if checkpoint.size > len(hashes):
+        if checkpoint.size > len(leaves):
             report.add(
                 None,
                 f"checkpoint of size {checkpoint.size} covers more entries than the "
-                f"{len(hashes)} present: entries were removed",
+                f"{len(leaves)} present: entries were removed",
             )
             continue
-        for leaf_hash_value in hashes[builder.size : checkpoint.size]:
-            builder.append(leaf_hash_value)
-        if builder.root() != checkpoint.root_hash:
+        if roots[checkpoint.size] != checkpoint.root_hash:
             # Name a seq only when no single leaf was found bad in the range: then the change
             # is somewhere in it and the range's start is the best first bad seq we can give.
             named = any(
@@ -204,9 +214,6 @@ def verify_log(
         else:
             report.checkpoints_checked.append(checkpoint.size)
         previous_size = checkpoint.size
-    for leaf_hash_value in hashes[builder.size :]:
-        builder.append(leaf_hash_value)
-    report.root = builder.root()
 
     if consistency:
         roots = {cp.size: cp.root_hash for cp in parsed}
@@ -385,22 +392,37 @@ def _note_entry_id(
 
 # Below this many leaves starting processes costs more than it saves.
 PARALLEL_MIN_LEAVES = 4000
-_CHUNK = 2000
+_CHUNK = 1000  # small enough that the last chunks keep both cores busy to the end
 
-_Checked = tuple[int, bytes, list[Problem], str | None]
+_Checked = tuple[int, bytes, Sequence[Problem], str | None]
+# A worker's answer for a chunk, compact to send back: its start, the leaf hashes joined, the
+# problems by seq (few), and each leaf's entry id.
+_Chunk = tuple[int, bytes, dict[int, list[Problem]], list[str | None]]
 
 
 def _check_range(
     leaves: Sequence[bytes], start: int, device_keys: Mapping[str, DeviceKeyInfo], origin: str
-) -> list[_Checked]:
+) -> _Chunk:
     """``leaves`` are the log's leaves from seq ``start`` on (a chunk, in a worker)."""
-    out: list[_Checked] = []
-    for offset, line in enumerate(leaves):
+    report = AuditReport(origin=origin)
+    problems: dict[int, list[Problem]] = {}
+    entry_ids: list[str | None] = []
+    hashes: list[bytes] = []
+    for index, line in enumerate(leaves, start):
+        before = len(report.problems)
+        entry_ids.append(_check_leaf(report, index, line, device_keys, origin))
+        if len(report.problems) != before:
+            problems[index] = report.problems[before:]
+        hashes.append(merkle.leaf_hash(line))
+    return start, b"".join(hashes), problems, entry_ids
+
+
+def _unpack(chunk: _Chunk) -> Iterator[_Checked]:
+    start, hashes, problems, entry_ids = chunk
+    size = merkle.HASH_SIZE
+    for offset, entry_id in enumerate(entry_ids):
         index = start + offset
-        report = AuditReport(origin=origin)
-        entry_id = _check_leaf(report, index, line, device_keys, origin)
-        out.append((index, merkle.leaf_hash(line), report.problems, entry_id))
-    return out
+        yield index, hashes[offset * size : (offset + 1) * size], problems.get(index, ()), entry_id
 
 
 def _worker_count(workers: int | None, size: int) -> int:
@@ -423,7 +445,7 @@ def _checked_leaves(
     """Each leaf's hash, problems and entry id, in seq order, computed on ``workers`` cores."""
     count = _worker_count(workers, len(leaves))
     if count == 1:
-        yield from _check_range(leaves, 0, device_keys, origin)
+        yield from _unpack(_check_range(leaves, 0, device_keys, origin))
         return
     starts = range(0, len(leaves), _CHUNK)
     keys = dict(device_keys)
@@ -439,7 +461,7 @@ def _checked_leaves(
             [origin] * len(starts),
         )
         for chunk in chunks:
-            yield from chunk
+            yield from _unpack(chunk)
 
 
 def check_leaves(
