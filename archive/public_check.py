@@ -22,7 +22,7 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileRequired
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from auth.access import client_address, clock, log_access, public
@@ -87,17 +87,22 @@ def _embedded(data: bytes) -> tuple[str | None, dict[str, Any]]:
     return origin, described if isinstance(described, dict) else {}
 
 
-def _too_many() -> bool:
-    since = clock() - dt.timedelta(minutes=1)
-    count = db.session.scalar(
+def uploads_since(address: str | None, since: dt.datetime) -> Select[tuple[int]]:
+    """How many uploads came from ``address`` after ``since`` (ix_access_log_check_ip)."""
+    return (
         select(func.count())
         .select_from(AccessLogEntry)
         .where(
             AccessLogEntry.action == ACTION,
-            AccessLogEntry.ip == client_address(),
+            AccessLogEntry.ip == address,
             AccessLogEntry.at > since,
         )
     )
+
+
+def _too_many() -> bool:
+    since = clock() - dt.timedelta(minutes=1)
+    count = db.session.scalar(uploads_since(client_address(), since))
     return int(count or 0) >= PER_MINUTE
 
 

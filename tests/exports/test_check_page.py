@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import re
 from typing import Any
@@ -90,3 +91,18 @@ def test_the_qr_link_shows_what_it_names_without_login(app, demo):
     page = _client(app, "10.1.0.6").get(f"/check?o=school.example.kz/journal/7&s=12&r={root}")
     assert page.status_code == 200
     assert "school.example.kz/journal/7" in page.text and ">12<" in page.text
+
+
+def test_the_rate_limit_count_reads_its_own_index(app, session):
+    """The count runs on every upload: it must read the partial index of upload rows, not scan
+    the access log, which grows with every grid and pupil page the school opens."""
+    query = public_check.uploads_since("10.1.0.7", dt.datetime(2026, 12, 1, tzinfo=dt.UTC))
+    compiled = query.compile(session.bind, compile_kwargs={"literal_binds": True})
+    if session.bind.dialect.name == "postgresql":
+        session.execute(sa.text("SET LOCAL enable_seqscan = off"))  # a test table is tiny
+        plan = "\n".join(session.scalars(sa.text(f"EXPLAIN {compiled}")))
+    else:
+        plan = "\n".join(
+            row[-1] for row in session.execute(sa.text(f"EXPLAIN QUERY PLAN {compiled}"))
+        )
+    assert "ix_access_log_check_ip" in plan, plan
