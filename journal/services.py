@@ -843,22 +843,26 @@ def one_of(session: Session, column: Any, values: list[str]) -> Any:
     return column.in_(values)
 
 
-_ENTRY_COLUMNS = (
-    "log_id",
-    "seq",
-    "entry_id",
-    "kind",
-    "author_id",
-    "device_kid",
-    "device_seq",
-    "lesson_id",
-    "student_id",
-    "cell",
-    "received_at",
-    "leaf",
-    "leaf_hash",
+# The columns a new entry row fills, in the order of the pending tuples, with their PostgreSQL
+# types (as the migrations make them): the COPY is binary, so the leaves go as they are, not as
+# hex text for the client to write and the server to read back.
+_ENTRY_COLUMN_TYPES = (
+    ("log_id", "int4"),
+    ("seq", "int8"),
+    ("entry_id", "varchar"),
+    ("kind", "varchar"),
+    ("author_id", "int4"),
+    ("device_kid", "varchar"),
+    ("device_seq", "int8"),
+    ("lesson_id", "int4"),
+    ("student_id", "int4"),
+    ("cell", "varchar"),
+    ("received_at", "timestamptz"),
+    ("leaf", "bytea"),
+    ("leaf_hash", "bytea"),
 )
-_COPY_ENTRIES = f"COPY entries ({', '.join(_ENTRY_COLUMNS)}) FROM STDIN"
+_ENTRY_COLUMNS = tuple(name for name, _type in _ENTRY_COLUMN_TYPES)
+_COPY_ENTRIES = f"COPY entries ({', '.join(_ENTRY_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
 
 
 def _insert_entries(session: Session, rows: list[tuple[Any, ...]]) -> None:
@@ -877,6 +881,7 @@ def _insert_entries(session: Session, rows: list[tuple[Any, ...]]) -> None:
         return
     try:
         with driver.cursor() as cursor, cursor.copy(_COPY_ENTRIES) as copy:
+            copy.set_types([type_ for _name, type_ in _ENTRY_COLUMN_TYPES])
             for row in rows:
                 copy.write_row(row)
     except psycopg.Error as exc:
