@@ -7,8 +7,7 @@ The server and the offline client agree on these shapes; ``check_payload`` raise
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from .grading import PASS_FAIL, STATUSES, GradeValueError, check_grade_value
 
@@ -29,9 +28,11 @@ class PayloadRejected(ValueError):
         self.code = code
 
 
-@dataclass(frozen=True)
-class PayloadFacts:
-    """The parts of a checked payload that the server indexes and authorizes on."""
+class PayloadFacts(NamedTuple):
+    """The parts of a checked payload that the server indexes and authorizes on.
+
+    Immutable; a named tuple rather than a frozen dataclass, whose __init__ (one
+    object.__setattr__ per field) cost half of checking a payload in the sync API."""
 
     entry_id: str
     journal: str
