@@ -232,9 +232,7 @@ class Recorder:
         ``from_text``: it was parsed from bytes or text given to ``parse``."""
         payload = parsed["payload"]
         try:
-            payload_bytes = ledger_entry.canonical_json(
-                payload, plain=self.plain and not from_text
-            )
+            payload_bytes = ledger_entry.canonical_json(payload, plain=self.plain and not from_text)
         except ledger_entry.PayloadError as exc:
             raise EntryRefused("rejected", exc.code, str(exc)) from exc
         if len(payload_bytes) > ledger_entry.MAX_PAYLOAD_BYTES:
