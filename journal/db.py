@@ -14,6 +14,7 @@ from typing import Annotated, Any
 from flask import Flask, current_app, g, has_app_context
 from sqlalchemy import (
     BigInteger,
+    ColumnElement,
     DateTime,
     Engine,
     Integer,
@@ -23,7 +24,9 @@ from sqlalchemy import (
     TypeDecorator,
     create_engine,
     event,
+    func,
     text,
+    true,
 )
 from sqlalchemy.orm import DeclarativeBase, Session, mapped_column, sessionmaker
 
@@ -86,15 +89,27 @@ def bound_lock_wait(session: Session) -> None:
     writes nothing. 0 waits for ever. SQLite writers already queue on ``busy_timeout``."""
     if session.get_bind().dialect.name != "postgresql":
         return
+    session.execute(
+        text("SELECT set_config('lock_timeout', :value, true)"), {"value": _lock_timeout()}
+    )
+
+
+def lock_wait_bounded(session: Session) -> ColumnElement[bool]:
+    """``bound_lock_wait`` as a condition for the WHERE clause of the statement that takes the
+    lock: one round trip instead of two (a batch takes its journal's lock once). PostgreSQL
+    evaluates it on the row before it waits for the row's lock; elsewhere it is just true."""
+    if session.get_bind().dialect.name != "postgresql":
+        return true()
+    return func.set_config("lock_timeout", _lock_timeout(), True).is_not(None)
+
+
+def _lock_timeout() -> str:
     seconds = (
         current_app.config.get("APPEND_LOCK_TIMEOUT", DEFAULT_LOCK_TIMEOUT)
         if has_app_context()
         else DEFAULT_LOCK_TIMEOUT
     )
-    milliseconds = max(0, round(float(seconds) * 1000))
-    session.execute(
-        text("SELECT set_config('lock_timeout', :value, true)"), {"value": f"{milliseconds}ms"}
-    )
+    return f"{max(0, round(float(seconds) * 1000))}ms"
 
 
 def lock_wait_expired(exc: BaseException) -> bool:

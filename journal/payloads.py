@@ -7,8 +7,7 @@ The server and the offline client agree on these shapes; ``check_payload`` raise
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from .grading import PASS_FAIL, STATUSES, GradeValueError, check_grade_value
 
@@ -29,9 +28,11 @@ class PayloadRejected(ValueError):
         self.code = code
 
 
-@dataclass(frozen=True)
-class PayloadFacts:
-    """The parts of a checked payload that the server indexes and authorizes on."""
+class PayloadFacts(NamedTuple):
+    """The parts of a checked payload that the server indexes and authorizes on.
+
+    Immutable; a named tuple rather than a frozen dataclass, whose __init__ (one
+    object.__setattr__ per field) cost half of checking a payload in the sync API."""
 
     entry_id: str
     journal: str
@@ -200,6 +201,8 @@ def _uuid(payload: dict[str, Any], name: str) -> str:
 
 def _text(payload: dict[str, Any], name: str, limit: int) -> str:
     value = payload.get(name)
+    if type(value) is str and 0 < len(value) <= limit and "\x00" not in value:
+        return value  # the usual case, checked at once (entries are checked by the thousand)
     if not isinstance(value, str) or not value or len(value) > limit:
         raise PayloadRejected("bad_field", f"{name} must be text of 1 to {limit} characters")
     if "\x00" in value:  # PostgreSQL text cannot hold NUL
@@ -209,6 +212,8 @@ def _text(payload: dict[str, Any], name: str, limit: int) -> str:
 
 def _int(payload: dict[str, Any], name: str, low: int, high: int) -> int:
     value = payload.get(name)
+    if type(value) is int and low <= value <= high:
+        return value
     if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
         raise PayloadRejected("bad_field", f"{name} must be a whole number from {low}")
     return value

@@ -25,7 +25,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from auth.models import DeviceKey, User
 
-from .db import bound_lock_wait, utcnow
+from .db import bound_lock_wait, lock_wait_bounded, utcnow
 from .grading import NoRuleError
 from .keys import LogKey
 from .ledger import audit, merkle, note
@@ -177,7 +177,7 @@ class Recorder:
         self.deferred = deferred
         self._rows: dict[tuple[type, Any], Any] = {}  # strong refs: the identity map is weak
         self._sizes: dict[int, int] = {}
-        self._pending: dict[int, list[dict[str, Any]]] = {}
+        self._pending: dict[int, list[tuple[Any, ...]]] = {}  # rows in _ENTRY_COLUMNS order
         self._pending_supersessions: list[dict[str, Any]] = []
         self._pending_ids: dict[str, tuple[int, int, bytes]] = {}
         self._known: dict[str, tuple[int, int, bytes] | None] = {}
@@ -223,12 +223,16 @@ class Recorder:
     # the pipeline ------------------------------------------------------------------------------
 
     def record(self, submission: bytes | str | Mapping[str, Any]) -> Recorded:
-        parsed = self.parse(submission)
+        return self.record_parsed(
+            self.parse(submission), from_text=isinstance(submission, bytes | str)
+        )
+
+    def record_parsed(self, parsed: dict[str, Any], *, from_text: bool = False) -> Recorded:
+        """``record`` of what ``parse`` returned (the sync API parses each entry once);
+        ``from_text``: it was parsed from bytes or text given to ``parse``."""
         payload = parsed["payload"]
         try:
-            payload_bytes = ledger_entry.canonical_json(
-                payload, plain=self.plain and not isinstance(submission, bytes | str)
-            )
+            payload_bytes = ledger_entry.canonical_json(payload, plain=self.plain and not from_text)
         except ledger_entry.PayloadError as exc:
             raise EntryRefused("rejected", exc.code, str(exc)) from exc
         if len(payload_bytes) > ledger_entry.MAX_PAYLOAD_BYTES:
@@ -729,10 +733,12 @@ class Recorder:
             # "SET size = size" takes the row's write lock (held to commit) and reads the
             # committed size: nobody else can append to this log until we commit. A writer
             # stuck holding it makes us give up after APPEND_LOCK_TIMEOUT, not wait for ever.
-            bound_lock_wait(self.session)
+            logs = Log.__table__.c
             self._sizes[log.id] = self.session.execute(
-                update(Log).where(Log.id == log.id).values(size=Log.size).returning(Log.size),
-                execution_options={"synchronize_session": False},
+                update(Log.__table__)
+                .where(logs.id == log.id, lock_wait_bounded(self.session))
+                .values(size=logs.size)
+                .returning(logs.size)
             ).scalar_one()
             _pending_recorders(self.session).add(self)
         seq = self._sizes[log.id]
@@ -765,21 +771,21 @@ class Recorder:
             payload_bytes=payload_bytes,
         )
         self._pending.setdefault(log_id, []).append(
-            {
-                "log_id": log_id,
-                "seq": seq,
-                "entry_id": facts.entry_id,
-                "kind": facts.kind,
-                "author_id": facts.author,
-                "device_kid": kid,
-                "device_seq": facts.device_seq,
-                "lesson_id": facts.lesson,
-                "student_id": facts.student,
-                "cell": facts.cell,
-                "received_at": now,
-                "leaf": leaf,
-                "leaf_hash": merkle.leaf_hash(leaf),
-            }
+            (
+                log_id,
+                seq,
+                facts.entry_id,
+                facts.kind,
+                facts.author,
+                kid,
+                facts.device_seq,
+                facts.lesson,
+                facts.student,
+                facts.cell,
+                now,
+                leaf,
+                merkle.leaf_hash(leaf),
+            )
         )
         self._pending_ids[facts.entry_id] = (log_id, seq, payload_bytes)
         self.cells[facts.entry_id] = (log_id, facts.cell)
@@ -835,26 +841,30 @@ def one_of(session: Session, column: Any, values: list[str]) -> Any:
     return column.in_(values)
 
 
-_ENTRY_COLUMNS = (
-    "log_id",
-    "seq",
-    "entry_id",
-    "kind",
-    "author_id",
-    "device_kid",
-    "device_seq",
-    "lesson_id",
-    "student_id",
-    "cell",
-    "received_at",
-    "leaf",
-    "leaf_hash",
+# The columns a new entry row fills, in the order of the pending tuples, with their PostgreSQL
+# types (as the migrations make them): the COPY is binary, so the leaves go as they are, not as
+# hex text for the client to write and the server to read back.
+_ENTRY_COLUMN_TYPES = (
+    ("log_id", "int4"),
+    ("seq", "int8"),
+    ("entry_id", "varchar"),
+    ("kind", "varchar"),
+    ("author_id", "int4"),
+    ("device_kid", "varchar"),
+    ("device_seq", "int8"),
+    ("lesson_id", "int4"),
+    ("student_id", "int4"),
+    ("cell", "varchar"),
+    ("received_at", "timestamptz"),
+    ("leaf", "bytea"),
+    ("leaf_hash", "bytea"),
 )
-_COPY_ENTRIES = f"COPY entries ({', '.join(_ENTRY_COLUMNS)}) FROM STDIN"
+_ENTRY_COLUMNS = tuple(name for name, _type in _ENTRY_COLUMN_TYPES)
+_COPY_ENTRIES = f"COPY entries ({', '.join(_ENTRY_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
 
 
-def _insert_entries(session: Session, rows: list[dict[str, Any]]) -> None:
-    """Insert Entry rows (every column of ``_ENTRY_COLUMNS``, UTC-aware ``received_at``).
+def _insert_entries(session: Session, rows: list[tuple[Any, ...]]) -> None:
+    """Insert Entry rows (tuples of ``_ENTRY_COLUMNS``' values, UTC-aware ``received_at``).
 
     On PostgreSQL with psycopg 3 one COPY in the session's transaction: the rows cost the
     server a fraction of as many INSERTs, and constraints and triggers apply as for INSERT.
@@ -863,12 +873,15 @@ def _insert_entries(session: Session, rows: list[dict[str, Any]]) -> None:
     connection = session.connection()
     driver = connection.connection.driver_connection
     if connection.dialect.name != "postgresql" or not isinstance(driver, psycopg.Connection):
-        session.execute(insert(Entry.__table__), rows)
+        session.execute(
+            insert(Entry.__table__), [dict(zip(_ENTRY_COLUMNS, row, strict=True)) for row in rows]
+        )
         return
     try:
         with driver.cursor() as cursor, cursor.copy(_COPY_ENTRIES) as copy:
+            copy.set_types([type_ for _name, type_ in _ENTRY_COLUMN_TYPES])
             for row in rows:
-                copy.write_row([row[name] for name in _ENTRY_COLUMNS])
+                copy.write_row(row)
     except psycopg.Error as exc:
         raise DBAPIError.instance(
             _COPY_ENTRIES, None, exc, psycopg.Error, dialect=connection.dialect

@@ -188,7 +188,7 @@ def upload_batch(
                 raise EntryRefused(
                     "rejected", "not_uploader", "only the signed-in author may upload this entry"
                 )
-            recorded = recorder.record(parsed)
+            recorded = recorder.record_parsed(parsed)
         except EntryRefused as refused:
             result.status, result.code, result.message = (
                 refused.status,

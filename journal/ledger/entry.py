@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Literal, NoReturn, cast
+from typing import Any, Literal, NoReturn, cast
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
@@ -215,6 +215,38 @@ def _check_parsed(obj: object, depth: int) -> None:
             _check_parsed(value, depth + 1)
 
 
+def _check_depth(obj: Any, depth: int) -> None:
+    """``_check_parsed`` for a value whose strings are known to be well-formed: only its
+    containers are visited (the sync API's bodies hold thousands of strings); a value of any
+    kind nested deeper than MAX_NESTING is refused, as there."""
+    if depth > MAX_NESTING:
+        raise PayloadError("too_deep", f"nested deeper than {MAX_NESTING} levels")
+    kind = type(obj)
+    if kind is not dict and kind is not list:
+        return
+    for item in obj.values() if kind is dict else obj:
+        if type(item) is dict or type(item) is list:
+            _check_depth(item, depth + 1)
+        elif depth >= MAX_NESTING:
+            raise PayloadError("too_deep", f"nested deeper than {MAX_NESTING} levels")
+
+
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+# Integer literals of at most 15 digits are within ±(2**53 - 1): a text without a longer run of
+# digits anywhere needs no check of its integers (json's own int() is then enough). Found by a
+# byte translation and a substring search: a regular expression costs more than the hook saves.
+_DIGITS_AS_ZERO = bytes(48 if 48 <= b <= 57 else 120 for b in range(256))
+_SIXTEEN_DIGITS = b"0" * 16
+
+
+def _short_integers_only(raw: bytes | str) -> bool:
+    return isinstance(raw, bytes) and _SIXTEEN_DIGITS not in raw.translate(_DIGITS_AS_ZERO)
+
+
+def _no_surrogate_escape(text: str) -> bool:
+    return "\\u" not in text or not _SURROGATE_ESCAPE.search(text)
+
+
 def parse_json(raw: bytes | str, *, max_bytes: int = MAX_PAYLOAD_BYTES) -> object:
     """Strictly parse UTF-8 JSON: no floats, no duplicate keys, integers within ±(2**53 - 1)."""
     size = len(raw.encode("utf-8", "surrogatepass")) if isinstance(raw, str) else len(raw)
@@ -232,25 +264,27 @@ def parse_json(raw: bytes | str, *, max_bytes: int = MAX_PAYLOAD_BYTES) -> objec
             text,
             parse_float=_reject_float,
             parse_constant=_reject_float,
-            parse_int=_parse_int,
+            parse_int=None if _short_integers_only(raw) else _parse_int,
             object_pairs_hook=_object_without_duplicates,
         )
     except json.JSONDecodeError as exc:
         raise PayloadError("malformed_json", f"not JSON: {exc}") from None
     except RecursionError:
         raise PayloadError("too_deep", f"nested deeper than {MAX_NESTING} levels") from None
-    _check_parsed(obj, 0)
+    # Strict UTF-8 never decodes to a surrogate, so a lone one can only come from a \uD800-style
+    # escape: without any, every string is well-formed and only the nesting is left to check.
+    if isinstance(raw, bytes) and _no_surrogate_escape(text):
+        _check_depth(obj, 0)
+    else:
+        _check_parsed(obj, 0)
     return obj
-
-
-_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
 def plain_text(text: str) -> bool:
     """For a text ``parse_json`` accepted: whether all its strings lie inside the Basic
     Multilingual Plane (where JCS key order is code point order), so that every value read
     from it may be given to ``canonical_json`` with ``plain=True``."""
-    return not _SURROGATE_ESCAPE.search(text) and (text.isascii() or max(text) <= "\uffff")
+    return _no_surrogate_escape(text) and (text.isascii() or max(text) <= "\uffff")
 
 
 def parse_payload(raw: bytes | str) -> dict[str, object]:
@@ -337,9 +371,16 @@ def ecdsa_der_from_raw(sig: bytes) -> bytes:
     return encode_dss_signature(int.from_bytes(sig[:32], "big"), int.from_bytes(sig[32:], "big"))
 
 
+@lru_cache(maxsize=4096)
+def _loaded_public_key(alg: str, raw: bytes) -> PublicKey:
+    """``load_public_key``, remembered: a batch's entries are signed by a handful of keys, and
+    loading one (point decompression) costs a twentieth of checking a signature."""
+    return load_public_key(alg, raw)
+
+
 def verify_payload(alg: str, raw_public_key: bytes, payload_bytes: bytes, sig: bytes) -> bool:
     """True if `sig` signs SIGNING_CONTEXT + payload_bytes; KeyFormatError for an unusable key."""
-    key = load_public_key(alg, raw_public_key)
+    key = _loaded_public_key(alg, bytes(raw_public_key))
     message = SIGNING_CONTEXT + payload_bytes
     try:
         if isinstance(key, Ed25519PublicKey):

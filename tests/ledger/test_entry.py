@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from journal.ledger.entry import (
     ALGS,
+    MAX_NESTING,
     MAX_PAYLOAD_BYTES,
     SIGNING_CONTEXT,
     KeyFormatError,
@@ -199,6 +200,45 @@ def test_parse_json_errors(raw: bytes, code: str) -> None:
         parse_json(raw)
     assert info.value.code == code
     assert str(info.value)
+
+
+def _nested(depth: int, inner: str) -> str:
+    return "[" * depth + inner + "]" * depth
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        _nested(MAX_NESTING, "1"),
+        _nested(MAX_NESTING, "[]"),
+        _nested(MAX_NESTING + 1, "1"),
+        _nested(MAX_NESTING + 1, "[]"),
+        _nested(MAX_NESTING - 1, '{"a":1}'),
+        _nested(MAX_NESTING, '{"a":1}'),
+        _nested(MAX_NESTING, '{"a":[]}'),
+        '{"a":123456789012345}',
+        '{"a":9007199254740991,"b":-9007199254740991}',
+        '{"a":9007199254740992}',
+        '{"a":"1234567890123456789"}',
+        '{"a":"\\ud800"}',
+        '{"a":"\\ud83d\\ude00"}',
+        '{"a":["\\udc00"]}',
+        '{"\\ud800":1}',
+        '"plain"',
+        "7",
+    ],
+)
+def test_parse_json_reads_bytes_as_it_reads_text(text: str) -> None:
+    """Bytes take a shorter path (no per-string walk, no integer hook when no 16-digit run is
+    in them): the outcome is the one the text gets, which always takes the careful path."""
+
+    def outcome(raw: bytes | str) -> object:
+        try:
+            return parse_json(raw)
+        except PayloadError as exc:
+            return (exc.code, str(exc))
+
+    assert outcome(text.encode()) == outcome(text)
 
 
 def test_parse_json_checks_size_before_parsing() -> None:
