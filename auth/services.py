@@ -180,6 +180,11 @@ def school_of(session: Session, target_type: str, target_id: object) -> int | No
     return None
 
 
+# A plain INSERT built once, not an ORM object nor a statement made per call: every
+# personal-data page writes one, and nothing reads it back in the same request.
+RECORD_ACCESS = insert(AccessLogEntry.__table__)  # the columns are the parameters' keys
+
+
 def record_access(
     session: Session,
     actor: User | None,
@@ -205,20 +210,19 @@ def record_access(
         school_id = school_of(session, target_type, target_id)
     if school_id is None and actor is not None:
         school_id = actor.school_id
-    # A plain INSERT, not an ORM object: every personal-data page writes one, and nothing
-    # reads it back in the same request.
     session.execute(
-        insert(AccessLogEntry).values(
-            at=now or utcnow(),
-            school_id=school_id,
-            actor_id=actor.id if actor is not None else None,
-            action=action[:80],
-            target_type=target_type[:40],
-            target_id=None if target_id is None else str(target_id)[:80],
-            ip=ip[:45] if ip else None,
-            user_agent=user_agent[:200] if user_agent else None,
-            detail=detail[:200] if detail else None,
-        )
+        RECORD_ACCESS,
+        {
+            "at": now or utcnow(),
+            "school_id": school_id,
+            "actor_id": actor.id if actor is not None else None,
+            "action": action[:80],
+            "target_type": target_type[:40],
+            "target_id": None if target_id is None else str(target_id)[:80],
+            "ip": ip[:45] if ip else None,
+            "user_agent": user_agent[:200] if user_agent else None,
+            "detail": detail[:200] if detail else None,
+        },
     )
 
 
