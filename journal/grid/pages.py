@@ -25,7 +25,9 @@ from collections import OrderedDict
 from dataclasses import dataclass, replace
 from typing import Any
 
-from flask import current_app, render_template
+from flask import current_app, render_template, request, session
+from flask_babel import get_locale
+from flask_wtf.csrf import generate_csrf
 from markupsafe import Markup
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -92,36 +94,42 @@ class GridPage:
         )
 
 
-class RenderedGrids:
-    """The kept bodies, least recently used going first. Nothing goes stale: a copy is only
-    used once the frame read in the same request agrees with it."""
+class Kept:
+    """Rendered texts kept under their keys, least recently used going first. Nothing goes
+    stale: a key names everything its text was made from, checked against the database (a
+    body's frame) in the same request."""
 
     def __init__(self, size: int) -> None:
         self.size = size
         self.lock = threading.Lock()
-        self.items: OrderedDict[tuple[Any, ...], tuple[GridPage, Markup]] = OrderedDict()
+        self.items: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
 
-    def get(self, key: tuple[Any, ...]) -> tuple[GridPage, Markup] | None:
+    def get(self, key: tuple[Any, ...]) -> Any:
         with self.lock:
             found = self.items.get(key)
             if found is not None:
                 self.items.move_to_end(key)
             return found
 
-    def put(self, key: tuple[Any, ...], page: GridPage) -> Markup:
-        body = page.body
+    def put(self, key: tuple[Any, ...], value: Any) -> Any:
         with self.lock:
-            self.items[key] = (page, body)
+            self.items[key] = value
             self.items.move_to_end(key)
             while len(self.items) > self.size:
                 self.items.popitem(last=False)
-        return body
+        return value
 
 
-def rendered_grids() -> RenderedGrids:
-    """This app's rendered grids: about 200 KiB each for a full class, so 64 keep a busy
-    teacher's week in some MiB per worker."""
-    return current_app.extensions.setdefault("journal.rendered_grids", RenderedGrids(64))
+def rendered_grids() -> Kept:
+    """This app's rendered grids (``GridPage`` and its body): about 200 KiB each for a full
+    class, so 64 keep a busy teacher's week in some MiB per worker."""
+    return current_app.extensions.setdefault("journal.rendered_grids", Kept(64))
+
+
+def keep(key: tuple[Any, ...], page: GridPage) -> Markup:
+    body = page.body
+    rendered_grids().put(key, (page, body))
+    return body
 
 
 def grid_body(session: Session, grid: Grid, user: User, rule: GradingRule, key: Any) -> Markup:
@@ -134,9 +142,48 @@ def grid_body(session: Session, grid: Grid, user: User, rule: GradingRule, key: 
         if page.cursor < grid.cursor:
             patched = patch(session, page, grid, user)
             if patched is not None:
-                return rendered_grids().put(key, patched)
+                return keep(key, patched)
     open_details(session, grid)
-    return rendered_grids().put(key, build(session, grid, user, rule))
+    return keep(key, build(session, grid, user, rule))
+
+
+# -- the page around the body -----------------------------------------------------------------
+
+# Stand-ins for what changes between two requests for the same page: the body, and the CSRF
+# token (signed with the time). Texts no page holds.
+_BODY_SLOT = "\x00grid-body\x00"
+_TOKEN_SLOT = "\x00csrf-token\x00"
+
+
+def grid_page(grid: Grid, user: User, body: Markup) -> str:
+    """``teacher/grid.html`` around ``body``. The page around it (title, header, language and
+    sign-out forms) is rendered once per user, name, language, address and grid names and kept
+    with the token and the body left out: a grid opened again only splices both in."""
+    if "_flashes" in session:  # a message to show once: render as any page does
+        return render_template("teacher/grid.html", grid=grid, body=body)
+    key = (
+        user.id,
+        user.full_name,
+        str(get_locale()),
+        request.full_path,
+        grid.class_group.name,
+        grid.subject.name,
+    )
+    shells = current_app.extensions.setdefault("journal.grid_shells", Kept(256))
+    parts = shells.get(key)
+    if parts is None:
+        text = render_template(
+            "teacher/grid.html",
+            grid=grid,
+            body=Markup(_BODY_SLOT),  # noqa: S704 - a stand-in, replaced below
+            csrf_token=lambda: _TOKEN_SLOT,
+        )
+        before, after = text.split(_BODY_SLOT)
+        parts = shells.put(key, (before.split(_TOKEN_SLOT), after.split(_TOKEN_SLOT)))
+    token = generate_csrf()  # as the template's csrf_token(): the same text, escaped alike
+    before, after = parts
+    # str.join, not +: a str added to Markup would be escaped.
+    return "".join((token.join(before), body, token.join(after)))
 
 
 # -- rendering --------------------------------------------------------------------------------
