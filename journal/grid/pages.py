@@ -25,11 +25,12 @@ from collections import OrderedDict
 from dataclasses import dataclass, replace
 from typing import Any
 
-from flask import current_app, render_template, request, session
+from flask import current_app, render_template, request
+from flask import session as browser_session
 from flask_babel import get_locale
 from flask_wtf.csrf import generate_csrf
 from markupsafe import Markup
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from auth.models import User
@@ -159,7 +160,7 @@ def grid_page(grid: Grid, user: User, body: Markup) -> str:
     """``teacher/grid.html`` around ``body``. The page around it (title, header, language and
     sign-out forms) is rendered once per user, name, language, address and grid names and kept
     with the token and the body left out: a grid opened again only splices both in."""
-    if "_flashes" in session:  # a message to show once: render as any page does
+    if "_flashes" in browser_session:  # a message to show once: render as any page does
         return render_template("teacher/grid.html", grid=grid, body=body)
     key = (
         user.id,
@@ -241,27 +242,33 @@ def render_scripts(grid: Grid, user: User, fragments: dict[str, str]) -> str:
 HEADS_SLOT = "\x00heads\x00"
 
 
-def head_fragment(cell: str, heads: list[tuple[str, int, Any]]) -> str:
-    """One member of the state's "heads" object, as ``json.dumps`` writes it."""
-    dumps = current_app.json.dumps
-    return f"{dumps(cell)}: {dumps([list(head) for head in heads])}"
-
-
-def state_json(grid: Grid, user: User, fragments: dict[str, str]) -> Markup:
-    """``grid_state(grid, user)|tojson``, the heads spliced in from their kept fragments: a
-    new entry encodes only its cell. (The app's JSON sorts keys and separates items by ", "
-    and keys by ": ", as the fragments do; the HTML escapes apply to the whole text.)"""
-    state = grid_state(grid, user, with_heads=False)
-    state["heads"] = HEADS_SLOT
-    dumps = current_app.json.dumps
-    heads = "{" + ", ".join(fragments[cell] for cell in sorted(fragments)) + "}"
-    text = dumps(state).replace(dumps(HEADS_SLOT), heads, 1)
-    return Markup(  # noqa: S704 - as jinja2's htmlsafe_json_dumps (the tojson filter)
+def _html_safe(text: str) -> str:
+    """As jinja2's htmlsafe_json_dumps (the tojson filter) escapes JSON: character by
+    character, so parts escaped apart join into the whole escaped."""
+    return (
         text.replace("<", "\\u003c")
         .replace(">", "\\u003e")
         .replace("&", "\\u0026")
         .replace("'", "\\u0027")
     )
+
+
+def head_fragment(cell: str, heads: list[tuple[str, int, Any]]) -> str:
+    """One member of the state's "heads" object, as ``json.dumps`` writes it, HTML-safe."""
+    dumps = current_app.json.dumps
+    return _html_safe(f"{dumps(cell)}: {dumps([list(head) for head in heads])}")
+
+
+def state_json(grid: Grid, user: User, fragments: dict[str, str]) -> Markup:
+    """``grid_state(grid, user)|tojson``, the heads spliced in from their kept fragments: a
+    new entry encodes only its cell. (The app's JSON sorts keys and separates items by ", "
+    and keys by ": ", as the fragments do.)"""
+    state = grid_state(grid, user, with_heads=False)
+    state["heads"] = HEADS_SLOT
+    dumps = current_app.json.dumps
+    heads = "{" + ", ".join([fragments[cell] for cell in sorted(fragments)]) + "}"
+    text = _html_safe(dumps(state)).replace(dumps(HEADS_SLOT), heads, 1)
+    return Markup(text)  # noqa: S704 - escaped as the tojson filter does
 
 
 def build(session: Session, grid: Grid, user: User, rule: GradingRule) -> GridPage:
@@ -287,6 +294,34 @@ def build(session: Session, grid: Grid, user: User, rule: GradingRule) -> GridPa
 # -- patching ---------------------------------------------------------------------------------
 
 
+# The entries appended since a kept copy (and the one before them, whose leaf must be the kept
+# last leaf), each with whether a correction has superseded it. Built once.
+NEW_ENTRIES = (
+    select(
+        Entry.entry_id,
+        Entry.seq,
+        Entry.kind,
+        Entry.cell,
+        Entry.lesson_id,
+        Entry.leaf_hash,
+        Entry.leaf,
+        select(Supersession.correction_entry_id)
+        .where(
+            Supersession.log_id == bindparam("log_id"),
+            Supersession.superseded_entry_id == Entry.entry_id,
+        )
+        .exists()
+        .label("superseded"),
+    )
+    .where(
+        Entry.log_id == bindparam("log_id"),
+        Entry.seq >= bindparam("start"),
+        Entry.seq < bindparam("end"),
+    )
+    .order_by(Entry.seq)
+)
+
+
 def patch(session: Session, page: GridPage, now: Grid, user: User) -> GridPage | None:
     """``page`` brought up to ``now``'s cursor by the entries appended since, or None when a
     full build is due (another history, too many entries, an entry of another kind)."""
@@ -294,26 +329,8 @@ def patch(session: Session, page: GridPage, now: Grid, user: User) -> GridPage |
     if now.cursor - kept.cursor > PATCH_LIMIT:
         return None
     start = kept.cursor - 1 if kept.cursor > 0 else 0
-    superseded_flag = (
-        select(Supersession.correction_entry_id)
-        .where(
-            Supersession.log_id == kept.log.id, Supersession.superseded_entry_id == Entry.entry_id
-        )
-        .exists()
-    )
     found = session.execute(
-        select(
-            Entry.entry_id,
-            Entry.seq,
-            Entry.kind,
-            Entry.cell,
-            Entry.lesson_id,
-            Entry.leaf_hash,
-            Entry.leaf,
-            superseded_flag.label("superseded"),
-        )
-        .where(Entry.log_id == kept.log.id, Entry.seq >= start, Entry.seq < now.cursor)
-        .order_by(Entry.seq)
+        NEW_ENTRIES, {"log_id": kept.log.id, "start": start, "end": now.cursor}
     ).all()
     if kept.cursor > 0:
         if not found or found[0].seq != start or bytes(found[0].leaf_hash) != kept.last_leaf:
