@@ -232,10 +232,24 @@ def render_tail(grid: Grid, rule: GradingRule, year: YearColumn | None) -> str:
     )
 
 
+# Where the state goes in the rendered scripts.
+_STATE_SLOT = "\x00grid-state\x00"
+
+
 def render_scripts(grid: Grid, user: User, fragments: dict[str, str]) -> str:
-    return current_app.jinja_env.get_template("teacher/grid_scripts.html").render(
-        state_json=state_json(grid, user, fragments), strings=grid_strings()
-    )
+    """``teacher/grid_scripts.html``, rendered once per language and root with the state left
+    out (the rest is the language's words and a static address): a patch splices its state."""
+    kept = current_app.extensions.setdefault("journal.grid_scripts", {})
+    key = (str(get_locale()), request.script_root)
+    around = kept.get(key)
+    if around is None:
+        text = current_app.jinja_env.get_template("teacher/grid_scripts.html").render(
+            state_json=Markup(_STATE_SLOT),  # noqa: S704 - a stand-in, replaced below
+            strings=grid_strings(),
+        )
+        before, after = text.split(_STATE_SLOT)
+        around = kept[key] = (before, after)
+    return "".join((around[0], state_json(grid, user, fragments), around[1]))
 
 
 # Where the heads go in the encoded state: a text no value holds.

@@ -19,6 +19,7 @@ from flask import Flask, current_app, render_template, render_template_string
 from journal.db import db
 from journal.grid import pages
 from journal.grid import views as grid_views
+from journal.grid.strings import grid_strings
 from journal.models import Lesson
 from journal.services import Recorder
 
@@ -64,6 +65,17 @@ def test_kept_and_patched_grids_are_the_pages_a_full_build_gives(
         return real_page(grid, user, body)
 
     monkeypatch.setattr(grid_views, "grid_page", page_of)
+    real_scripts = pages.render_scripts
+
+    def scripts_of(grid: Any, user: Any, fragments: Any) -> str:
+        # ... and its scripts from their template, the state not spliced into a kept copy.
+        if current_app._get_current_object() is fresh:  # type: ignore[attr-defined]
+            return current_app.jinja_env.get_template("teacher/grid_scripts.html").render(
+                state_json=pages.state_json(grid, user, fragments), strings=grid_strings()
+            )
+        return real_scripts(grid, user, fragments)
+
+    monkeypatch.setattr(pages, "render_scripts", scripts_of)
     with fresh_app.app_context():
         world = build_world(db.session, fresh_app.config["KEYS_DIR"])
         other = world.add_student(last_name="Әбілқайыр", first_name="Ұлан")
