@@ -25,7 +25,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, replace
 from typing import Any
 
-from flask import current_app, render_template, request
+from flask import Response, current_app, render_template, request
 from flask import session as browser_session
 from flask_babel import get_locale
 from flask_wtf.csrf import generate_csrf
@@ -127,14 +127,17 @@ def rendered_grids() -> Kept:
     return current_app.extensions.setdefault("journal.rendered_grids", Kept(64))
 
 
-def keep(key: tuple[Any, ...], page: GridPage) -> Markup:
-    body = page.body
+def keep(key: tuple[Any, ...], page: GridPage) -> bytes:
+    # Kept encoded: the response sends these bytes as they are (174 KiB of UTF-8 for a full
+    # class, encoded once per change rather than on every request).
+    body = page.body.encode()
     rendered_grids().put(key, (page, body))
     return body
 
 
-def grid_body(session: Session, grid: Grid, user: User, rule: GradingRule, key: Any) -> Markup:
-    """The body of the opened grid (``open_grid`` without details): kept, patched or built."""
+def grid_body(session: Session, grid: Grid, user: User, rule: GradingRule, key: Any) -> bytes:
+    """The body of the opened grid (``open_grid`` without details), in UTF-8: kept, patched or
+    built."""
     kept = rendered_grids().get(key)
     if kept is not None:
         page, body = kept
@@ -156,12 +159,13 @@ _BODY_SLOT = "\x00grid-body\x00"
 _TOKEN_SLOT = "\x00csrf-token\x00"  # noqa: S105 - a stand-in, no secret
 
 
-def grid_page(grid: Grid, user: User, body: Markup) -> str:
+def grid_page(grid: Grid, user: User, body: bytes) -> Response:
     """``teacher/grid.html`` around ``body``. The page around it (title, header, language and
     sign-out forms) is rendered once per user, name, language, address and grid names and kept
     with the token and the body left out: a grid opened again only splices both in."""
     if "_flashes" in browser_session:  # a message to show once: render as any page does
-        return render_template("teacher/grid.html", grid=grid, body=body)
+        html = Markup(body.decode())  # noqa: S704 - rendered by autoescaping templates
+        return Response(render_template("teacher/grid.html", grid=grid, body=html))
     key = (
         user.id,
         user.full_name,
@@ -180,11 +184,18 @@ def grid_page(grid: Grid, user: User, body: Markup) -> str:
             csrf_token=lambda: _TOKEN_SLOT,
         )
         before, after = text.split(_BODY_SLOT)
-        parts = shells.put(key, (before.split(_TOKEN_SLOT), after.split(_TOKEN_SLOT)))
-    token = generate_csrf()  # as the template's csrf_token(): the same text, escaped alike
+        parts = shells.put(
+            key,
+            (
+                [part.encode() for part in before.split(_TOKEN_SLOT)],
+                [part.encode() for part in after.split(_TOKEN_SLOT)],
+            ),
+        )
+    # As the template's csrf_token(): the same text (URL-safe: escaping leaves it alone).
+    token = generate_csrf().encode()
     before, after = parts
-    # str.join, not +: a str added to Markup would be escaped.
-    return "".join((token.join(before), body, token.join(after)))
+    # A list of bytes: sent as it is, with its Content-Length.
+    return Response([token.join(before), body, token.join(after)], mimetype="text/html")
 
 
 # -- rendering --------------------------------------------------------------------------------
