@@ -83,16 +83,14 @@ class GridPage:
         return self.grid.cursor
 
     @property
+    def parts(self) -> list[str]:
+        """The body's parts in order: the top, each row, the tail, the scripts."""
+        return [self.top, *self.rows, self.tail, self.scripts]
+
+    @property
     def body(self) -> Markup:
         # Autoescaping templates made every part: safe HTML already.
-        return Markup(  # noqa: S704
-            self.top
-            + "\n"
-            + "".join(row + "\n" for row in self.rows)
-            + self.tail
-            + "\n"
-            + self.scripts
-        )
+        return Markup("\n".join(self.parts))  # noqa: S704
 
 
 class Kept:
@@ -127,11 +125,18 @@ def rendered_grids() -> Kept:
     return current_app.extensions.setdefault("journal.rendered_grids", Kept(64))
 
 
-def keep(key: tuple[Any, ...], page: GridPage) -> bytes:
-    # Kept encoded: the response sends these bytes as they are (174 KiB of UTF-8 for a full
-    # class, encoded once per change rather than on every request).
-    body = page.body.encode()
-    rendered_grids().put(key, (page, body))
+def keep(key: tuple[Any, ...], page: GridPage, was: Any = None) -> bytes:
+    """Keep ``page`` under ``key`` and return its body in UTF-8. Kept encoded, part by part:
+    the response sends these bytes as they are, and a part a patch left as it was (the same
+    text) keeps its bytes (``was``: what was kept before)."""
+    encoded = {}
+    if was is not None:
+        encoded = {id(text): data for text, data in zip(was[0].parts, was[2], strict=True)}
+    parts = page.parts
+    # By identity: the kept copy holds its texts, so their ids are not reused meanwhile.
+    data = [encoded.get(id(text)) or text.encode() for text in parts]
+    body = b"\n".join(data)
+    rendered_grids().put(key, (page, body, data))
     return body
 
 
@@ -140,13 +145,13 @@ def grid_body(session: Session, grid: Grid, user: User, rule: GradingRule, key: 
     built."""
     kept = rendered_grids().get(key)
     if kept is not None:
-        page, body = kept
+        page, body, _parts = kept
         if page.cursor == grid.cursor and page.grid.last_leaf == grid.last_leaf:
             return body
         if page.cursor < grid.cursor:
             patched = patch(session, page, grid, user)
             if patched is not None:
-                return keep(key, patched)
+                return keep(key, patched, kept)
     open_details(session, grid)
     return keep(key, build(session, grid, user, rule))
 
