@@ -122,7 +122,9 @@ def _ping_by_beginning(plain_ping: Any) -> Any:
     would send anyway before the request's first statement: the same test (a round trip that
     fails on a dead connection, and the pool is then renewed) without a round trip of its own.
     A connection in autocommit, in a transaction or with transaction options gets the plain
-    ping."""
+    ping. (The app never changes a connection's isolation per use, with ``execution_options``:
+    psycopg refuses that once the transaction is open, and such an engine would need the plain
+    ping.)"""
     from psycopg import OperationalError
     from psycopg.pq import ConnStatus, ExecStatus, TransactionStatus
 
