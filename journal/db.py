@@ -111,44 +111,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         _configure_sqlite(engine)
         return engine
     kwargs.setdefault("pool_pre_ping", True)
-    engine = create_engine(url, **kwargs)
-    if engine.dialect.driver == "psycopg":
-        engine.dialect.do_ping = _ping_by_beginning(engine.dialect.do_ping)  # type: ignore[method-assign]
-    return engine
-
-
-def _ping_by_beginning(plain_ping: Any) -> Any:
-    """``pool_pre_ping``'s test of a pooled connection, made by sending the BEGIN that psycopg
-    would send anyway before the request's first statement: the same test (a round trip that
-    fails on a dead connection, and the pool is then renewed) without a round trip of its own.
-    A connection in autocommit, in a transaction or with transaction options gets the plain
-    ping. (The app never changes a connection's isolation per use, with ``execution_options``:
-    psycopg refuses that once the transaction is open, and such an engine would need the plain
-    ping.)"""
-    from psycopg import OperationalError
-    from psycopg.pq import ConnStatus, ExecStatus, TransactionStatus
-
-    def ping(dbapi_connection: Any) -> bool:
-        pgconn = dbapi_connection.pgconn
-        if (
-            dbapi_connection.autocommit
-            or pgconn.transaction_status != TransactionStatus.IDLE
-            or dbapi_connection.isolation_level is not None
-            or dbapi_connection.read_only is not None
-            or dbapi_connection.deferrable is not None
-        ):
-            return bool(plain_ping(dbapi_connection))
-        try:
-            result = pgconn.exec_(b"BEGIN")
-        except OperationalError:
-            return False
-        if result.status != ExecStatus.COMMAND_OK:
-            if pgconn.status != ConnStatus.OK:
-                return False  # gone: the pool renews its connections
-            raise OperationalError(pgconn.get_error_message())
-        return True
-
-    return ping
+    return create_engine(url, **kwargs)
 
 
 def _configure_sqlite(engine: Engine) -> None:
