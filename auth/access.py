@@ -227,9 +227,10 @@ def log_access(
     *,
     school_id: int | None = None,
     detail: str | None = None,
+    page_view: bool = False,
 ) -> None:
     """Record in the access log that the signed-in user did ``action`` on a record, now, from
-    this request's address and browser."""
+    this request's address and browser (``page_view``: see ``services.RECORD_VIEW``)."""
     from .services import record_access
 
     record_access(
@@ -243,6 +244,7 @@ def log_access(
         now=clock(),
         user_agent=request.headers.get("User-Agent"),
         detail=detail,
+        page_view=page_view,
     )
 
 
@@ -313,6 +315,7 @@ def personal_data(target_type: str, id_arg: str | None = None) -> Callable[[F], 
                     target_id,
                     school_id=school_id,
                     detail=detail,
+                    page_view=request.method in ("GET", "HEAD"),
                 )
                 db.session.commit()
             return response

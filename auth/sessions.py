@@ -11,7 +11,7 @@ import datetime as dt
 import hashlib
 import secrets
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session, contains_eager, joinedload
 
 from .models import STAFF_ROLES, User, UserSession
@@ -57,15 +57,19 @@ def start_session(
     return row, token
 
 
+# Built once: every signed-in request runs it, and building it cost as much as running it.
+FIND_SESSION = (
+    select(UserSession)
+    .join(UserSession.user)
+    .options(contains_eager(UserSession.user).joinedload(User.roles))
+    .where(UserSession.token_hash == bindparam("token_hash"), UserSession.ended_at.is_(None))
+)
+
+
 def find_session(session: Session, token: str, now: dt.datetime) -> UserSession | None:
     """The standing session with this cookie id, its user and roles loaded in the same query;
     None when it is unknown, ended or past its lifetime."""
-    row = session.scalar(
-        select(UserSession)
-        .join(UserSession.user)
-        .options(contains_eager(UserSession.user).joinedload(User.roles))
-        .where(UserSession.token_hash == _token_hash(token), UserSession.ended_at.is_(None))
-    )
+    row = session.scalar(FIND_SESSION, {"token_hash": _token_hash(token)})
     if row is None:
         return None
     age = now - row.created_at

@@ -9,7 +9,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from flask import request, url_for
+from flask import current_app, request, url_for
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
@@ -542,13 +542,16 @@ def grid_state(grid: Grid, user: User, *, with_heads: bool = True) -> dict[str, 
 
 def grid_urls() -> dict[str, str]:
     """Where the grid's ES modules send and fetch (the same for every grid but the login's
-    return path)."""
-    return {
-        "entries": url_for("sync.upload"),
-        "pull": url_for("sync.pull"),
-        "session": url_for("sync.session_info"),
-        "devices": "/api/devices",
-        "login": url_for("auth.login", next=request.path),
-        "secondFactor": url_for("auth.second_factor"),
-        "serviceWorker": url_for("teacher.service_worker"),
-    }
+    return path; the rest is built once per app and root)."""
+    kept = current_app.extensions.setdefault("journal.grid_urls", {})
+    fixed = kept.get(request.script_root)
+    if fixed is None:
+        fixed = kept[request.script_root] = {
+            "entries": url_for("sync.upload"),
+            "pull": url_for("sync.pull"),
+            "session": url_for("sync.session_info"),
+            "devices": "/api/devices",
+            "secondFactor": url_for("auth.second_factor"),
+            "serviceWorker": url_for("teacher.service_worker"),
+        }
+    return {**fixed, "login": url_for("auth.login", next=request.path)}

@@ -25,9 +25,12 @@ from collections import OrderedDict
 from dataclasses import dataclass, replace
 from typing import Any
 
-from flask import current_app, render_template
+from flask import Response, current_app, render_template, request
+from flask import session as browser_session
+from flask_babel import get_locale
+from flask_wtf.csrf import generate_csrf
 from markupsafe import Markup
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from auth.models import User
@@ -80,63 +83,124 @@ class GridPage:
         return self.grid.cursor
 
     @property
+    def parts(self) -> list[str]:
+        """The body's parts in order: the top, each row, the tail, the scripts."""
+        return [self.top, *self.rows, self.tail, self.scripts]
+
+    @property
     def body(self) -> Markup:
         # Autoescaping templates made every part: safe HTML already.
-        return Markup(  # noqa: S704
-            self.top
-            + "\n"
-            + "".join(row + "\n" for row in self.rows)
-            + self.tail
-            + "\n"
-            + self.scripts
-        )
+        return Markup("\n".join(self.parts))  # noqa: S704
 
 
-class RenderedGrids:
-    """The kept bodies, least recently used going first. Nothing goes stale: a copy is only
-    used once the frame read in the same request agrees with it."""
+class Kept:
+    """Rendered texts kept under their keys, least recently used going first. Nothing goes
+    stale: a key names everything its text was made from, checked against the database (a
+    body's frame) in the same request."""
 
     def __init__(self, size: int) -> None:
         self.size = size
         self.lock = threading.Lock()
-        self.items: OrderedDict[tuple[Any, ...], tuple[GridPage, Markup]] = OrderedDict()
+        self.items: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
 
-    def get(self, key: tuple[Any, ...]) -> tuple[GridPage, Markup] | None:
+    def get(self, key: tuple[Any, ...]) -> Any:
         with self.lock:
             found = self.items.get(key)
             if found is not None:
                 self.items.move_to_end(key)
             return found
 
-    def put(self, key: tuple[Any, ...], page: GridPage) -> Markup:
-        body = page.body
+    def put(self, key: tuple[Any, ...], value: Any) -> Any:
         with self.lock:
-            self.items[key] = (page, body)
+            self.items[key] = value
             self.items.move_to_end(key)
             while len(self.items) > self.size:
                 self.items.popitem(last=False)
-        return body
+        return value
 
 
-def rendered_grids() -> RenderedGrids:
-    """This app's rendered grids: about 200 KiB each for a full class, so 64 keep a busy
-    teacher's week in some MiB per worker."""
-    return current_app.extensions.setdefault("journal.rendered_grids", RenderedGrids(64))
+def rendered_grids() -> Kept:
+    """This app's rendered grids (``GridPage`` and its body): about 200 KiB each for a full
+    class, so 64 keep a busy teacher's week in some MiB per worker."""
+    return current_app.extensions.setdefault("journal.rendered_grids", Kept(64))
 
 
-def grid_body(session: Session, grid: Grid, user: User, rule: GradingRule, key: Any) -> Markup:
-    """The body of the opened grid (``open_grid`` without details): kept, patched or built."""
+def keep(key: tuple[Any, ...], page: GridPage, was: Any = None) -> bytes:
+    """Keep ``page`` under ``key`` and return its body in UTF-8. Kept encoded, part by part:
+    the response sends these bytes as they are, and a part a patch left as it was (the same
+    text) keeps its bytes (``was``: what was kept before)."""
+    encoded = {}
+    if was is not None:
+        encoded = {id(text): data for text, data in zip(was[0].parts, was[2], strict=True)}
+    parts = page.parts
+    # By identity: the kept copy holds its texts, so their ids are not reused meanwhile.
+    data = [encoded.get(id(text)) or text.encode() for text in parts]
+    body = b"\n".join(data)
+    rendered_grids().put(key, (page, body, data))
+    return body
+
+
+def grid_body(session: Session, grid: Grid, user: User, rule: GradingRule, key: Any) -> bytes:
+    """The body of the opened grid (``open_grid`` without details), in UTF-8: kept, patched or
+    built."""
     kept = rendered_grids().get(key)
     if kept is not None:
-        page, body = kept
+        page, body, _parts = kept
         if page.cursor == grid.cursor and page.grid.last_leaf == grid.last_leaf:
             return body
         if page.cursor < grid.cursor:
             patched = patch(session, page, grid, user)
             if patched is not None:
-                return rendered_grids().put(key, patched)
+                return keep(key, patched, kept)
     open_details(session, grid)
-    return rendered_grids().put(key, build(session, grid, user, rule))
+    return keep(key, build(session, grid, user, rule))
+
+
+# -- the page around the body -----------------------------------------------------------------
+
+# Stand-ins for what changes between two requests for the same page: the body, and the CSRF
+# token (signed with the time). Texts no page holds.
+_BODY_SLOT = "\x00grid-body\x00"
+_TOKEN_SLOT = "\x00csrf-token\x00"  # noqa: S105 - a stand-in, no secret
+
+
+def grid_page(grid: Grid, user: User, body: bytes) -> Response:
+    """``teacher/grid.html`` around ``body``. The page around it (title, header, language and
+    sign-out forms) is rendered once per user, name, language, address and grid names and kept
+    with the token and the body left out: a grid opened again only splices both in."""
+    if "_flashes" in browser_session:  # a message to show once: render as any page does
+        html = Markup(body.decode())  # noqa: S704 - rendered by autoescaping templates
+        return Response(render_template("teacher/grid.html", grid=grid, body=html))
+    key = (
+        user.id,
+        user.full_name,
+        str(get_locale()),
+        request.full_path,
+        grid.class_group.name,
+        grid.subject.name,
+    )
+    shells = current_app.extensions.setdefault("journal.grid_shells", Kept(256))
+    parts = shells.get(key)
+    if parts is None:
+        text = render_template(
+            "teacher/grid.html",
+            grid=grid,
+            body=Markup(_BODY_SLOT),  # noqa: S704 - a stand-in, replaced below
+            csrf_token=lambda: _TOKEN_SLOT,
+        )
+        before, after = text.split(_BODY_SLOT)
+        parts = shells.put(
+            key,
+            (
+                [part.encode() for part in before.split(_TOKEN_SLOT)],
+                [part.encode() for part in after.split(_TOKEN_SLOT)],
+            ),
+        )
+    # As the template's csrf_token(): the same text (URL-safe: escaping leaves it alone).
+    token = generate_csrf().encode()
+    before, after = parts
+    # A list of bytes: sent as it is, with its Content-Length.
+    return Response([token.join(before), body, token.join(after)], mimetype="text/html")
 
 
 # -- rendering --------------------------------------------------------------------------------
@@ -184,37 +248,57 @@ def render_tail(grid: Grid, rule: GradingRule, year: YearColumn | None) -> str:
     )
 
 
+# Where the state goes in the rendered scripts.
+_STATE_SLOT = "\x00grid-state\x00"
+
+
 def render_scripts(grid: Grid, user: User, fragments: dict[str, str]) -> str:
-    return current_app.jinja_env.get_template("teacher/grid_scripts.html").render(
-        state_json=state_json(grid, user, fragments), strings=grid_strings()
-    )
+    """``teacher/grid_scripts.html``, rendered once per language and root with the state left
+    out (the rest is the language's words and a static address): a patch splices its state."""
+    kept = current_app.extensions.setdefault("journal.grid_scripts", {})
+    key = (str(get_locale()), request.script_root)
+    around = kept.get(key)
+    if around is None:
+        text = current_app.jinja_env.get_template("teacher/grid_scripts.html").render(
+            state_json=Markup(_STATE_SLOT),  # noqa: S704 - a stand-in, replaced below
+            strings=grid_strings(),
+        )
+        before, after = text.split(_STATE_SLOT)
+        around = kept[key] = (before, after)
+    return "".join((around[0], state_json(grid, user, fragments), around[1]))
 
 
 # Where the heads go in the encoded state: a text no value holds.
 HEADS_SLOT = "\x00heads\x00"
 
 
-def head_fragment(cell: str, heads: list[tuple[str, int, Any]]) -> str:
-    """One member of the state's "heads" object, as ``json.dumps`` writes it."""
-    dumps = current_app.json.dumps
-    return f"{dumps(cell)}: {dumps([list(head) for head in heads])}"
-
-
-def state_json(grid: Grid, user: User, fragments: dict[str, str]) -> Markup:
-    """``grid_state(grid, user)|tojson``, the heads spliced in from their kept fragments: a
-    new entry encodes only its cell. (The app's JSON sorts keys and separates items by ", "
-    and keys by ": ", as the fragments do; the HTML escapes apply to the whole text.)"""
-    state = grid_state(grid, user, with_heads=False)
-    state["heads"] = HEADS_SLOT
-    dumps = current_app.json.dumps
-    heads = "{" + ", ".join(fragments[cell] for cell in sorted(fragments)) + "}"
-    text = dumps(state).replace(dumps(HEADS_SLOT), heads, 1)
-    return Markup(  # noqa: S704 - as jinja2's htmlsafe_json_dumps (the tojson filter)
+def _html_safe(text: str) -> str:
+    """As jinja2's htmlsafe_json_dumps (the tojson filter) escapes JSON: character by
+    character, so parts escaped apart join into the whole escaped."""
+    return (
         text.replace("<", "\\u003c")
         .replace(">", "\\u003e")
         .replace("&", "\\u0026")
         .replace("'", "\\u0027")
     )
+
+
+def head_fragment(cell: str, heads: list[tuple[str, int, Any]]) -> str:
+    """One member of the state's "heads" object, as ``json.dumps`` writes it, HTML-safe."""
+    dumps = current_app.json.dumps
+    return _html_safe(f"{dumps(cell)}: {dumps([list(head) for head in heads])}")
+
+
+def state_json(grid: Grid, user: User, fragments: dict[str, str]) -> Markup:
+    """``grid_state(grid, user)|tojson``, the heads spliced in from their kept fragments: a
+    new entry encodes only its cell. (The app's JSON sorts keys and separates items by ", "
+    and keys by ": ", as the fragments do.)"""
+    state = grid_state(grid, user, with_heads=False)
+    state["heads"] = HEADS_SLOT
+    dumps = current_app.json.dumps
+    heads = "{" + ", ".join([fragments[cell] for cell in sorted(fragments)]) + "}"
+    text = _html_safe(dumps(state)).replace(dumps(HEADS_SLOT), heads, 1)
+    return Markup(text)  # noqa: S704 - escaped as the tojson filter does
 
 
 def build(session: Session, grid: Grid, user: User, rule: GradingRule) -> GridPage:
@@ -240,6 +324,34 @@ def build(session: Session, grid: Grid, user: User, rule: GradingRule) -> GridPa
 # -- patching ---------------------------------------------------------------------------------
 
 
+# The entries appended since a kept copy (and the one before them, whose leaf must be the kept
+# last leaf), each with whether a correction has superseded it. Built once.
+NEW_ENTRIES = (
+    select(
+        Entry.entry_id,
+        Entry.seq,
+        Entry.kind,
+        Entry.cell,
+        Entry.lesson_id,
+        Entry.leaf_hash,
+        Entry.leaf,
+        select(Supersession.correction_entry_id)
+        .where(
+            Supersession.log_id == bindparam("log_id"),
+            Supersession.superseded_entry_id == Entry.entry_id,
+        )
+        .exists()
+        .label("superseded"),
+    )
+    .where(
+        Entry.log_id == bindparam("log_id"),
+        Entry.seq >= bindparam("start"),
+        Entry.seq < bindparam("end"),
+    )
+    .order_by(Entry.seq)
+)
+
+
 def patch(session: Session, page: GridPage, now: Grid, user: User) -> GridPage | None:
     """``page`` brought up to ``now``'s cursor by the entries appended since, or None when a
     full build is due (another history, too many entries, an entry of another kind)."""
@@ -247,26 +359,8 @@ def patch(session: Session, page: GridPage, now: Grid, user: User) -> GridPage |
     if now.cursor - kept.cursor > PATCH_LIMIT:
         return None
     start = kept.cursor - 1 if kept.cursor > 0 else 0
-    superseded_flag = (
-        select(Supersession.correction_entry_id)
-        .where(
-            Supersession.log_id == kept.log.id, Supersession.superseded_entry_id == Entry.entry_id
-        )
-        .exists()
-    )
     found = session.execute(
-        select(
-            Entry.entry_id,
-            Entry.seq,
-            Entry.kind,
-            Entry.cell,
-            Entry.lesson_id,
-            Entry.leaf_hash,
-            Entry.leaf,
-            superseded_flag.label("superseded"),
-        )
-        .where(Entry.log_id == kept.log.id, Entry.seq >= start, Entry.seq < now.cursor)
-        .order_by(Entry.seq)
+        NEW_ENTRIES, {"log_id": kept.log.id, "start": start, "end": now.cursor}
     ).all()
     if kept.cursor > 0:
         if not found or found[0].seq != start or bytes(found[0].leaf_hash) != kept.last_leaf:

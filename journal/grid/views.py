@@ -46,7 +46,7 @@ from .importing import (
     read_export,
 )
 from .links import grid_links, week_grid_urls
-from .pages import grid_body
+from .pages import grid_body, grid_page
 from .shell import PAGES_OWNER_COOKIE, SHELL_FILES, app_version, pages_owner
 from .strings import status_names
 from .summary import class_summary, summary_terms
@@ -80,7 +80,7 @@ def grid(class_id: int, subject_id: int, term_id: int) -> Any:
     rule = rule_for_subject(loaded.subject, loaded.class_group, loaded.term.ends_on)
     key = (user.id, str(get_locale()), rule.rule_id, rule.version, app_version(), loaded.frame_key)
     body = grid_body(db.session, loaded, user, rule, key)
-    return render_template("teacher/grid.html", grid=loaded, body=body)
+    return grid_page(loaded, user, body)
 
 
 @bp.after_app_request

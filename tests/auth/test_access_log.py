@@ -14,6 +14,7 @@ from sqlalchemy import select
 from auth import invitations, resets, services
 from auth.access import PREFETCH_HEADER
 from auth.models import AccessLogEntry
+from journal.db import db
 from journal.models import ClassGroup
 
 from ..factories import build_world
@@ -50,6 +51,40 @@ def test_record_access_for_other_modules(world, people, clock, session):
         ("export.journal_pdf", world.school.id, people["inspector"].id),
         ("archive.run", world.school.id, None),
     ]
+
+
+def test_a_page_views_row_alone_does_not_wait_for_the_disk(fresh_app):
+    """On PostgreSQL a page view's row, when it is all its transaction writes, is committed
+    without waiting for the WAL flush; a transaction that wrote before it commits as ever."""
+    with fresh_app.app_context():
+        session = db.session
+        world = build_world(session, fresh_app.config["KEYS_DIR"])
+        session.commit()
+        postgresql = session.get_bind().dialect.name == "postgresql"
+
+        def logged_view(action: str) -> str | None:
+            services.record_access(
+                session, world.teacher, action, "student", world.student.id, None, page_view=True
+            )
+            setting = session.scalar(sa.text("SHOW synchronous_commit")) if postgresql else None
+            session.commit()
+            return setting
+
+        assert logged_view("view:alone") == ("off" if postgresql else None)
+        world.add_student(last_name="Жазылған")  # written (flushed) before the view's row
+        assert logged_view("view:after a write") == ("on" if postgresql else None)
+        world.student.first_name = "Өзгерген"  # pending, flushed by the view's row
+        assert logged_view("view:after a pending change") == ("on" if postgresql else None)
+        assert logged_view("view:alone again") == ("off" if postgresql else None)
+        actions = session.scalars(
+            select(AccessLogEntry.action).where(AccessLogEntry.actor_id == world.teacher.id)
+        ).all()
+        assert sorted(actions) == [
+            "view:after a pending change",
+            "view:after a write",
+            "view:alone",
+            "view:alone again",
+        ]
 
 
 def test_the_admin_reads_their_schools_log(app, world, people, clock, session):

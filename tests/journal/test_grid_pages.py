@@ -14,10 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from flask import Flask, render_template_string
+from flask import Flask, current_app, render_template, render_template_string
+from markupsafe import Markup
 
 from journal.db import db
 from journal.grid import pages
+from journal.grid import views as grid_views
+from journal.grid.strings import grid_strings
 from journal.models import Lesson
 from journal.services import Recorder
 
@@ -53,6 +56,28 @@ def test_kept_and_patched_grids_are_the_pages_a_full_build_gives(
 
     monkeypatch.setattr(pages, "build", counted_build)
     first, second, fresh = workers
+    real_page = grid_views.grid_page
+
+    def page_of(grid: Any, user: Any, body: Any) -> str:
+        # The fresh app renders the whole template: the kept shell with the token and body
+        # spliced in must be the same page.
+        if current_app._get_current_object() is fresh:  # type: ignore[attr-defined]
+            html = Markup(body.decode())  # noqa: S704 - rendered by autoescaping templates
+            return render_template("teacher/grid.html", grid=grid, body=html)
+        return real_page(grid, user, body)
+
+    monkeypatch.setattr(grid_views, "grid_page", page_of)
+    real_scripts = pages.render_scripts
+
+    def scripts_of(grid: Any, user: Any, fragments: Any) -> str:
+        # ... and its scripts from their template, the state not spliced into a kept copy.
+        if current_app._get_current_object() is fresh:  # type: ignore[attr-defined]
+            return current_app.jinja_env.get_template("teacher/grid_scripts.html").render(
+                state_json=pages.state_json(grid, user, fragments), strings=grid_strings()
+            )
+        return real_scripts(grid, user, fragments)
+
+    monkeypatch.setattr(pages, "render_scripts", scripts_of)
     with fresh_app.app_context():
         world = build_world(db.session, fresh_app.config["KEYS_DIR"])
         other = world.add_student(last_name="Әбілқайыр", first_name="Ұлан")
