@@ -158,15 +158,20 @@ def verify_stored_bag(bag: ArchivedBag, settings: ArchiveSettings, vkey: str) ->
     return check_bag_bytes(data, Planned.of(bag), vkey, _trust_der(settings))
 
 
-def confirm_upload(bag: ArchivedBag, staged: Path, settings: ArchiveSettings) -> Report | None:
-    """The ``store`` check of an uploaded bag against its staged tar (see the module's doc).
+def confirm_upload(
+    bag: ArchivedBag, staged: Path | Expected, settings: ArchiveSettings
+) -> Report | None:
+    """The ``store`` check of an uploaded bag against its staged tar, or the digests of the
+    staged tar just put (see the module's doc).
 
     None when it cannot be done, so the bag is read back instead: the staged tar is gone or is
     not the recorded one (a run on another machine uploaded it), or the store keeps no checksum
     of its own. A report naming every difference when the store holds something else."""
-    if not staged.is_file():
-        return None
-    expected = Expected.of(staged, bag.retain_until)
+    if isinstance(staged, Path):
+        if not staged.is_file():
+            return None
+        staged = Expected.of(staged, bag.retain_until)
+    expected = staged
     if expected.sha512 != bag.sha512:
         return None
     problems = settings.storage.confirm(bag.key, bag.version_id, expected)

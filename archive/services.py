@@ -133,6 +133,7 @@ from .models import (
 from .readback import READ_BACK, BagChecker, confirm_upload
 from .storage import (
     ArchiveStorage,
+    Expected,
     Finding,
     LocalWormStorage,
     ObjectNotFound,
@@ -651,9 +652,10 @@ def build_staged_bag(
 
 def upload_bag(
     session: Session, bag: ArchivedBag, settings: ArchiveSettings, log_key: LogKey
-) -> None:
+) -> Expected | None:
     """Put the staged tar under the bag's key with its retain-until (a no-op when it is there),
-    and pin the version the store wrote (``version_id``): every later read names it.
+    and pin the version the store wrote (``version_id``): every later read names it. Returns
+    what the store must now hold (the staged tar's size and digests) when it was put now.
 
     When the staged tar is gone (another machine, a cleaned disk) and the store does not hold
     the recorded bytes either, the bag is built again and its new sha512 recorded: nothing was
@@ -668,24 +670,21 @@ def upload_bag(
                 f"{stored.sha512[:16]}… not {bag.sha512[:16]}…); refusing to go on"
             )
         bag.version_id = stored.version_id  # uploaded by a run that died before recording it
-        return
+        return None
     if bag.version_id is not None:
         raise ArchiveError(f"{bag.key}: the version {bag.version_id} uploaded earlier is gone")
     path = staged_path(settings, bag)
-    if not path.is_file() or _file_sha512(path) != bag.sha512:
+    # One pass for every digest: the sha512 says whether the staged tar is the built one, the
+    # others are what the store must report afterwards (confirm_upload).
+    expected = Expected.of(path, bag.retain_until) if path.is_file() else None
+    if expected is None or expected.sha512 != bag.sha512:
         log.warning("staged tar of %s is missing or changed: building it again", bag.key)
         path = build_staged_bag(session, bag, settings, log_key)
+        expected = Expected.of(path, bag.retain_until)
     _crash_point("uploading")
     stored = settings.storage.put(bag.key, path, retain_until=bag.retain_until, sha512=bag.sha512)
     bag.version_id = stored.version_id
-
-
-def _file_sha512(path: Path) -> str:
-    digest = hashlib.sha512()
-    with path.open("rb") as handle:
-        while chunk := handle.read(1024 * 1024):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return expected
 
 
 # --------------------------------------------------------------------------- verification
@@ -828,7 +827,7 @@ def sweep_staging(session: Session, settings: ArchiveSettings, school: School) -
 
 def _build_and_upload(
     session: Session, bag: ArchivedBag, settings: ArchiveSettings, log_key: LogKey
-) -> None:
+) -> Expected | None:
     """Take one bag from wherever it stopped to uploaded, committing after each step; the
     check and the seal follow (:func:`_check_uploaded`, :func:`_seal_checked`)."""
     label = storage_label(settings.storage)
@@ -838,16 +837,19 @@ def _build_and_upload(
         build_staged_bag(session, bag, settings, log_key)
         session.commit()
         _crash_point("built")
-    upload_bag(session, bag, settings, log_key)
+    expected = upload_bag(session, bag, settings, log_key)
     session.commit()  # the pinned version, and a new sha512 when upload_bag had to rebuild
     _crash_point("uploaded")
+    return expected
 
 
-def _check_uploaded(bag: ArchivedBag, settings: ArchiveSettings, checker: BagChecker) -> None:
+def _check_uploaded(
+    bag: ArchivedBag, settings: ArchiveSettings, checker: BagChecker, expected: Expected | None
+) -> None:
     """Queue the uploaded bag's check: the store's (at once), else a full read-back."""
     report = None
     if not settings.full_readback:
-        report = confirm_upload(bag, staged_path(settings, bag), settings)
+        report = confirm_upload(bag, expected or staged_path(settings, bag), settings)
     if report is None:
         checker.submit(bag)
     else:
@@ -980,8 +982,8 @@ def archive_school(
                 for bag in pending:
                     key = bag.key
                     try:
-                        _build_and_upload(session, bag, settings, log_key)
-                        _check_uploaded(bag, settings, checker)
+                        expected = _build_and_upload(session, bag, settings, log_key)
+                        _check_uploaded(bag, settings, checker, expected)
                     except Exception as exc:  # noqa: BLE001 - reported, and the others go on
                         run_bags.give_up(key, exc)
                     run_bags.seal_finished()

@@ -495,9 +495,9 @@ def run(
         )
         log("archive run (timed)")
         with PhaseTimer() as phases:
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.process_time()
             [outcome] = run_archive(session, settings)
-            total = time.perf_counter() - start
+            total, total_cpu = time.perf_counter() - start, time.process_time() - cpu
         if outcome.error:
             raise SystemExit(f"archive run failed: {outcome.error}")
         objects = list(storage.list())
@@ -507,13 +507,13 @@ def run(
         if phases.pdfs:
             log("building the same PDFs alone (timed)")
             printouts_for = archive_services.printouts_for
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.process_time()
             for group, _journal, _students in builder.classes:
                 for term in builder.terms:
                     printouts_for(session, group, term)
                 printouts_for(session, group, None)  # the year bag's
                 printouts_for(session, group, None)  # and the ledger bag's copy
-            pdf_alone = time.perf_counter() - start
+            pdf_alone, pdf_alone_cpu = time.perf_counter() - start, time.process_time() - cpu
         session.rollback()
 
     print(f"school: {args.classes} classes x {args.students} students, {entries} entries")
@@ -532,6 +532,12 @@ def run(
     )
     print(f"printouts in the run: {phases.pdfs} PDFs")
     if pdf_alone:
+        # CPU seconds of this process (not SeaweedFS's, the TSA's or a worker's): steadier than
+        # wall-clock time on a shared machine, for comparing changes.
+        print(
+            f"CPU of this process: run {total_cpu:.1f} s, PDFs alone {pdf_alone_cpu:.1f} s "
+            f"(ratio {total_cpu / pdf_alone_cpu:.2f})"
+        )
         print(f"PDFs alone: {pdf_alone:.1f} s; ratio total / PDFs alone: {total / pdf_alone:.2f}")
     else:
         print(
