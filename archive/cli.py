@@ -47,15 +47,25 @@ def _progress(label: str, length: int) -> Any:
 
 @archive_cli.command("run")
 @click.option("--school", "domains", multiple=True, help="Only this school (domain); repeatable.")
-def archive_run(domains: tuple[str, ...]) -> None:
+@click.option(
+    "--full-readback",
+    is_flag=True,
+    help="Read every bag back and verify it completely before sealing it, instead of checking "
+    "the store's checksums and retention (slower; archive audit always reads back).",
+)
+def archive_run(domains: tuple[str, ...], full_readback: bool) -> None:
     """Seal every closed quarter and finished year not yet archived.
 
-    Safe to run again at any time, also after a crash: sealed bags are skipped and a bag left
-    half-done is finished from where it stopped.
+    Each uploaded bag is checked before it is sealed: by default the store confirms its size,
+    checksums and retention; with --full-readback (or ARCHIVE_FULL_READBACK) it is read back and
+    verified completely. Safe to run again at any time, also after a crash: sealed bags are
+    skipped and a bag left half-done is finished from where it stopped.
     """
     from .services import run_archive
 
     settings = _settings()
+    if full_readback:
+        settings = replace(settings, full_readback=True)
     outcomes = run_archive(db.session, settings, domains=list(domains) or None, progress=_progress)
     _say_write_once(settings)
     failed = False
@@ -68,13 +78,19 @@ def archive_run(domains: tuple[str, ...]) -> None:
         else:
             click.echo(f"{outcome.domain}: {len(outcome.sealed)} bag(s) sealed")
             for key in outcome.sealed:
-                click.echo(f"  sealed {key}")
+                click.echo(f"  sealed {key} ({_CHECKED.get(outcome.checks.get(key, ''), '')})")
             for problem in outcome.failed:
                 failed = True
                 click.echo(f"  FAILED {problem} (the rest of the school went on)", err=True)
     if not outcomes:
         click.echo("no schools to archive")
     sys.exit(1 if failed else 0)
+
+
+_CHECKED = {
+    "store": "the store confirmed its size, checksums and retention",
+    "read-back": "read back and verified completely",
+}
 
 
 def _say_write_once(settings: Any) -> None:

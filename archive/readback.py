@@ -1,11 +1,22 @@
-"""Reading a stored bag back and checking it completely, overlapped with building the next one.
+"""Checking a stored bag after upload, and reading it back to check it completely.
 
-The archive run reads every bag back after uploading it and runs the verifier the bag ships with
-on the bytes the store returned (:func:`verify_stored_bag`). Reading is I/O and stays in the
-run's process; the check (unpack, ``bagit`` validation, every signature, the tree, the tokens,
-the printouts) is CPU work and goes to a worker process (:class:`BagChecker`), so bag N is
-checked on one core while bag N+1's PDFs are built on the other. Nothing is sealed before its
-own check has passed: the order of the promises is the same, only the waiting overlaps.
+Two checks, named in each seal record (``checked``) and in the run's report:
+
+- ``store`` (the archive run's default, :func:`confirm_upload`): the store proves it holds what
+  was built. On S3 every PUT carries Content-MD5 and x-amz-checksum-sha256 and the store refuses
+  it unless the bytes it received match both; one HEAD of the pinned version then shows the
+  size, the sha512 metadata, the SHA-256 and MD5 the store computed, COMPLIANCE mode and the
+  retain-until date, each compared with the staged tar. The local store hashes its file again.
+  Costs a HEAD and a hash of the staged tar, not a download and a verification.
+- ``read-back`` (:func:`verify_stored_bag`; ``archive audit`` always, the run with
+  ``--full-readback`` or when the store cannot vouch): the pinned version is downloaded and the
+  bag's own verifier runs on those bytes. Reading is I/O and stays in the caller's process; the
+  check (unpack, ``bagit`` validation, every signature, the tree, the tokens, the printouts) is
+  CPU work and goes to worker processes (:class:`BagChecker`), so bag N is checked while bag N+1
+  is built, or several bags are checked at once by the audit.
+
+Nothing is sealed before its own check has passed, and bags are sealed in the order they were
+handed in, whichever check they had.
 """
 
 from __future__ import annotations
@@ -32,11 +43,14 @@ from journal.ledger import note
 
 from .bag import tar_to_bag, validate_bag
 from .models import ArchivedBag
-from .storage import StorageError
+from .storage import Expected, StorageError
 from .verify.verify import Report, read_bag_directory, verify_bag_files
 
 if TYPE_CHECKING:
     from .services import ArchiveSettings
+
+STORE = "store"  # the store confirmed size, checksums and retention of what was built
+READ_BACK = "read-back"  # downloaded and verified completely
 
 
 @dataclass(frozen=True)
@@ -144,20 +158,48 @@ def verify_stored_bag(bag: ArchivedBag, settings: ArchiveSettings, vkey: str) ->
     return check_bag_bytes(data, Planned.of(bag), vkey, _trust_der(settings))
 
 
-class BagChecker:
-    """Checks read-back bags in one worker process, in the order they were handed in.
+def confirm_upload(
+    bag: ArchivedBag, staged: Path | Expected, settings: ArchiveSettings
+) -> Report | None:
+    """The ``store`` check of an uploaded bag against its staged tar, or the digests of the
+    staged tar just put (see the module's doc).
 
-    ``submit`` reads the bag back here and queues its check; ``done`` yields the bags whose
-    check has finished, oldest first, keeping at most ``ahead`` checks outstanding (the bytes
-    of each wait in memory). With ``workers=0`` every check runs here, at once.
+    None when it cannot be done, so the bag is read back instead: the staged tar is gone or is
+    not the recorded one (a run on another machine uploaded it), or the store keeps no checksum
+    of its own. A report naming every difference when the store holds something else."""
+    if isinstance(staged, Path):
+        if not staged.is_file():
+            return None
+        staged = Expected.of(staged, bag.retain_until)
+    expected = staged
+    if expected.sha512 != bag.sha512:
+        return None
+    problems = settings.storage.confirm(bag.key, bag.version_id, expected)
+    if problems is None:
+        return None
+    report = Report("bag", bag.key)
+    check = report.check("archive", "The store holds the bag that was built, under retention")
+    for problem in problems:
+        check.fail(bag.key, problem)
+    return report
+
+
+class BagChecker:
+    """Seals wait here for their checks, in the order the bags were handed in.
+
+    ``submit`` reads the bag back here and queues its full check (in worker processes, started
+    at the first one); ``confirmed`` queues a check already done (``store``). ``done`` yields
+    ``(bag, report, check)`` for the finished ones, oldest first, keeping at most ``ahead`` full
+    checks outstanding (the bytes of each wait in memory). With ``workers=0`` every full check
+    runs here, at once.
     """
 
     def __init__(self, settings: ArchiveSettings, vkey: str, *, workers: int = 1, ahead: int = 1):
-        self.settings, self.vkey, self.ahead = settings, vkey, ahead
-        self._queue: collections.deque[tuple[ArchivedBag, Future[Report] | Report]] = (
+        self.settings, self.vkey, self.ahead, self.workers = settings, vkey, ahead, workers
+        self._queue: collections.deque[tuple[ArchivedBag, Future[Report] | Report, str]] = (
             collections.deque()
         )
-        self._pool = check_pool(workers) if workers else None
+        self._pool: ProcessPoolExecutor | None = None
 
     def __enter__(self) -> BagChecker:
         return self
@@ -166,27 +208,28 @@ class BagChecker:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
 
+    def confirmed(self, bag: ArchivedBag, report: Report) -> None:
+        self._queue.append((bag, report, STORE))
+
     def submit(self, bag: ArchivedBag) -> None:
         data = read_back(bag, self.settings)
-        if isinstance(data, Report) or self._pool is None:
-            report = (
-                data
-                if isinstance(data, Report)
-                else check_bag_bytes(data, Planned.of(bag), self.vkey, _trust_der(self.settings))
-            )
-            self._queue.append((bag, report))
+        if isinstance(data, Report):
+            self._queue.append((bag, data, READ_BACK))
             return
-        future = self._pool.submit(
-            check_bag_bytes, data, Planned.of(bag), self.vkey, _trust_der(self.settings)
-        )
-        self._queue.append((bag, future))
+        args = (data, Planned.of(bag), self.vkey, _trust_der(self.settings))
+        if not self.workers:
+            self._queue.append((bag, check_bag_bytes(*args), READ_BACK))
+            return
+        if self._pool is None:
+            self._pool = check_pool(self.workers)
+        self._queue.append((bag, self._pool.submit(check_bag_bytes, *args), READ_BACK))
 
-    def done(self, *, all_of_them: bool = False) -> Iterator[tuple[ArchivedBag, Report]]:
+    def done(self, *, all_of_them: bool = False) -> Iterator[tuple[ArchivedBag, Report, str]]:
         """Finished checks, oldest first; waits while more than ``ahead`` are outstanding."""
         while self._queue and (
-            all_of_them or len(self._queue) > self.ahead or _finished(self._queue[0][1])
+            all_of_them or self._outstanding() > self.ahead or _finished(self._queue[0][1])
         ):
-            bag, pending = self._queue.popleft()
+            bag, pending, how = self._queue.popleft()
             if isinstance(pending, Future):
                 try:
                     pending = pending.result()
@@ -196,7 +239,10 @@ class BagChecker:
                         bag.key, f"could not be checked: {exc}"
                     )
                     pending = failed
-            yield bag, pending
+            yield bag, pending, how
+
+    def _outstanding(self) -> int:
+        return sum(1 for _bag, pending, _how in self._queue if isinstance(pending, Future))
 
 
 def check_pool(workers: int) -> ProcessPoolExecutor:

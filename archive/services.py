@@ -44,12 +44,17 @@ package.
    timestamp tokens and signed PDFs are not, so the staged tar, not a rebuild, is what gets uploaded
    after a crash;
 3. *upload*: put the staged tar (a second put of the same bytes is a no-op on both stores);
-4. *verify and seal*: read the object back, check its sha512, extract it, validate the bag and
-   run the verifier it ships with on it (:func:`verify_stored_bag`: seal, keys, every leaf
-   signature, the Merkle tree against every checkpoint, the consistency proofs, the timestamp
-   tokens, the printouts, the planned bag-info); then mark it ``sealed`` and append a
-   ``journal_sealed`` / ``ledger_sealed`` record with the final checkpoint to the school ledger
-   log, in one commit.
+4. *check and seal*: confirm the store holds what was built (:func:`confirm_upload`, the
+   ``store`` check: one HEAD of the pinned version shows the size, the sha512, the SHA-256 and
+   MD5 the store computed on receipt, COMPLIANCE mode and retain-until, compared with the staged
+   tar), or, with ``ARCHIVE_FULL_READBACK`` (``archive run --full-readback``) or when the store
+   cannot vouch, read the object back and run the verifier the bag ships with on it
+   (:func:`verify_stored_bag`, the ``read-back`` check: seal, keys, every leaf signature, the
+   Merkle tree against every checkpoint, the consistency proofs, the timestamp tokens, the
+   printouts, the planned bag-info) in a worker process while the next bag is built; then mark
+   it ``sealed`` and append a ``journal_sealed`` / ``ledger_sealed`` record naming the check
+   (``checked``) with the final checkpoint to the school ledger log, in one commit. The full
+   read-back of every sealed bag is ``archive audit``'s job (weekly).
 
 A rerun skips sealed bags, so running twice stores nothing twice. One school is archived at a
 time under a PostgreSQL advisory transaction lock held on its own connection (:func:`school_lock`;
@@ -125,9 +130,10 @@ from .models import (
     ArchiveRun,
     BagDestruction,
 )
-from .readback import BagChecker, verify_stored_bag
+from .readback import READ_BACK, BagChecker, confirm_upload
 from .storage import (
     ArchiveStorage,
+    Expected,
     Finding,
     LocalWormStorage,
     ObjectNotFound,
@@ -135,9 +141,10 @@ from .storage import (
     RetentionError,
     S3ObjectLockStorage,
     StorageError,
+    _flag,
     storage_from_config,
 )
-from .timestamps import TimestampAuthority, timestamp_authority_from_config
+from .timestamps import TimestampAuthority, check_response, timestamp_authority_from_config
 from .verify import seal
 from .verify.verify import Report
 
@@ -175,6 +182,9 @@ class ArchiveSettings:
     today: dt.date | None = None
     # Roots whose PDF signatures count without a registration (PDF_TRUST_ROOTS: PEM files).
     pdf_trust: tuple[x509.Certificate, ...] = ()
+    # ARCHIVE_FULL_READBACK: the run reads every bag back and verifies it completely before
+    # sealing it, instead of the store's checksums (the audit always does).
+    full_readback: bool = False
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any], instance_path: str | Path) -> ArchiveSettings:
@@ -195,6 +205,7 @@ class ArchiveSettings:
             keys_dir=Path(config["KEYS_DIR"]),
             timestamper=timestamp_authority_from_config(config),
             tsa_ca_certs=Path(ca) if ca else None,
+            full_readback=_flag(config.get("ARCHIVE_FULL_READBACK", False)),
         )
 
     def day(self) -> dt.date:
@@ -617,7 +628,10 @@ def build_staged_bag(
     try:
         bag_dir = build_bag(work / bag.bag_name, files, info)
         if settings.timestamper is not None:
-            token = settings.timestamper.timestamp((bag_dir / TAGMANIFEST).read_bytes())
+            manifest = (bag_dir / TAGMANIFEST).read_bytes()
+            token = settings.timestamper.timestamp(manifest)
+            # Checked here, whatever the timestamper did: the run seals without reading back.
+            check_response(manifest, token)
             (bag_dir / TAGMANIFEST_TOKEN).write_bytes(token)
         seal.seal_bag(bag_dir, log_key.name, log_key.private_key)
         validate_bag(bag_dir)
@@ -638,9 +652,10 @@ def build_staged_bag(
 
 def upload_bag(
     session: Session, bag: ArchivedBag, settings: ArchiveSettings, log_key: LogKey
-) -> None:
+) -> Expected | None:
     """Put the staged tar under the bag's key with its retain-until (a no-op when it is there),
-    and pin the version the store wrote (``version_id``): every later read names it.
+    and pin the version the store wrote (``version_id``): every later read names it. Returns
+    what the store must now hold (the staged tar's size and digests) when it was put now.
 
     When the staged tar is gone (another machine, a cleaned disk) and the store does not hold
     the recorded bytes either, the bag is built again and its new sha512 recorded: nothing was
@@ -655,24 +670,21 @@ def upload_bag(
                 f"{stored.sha512[:16]}… not {bag.sha512[:16]}…); refusing to go on"
             )
         bag.version_id = stored.version_id  # uploaded by a run that died before recording it
-        return
+        return None
     if bag.version_id is not None:
         raise ArchiveError(f"{bag.key}: the version {bag.version_id} uploaded earlier is gone")
     path = staged_path(settings, bag)
-    if not path.is_file() or _file_sha512(path) != bag.sha512:
+    # One pass for every digest: the sha512 says whether the staged tar is the built one, the
+    # others are what the store must report afterwards (confirm_upload).
+    expected = Expected.of(path, bag.retain_until) if path.is_file() else None
+    if expected is None or expected.sha512 != bag.sha512:
         log.warning("staged tar of %s is missing or changed: building it again", bag.key)
         path = build_staged_bag(session, bag, settings, log_key)
+        expected = Expected.of(path, bag.retain_until)
     _crash_point("uploading")
     stored = settings.storage.put(bag.key, path, retain_until=bag.retain_until, sha512=bag.sha512)
     bag.version_id = stored.version_id
-
-
-def _file_sha512(path: Path) -> str:
-    digest = hashlib.sha512()
-    with path.open("rb") as handle:
-        while chunk := handle.read(1024 * 1024):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return expected
 
 
 # --------------------------------------------------------------------------- verification
@@ -686,8 +698,15 @@ def read_bag_info(data: bytes) -> dict[str, str]:
     return info
 
 
-def seal_bag(session: Session, bag: ArchivedBag, settings: ArchiveSettings, log_key: LogKey) -> int:
-    """Mark a verified bag sealed and record it, with its final checkpoint, in the ledger log."""
+def seal_bag(
+    session: Session,
+    bag: ArchivedBag,
+    settings: ArchiveSettings,
+    log_key: LogKey,
+    checked: str = READ_BACK,
+) -> int:
+    """Mark a checked bag sealed and record it, with its final checkpoint and the check it had
+    (``store`` or ``read-back``, :mod:`archive.readback`), in the ledger log."""
     school = session.get_one(School, bag.school_id)
     year = session.get_one(SchoolYear, bag.school_year_id)
     checkpoint = session.scalar(
@@ -722,6 +741,7 @@ def seal_bag(session: Session, bag: ArchivedBag, settings: ArchiveSettings, log_
             "quarter": term.number if term and term.kind == "quarter" else None,
             "half_year": term.number if term and term.kind == "half" else None,
             "checkpoint": checkpoint.note,
+            "checked": checked,
         },
         now=now,
     ).seq
@@ -749,6 +769,7 @@ class SchoolOutcome:
     kept: int = 0
     locked: bool = False
     error: str | None = None
+    checks: dict[str, str] = field(default_factory=dict)  # sealed key: "store" or "read-back"
 
     @property
     def ok(self) -> bool:
@@ -806,9 +827,9 @@ def sweep_staging(session: Session, settings: ArchiveSettings, school: School) -
 
 def _build_and_upload(
     session: Session, bag: ArchivedBag, settings: ArchiveSettings, log_key: LogKey
-) -> None:
+) -> Expected | None:
     """Take one bag from wherever it stopped to uploaded, committing after each step; the
-    read-back check and the seal follow (:class:`BagChecker`, :func:`_seal_checked`)."""
+    check and the seal follow (:func:`_check_uploaded`, :func:`_seal_checked`)."""
     label = storage_label(settings.storage)
     if bag.storage != label:
         bag.storage = label  # never uploaded anywhere else: it is sealed only where it was put
@@ -816,20 +837,39 @@ def _build_and_upload(
         build_staged_bag(session, bag, settings, log_key)
         session.commit()
         _crash_point("built")
-    upload_bag(session, bag, settings, log_key)
+    expected = upload_bag(session, bag, settings, log_key)
     session.commit()  # the pinned version, and a new sha512 when upload_bag had to rebuild
     _crash_point("uploaded")
+    return expected
+
+
+def _check_uploaded(
+    bag: ArchivedBag, settings: ArchiveSettings, checker: BagChecker, expected: Expected | None
+) -> None:
+    """Queue the uploaded bag's check: the store's (at once), else a full read-back."""
+    report = None
+    if not settings.full_readback:
+        report = confirm_upload(bag, expected or staged_path(settings, bag), settings)
+    if report is None:
+        checker.submit(bag)
+    else:
+        checker.confirmed(bag, report)
 
 
 def _seal_checked(
-    session: Session, bag: ArchivedBag, settings: ArchiveSettings, log_key: LogKey, report: Report
+    session: Session,
+    bag: ArchivedBag,
+    settings: ArchiveSettings,
+    log_key: LogKey,
+    report: Report,
+    checked: str,
 ) -> None:
-    """Seal a bag whose read-back check has finished: only when it passed."""
+    """Seal a bag whose check has finished: only when it passed."""
     if not report.ok:
-        log.error("%s failed verification after upload:\n%s", bag.key, report.text())
-        raise ArchiveError(f"failed verification after upload: {report.first_failure}")
+        log.error("%s failed its %s check after upload:\n%s", bag.key, checked, report.text())
+        raise ArchiveError(f"failed its {checked} check after upload: {report.first_failure}")
     _crash_point("verified")
-    seal_bag(session, bag, settings, log_key)
+    seal_bag(session, bag, settings, log_key, checked)
     session.commit()
     _crash_point("sealed")
     staged_path(settings, bag).unlink(missing_ok=True)
@@ -881,14 +921,15 @@ class _BagRun:
         self.bar.update(1)
 
     def seal_finished(self, *, all_of_them: bool = False) -> None:
-        for bag, report in self.checker.done(all_of_them=all_of_them):
+        for bag, report, checked in self.checker.done(all_of_them=all_of_them):
             key = bag.key
             try:
-                _seal_checked(self.session, bag, self.settings, self.log_key, report)
+                _seal_checked(self.session, bag, self.settings, self.log_key, report, checked)
             except Exception as exc:  # noqa: BLE001 - reported, and the others go on
                 self.give_up(key, exc)
             else:
                 self.outcome.sealed.append(key)
+                self.outcome.checks[key] = checked
                 self.bar.update(1)
 
 
@@ -934,15 +975,15 @@ def archive_school(
             pending = [bag for bag in _unfinished(session, school) if bag.key not in given_up]
             if not pending:
                 continue
-            # Bag N's read-back check runs in a worker while bag N+1 is built and uploaded.
+            # A full read-back of bag N runs in a worker while bag N+1 is built and uploaded.
             checker = BagChecker(settings, log_key.vkey, workers=1 if len(pending) > 1 else 0)
             with progress(f"{school.domain} {phase} bags", len(pending)) as bar, checker:
                 run_bags = _BagRun(session, settings, log_key, checker, outcome, given_up, bar)
                 for bag in pending:
                     key = bag.key
                     try:
-                        _build_and_upload(session, bag, settings, log_key)
-                        checker.submit(bag)
+                        expected = _build_and_upload(session, bag, settings, log_key)
+                        _check_uploaded(bag, settings, checker, expected)
                     except Exception as exc:  # noqa: BLE001 - reported, and the others go on
                         run_bags.give_up(key, exc)
                     run_bags.seal_finished()
@@ -1273,13 +1314,22 @@ def audit_school(
     outcome.findings += [
         str(finding) for finding in settings.storage.audit_objects(pinned, f"{school.domain}/")
     ]
-    for bag in mine:  # verify_stored_bag needs the published key only, not the private one
-        if bag.state != "sealed":
-            continue  # uploaded by a run that has not sealed it yet: the next run verifies it
-        report = verify_stored_bag(bag, settings, school.log_vkey or "")
-        outcome.checked += 1
-        if not report.ok:
-            outcome.findings.append(f"{bag.key}: {report.first_failure}")
+    # Uploaded by a run that has not sealed it yet: the next run checks it.
+    sealed = [bag for bag in mine if bag.state == "sealed"]
+    # Read back here, verified in worker processes on every core (the published key is enough).
+    workers = min(os.cpu_count() or 1, len(sealed)) if len(sealed) > 1 else 0
+    with BagChecker(settings, school.log_vkey or "", workers=workers, ahead=workers) as checker:
+
+        def tally(*, all_of_them: bool = False) -> None:
+            for bag, report, _checked in checker.done(all_of_them=all_of_them):
+                outcome.checked += 1
+                if not report.ok:
+                    outcome.findings.append(f"{bag.key}: {report.first_failure}")
+
+        for bag in sealed:
+            checker.submit(bag)
+            tally()
+        tally(all_of_them=True)
     if not rows and not outcome.findings:
         return outcome  # nothing archived, nothing stray: nothing to record
     log_key = _load_key(settings, school)

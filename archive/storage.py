@@ -101,6 +101,58 @@ class StoredObject:
     legal_hold: bool = False
     version_id: str | None = None
     retention_mode: str | None = None  # "COMPLIANCE" on S3; None for the local store
+    # The store's own checksums of the bytes it received (S3: x-amz-checksum-sha256, base64,
+    # and the ETag, the MD5 in hex for a single PUT); None where the store keeps none.
+    sha256: str | None = None
+    etag: str | None = None
+
+
+@dataclass(frozen=True)
+class Expected:
+    """What an uploaded object must be: the staged tar's size and digests, and its retention."""
+
+    size: int
+    sha512: str
+    sha256: str  # base64, as S3 sends it
+    md5: str  # hex, as an S3 ETag of a single PUT
+    retain_until: dt.datetime
+
+    @classmethod
+    def of(cls, data: Data, retain_until: RetainUntil) -> Expected:
+        digests = _digests(data)
+        return cls(
+            digests.size,
+            digests.sha512,
+            b64encode(digests.sha256).decode("ascii"),
+            digests.md5.hex(),
+            normalize_retain_until(retain_until),
+        )
+
+
+def compare_stored(
+    stored: StoredObject | None, expected: Expected, *, compliance: bool
+) -> builtins.list[str]:
+    """How ``stored`` differs from ``expected``: size, sha512, the store's SHA-256 and MD5 when
+    it reports them, and a retention at least as long (in COMPLIANCE mode when ``compliance``).
+    Empty when it is what was built."""
+    if stored is None:
+        return ["the version written is not in the store"]
+    problems = []
+    if stored.size != expected.size:
+        problems.append(f"stored with {stored.size} bytes, not {expected.size}")
+    if stored.sha512 != expected.sha512:
+        problems.append(f"its sha512 is {stored.sha512[:16] or 'missing'}…, not the bag's")
+    if stored.sha256 is not None and stored.sha256 != expected.sha256:
+        problems.append(f"the store's SHA-256 is {stored.sha256}, not {expected.sha256}")
+    if stored.etag and re.fullmatch(r"[0-9a-f]{32}", stored.etag) and stored.etag != expected.md5:
+        problems.append(f"the store's MD5 (ETag) is {stored.etag}, not {expected.md5}")
+    if stored.retain_until is None or stored.retain_until < expected.retain_until:
+        problems.append(
+            f"retained until {stored.retain_until}, not {expected.retain_until} or later"
+        )
+    if compliance and stored.retention_mode != "COMPLIANCE":
+        problems.append(f"its retention mode is {stored.retention_mode}, not COMPLIANCE")
+    return problems
 
 
 @dataclass(frozen=True)
@@ -139,6 +191,10 @@ class ArchiveStorage(Protocol):
     def list(self, prefix: str = "") -> Iterator[StoredObject]: ...
 
     def delete(self, key: str, *, today: dt.date, version_id: str | None = None) -> None: ...
+
+    def confirm(
+        self, key: str, version_id: str | None, expected: Expected
+    ) -> builtins.list[str] | None: ...
 
     def set_legal_hold(self, key: str, on: bool) -> None: ...
 
@@ -515,6 +571,25 @@ class LocalWormStorage:
             return None  # the local store has no versions: a version id names nothing here
         return self._state().get(key)
 
+    def confirm(
+        self, key: str, version_id: str | None, expected: Expected
+    ) -> builtins.list[str]:
+        """Differences between the stored object and ``expected`` (empty: it is what was built):
+        the index's size, sha512 and retain-until, and the file itself hashed again (a local
+        read) and still read-only."""
+        problems = compare_stored(self.head(key, version_id), expected, compliance=False)
+        if problems:
+            return problems
+        path = self._path(key)
+        try:
+            if _digests(path).sha512 != expected.sha512:
+                problems.append("the file does not hold the bytes that were put")
+            if path.stat().st_mode & 0o222:
+                problems.append("the file is writable")
+        except OSError as exc:
+            problems.append(f"the file cannot be read: {exc.strerror or exc}")
+        return problems
+
     def list(self, prefix: str = "") -> Iterator[StoredObject]:
         state = self._state()
         for key in sorted(state):
@@ -703,6 +778,7 @@ class S3ObjectLockStorage:
             "ContentType": "application/x-tar" if key.endswith(".tar") else
             "application/octet-stream",
             "ContentMD5": b64encode(digests.md5).decode("ascii"),
+            "ChecksumAlgorithm": "SHA256",
             "ChecksumSHA256": b64encode(digests.sha256).decode("ascii"),
             "ObjectLockMode": "COMPLIANCE",
             "ObjectLockRetainUntilDate": until,
@@ -763,7 +839,8 @@ class S3ObjectLockStorage:
         from botocore.exceptions import ClientError
 
         check_key(key)
-        params = {"Bucket": self.bucket, "Key": key}
+        # ChecksumMode: the store then sends the SHA-256 it computed of the bytes it received.
+        params = {"Bucket": self.bucket, "Key": key, "ChecksumMode": "ENABLED"}
         if version_id is not None:
             params["VersionId"] = version_id
         try:
@@ -809,7 +886,22 @@ class S3ObjectLockStorage:
             legal_hold=hold == "ON",
             version_id=version_id,
             retention_mode=mode,
+            sha256=answer.get("ChecksumSHA256") or None,
+            etag=(answer.get("ETag") or "").strip('"') or None,
         )
+
+    def confirm(
+        self, key: str, version_id: str | None, expected: Expected
+    ) -> builtins.list[str] | None:
+        """Differences between the pinned version and ``expected`` from one HEAD (empty: it is
+        what was built): size, the sha512 metadata, the SHA-256 and MD5 the store computed when
+        it received the bytes (it refused the PUT unless they matched the ones sent), COMPLIANCE
+        mode and retain-until. None when the store reports no SHA-256 of its own: then only a
+        read-back can tell."""
+        stored = self.head(key, version_id)
+        if stored is not None and stored.sha256 is None:
+            return None
+        return compare_stored(stored, expected, compliance=True)
 
     def get(self, key: str, version_id: str | None = None) -> bytes:
         from botocore.exceptions import ClientError

@@ -36,11 +36,20 @@ def test_archive_run_seals_and_a_second_run_has_nothing_to_do(
     first = cli("archive", "run")
     assert first.exit_code == 0, first.output
     assert f"{past.school.domain}: 11 bag(s) sealed" in first.output
-    assert f"sealed {past.school.domain}/ledger-2024-2025.tar" in first.output
+    assert (
+        f"sealed {past.school.domain}/ledger-2024-2025.tar (the store confirmed its size, "
+        "checksums and retention)" in first.output
+    )
     assert f"{past.school.domain} journal bags" in first.output  # the progress bar's label
     assert len(list((tmp_path / "store" / "objects" / past.school.domain).iterdir())) == 11
     second = cli("archive", "run")
     assert second.exit_code == 0 and f"{past.school.domain}: 0 bag(s) sealed" in second.output
+
+
+def test_archive_run_with_the_full_read_back(cli: Any, past: PastSchool) -> None:
+    result = cli("archive", "run", "--full-readback")
+    assert result.exit_code == 0, result.output
+    assert result.output.count("(read back and verified completely)") == 11
 
 
 def test_archive_run_for_one_school_only(cli: Any, session: Any, app: Any) -> None:

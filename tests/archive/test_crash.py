@@ -21,7 +21,8 @@ from typing import Any
 import sqlalchemy as sa
 
 from archive.models import ArchivedBag, ArchiveRun
-from archive.services import ArchiveSettings, school_lock, verify_stored_bag
+from archive.readback import verify_stored_bag
+from archive.services import ArchiveSettings, school_lock
 from archive.storage import LocalWormStorage
 from journal.db import db
 from journal.models import Entry

@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from archive.bag import tar_to_bag, validate_bag
 from archive.models import ArchivedBag, ArchiveRun, BagDestruction
+from archive.readback import verify_stored_bag
 from archive.services import (
     ArchiveSettings,
     DueBag,
@@ -36,7 +37,6 @@ from archive.services import (
     school_lock,
     staged_path,
     upload_bag,
-    verify_stored_bag,
 )
 from archive.storage import LocalWormStorage, RetentionError, S3ObjectLockStorage
 from archive.timestamps import HttpTimestampAuthority, verify_timestamp
@@ -583,11 +583,113 @@ def test_a_bag_whose_token_does_not_verify_is_never_sealed(
     confused = replace(settings, timestamper=Confused(), tsa_ca_certs=local_tsa.ca_cert)
     [outcome] = run_archive(session, confused)
     assert outcome.failed and outcome.sealed == []
-    assert all("failed verification after upload" in failure for failure in outcome.failed)
-    assert "imprint does not match" in outcome.failed[0]
+    # Checked as it comes back, before the bag is staged: nothing is uploaded.
+    assert all("imprint does not match" in failure for failure in outcome.failed)
+    assert list(settings.storage.list()) == []
     assert "sealed" not in {bag.state for bag in bags(session, past).values()}
-    # The ledger log holds the PDF certificate's registration and no seal.
-    assert [r["kind"] for r in ledger_records(session, past)] == ["pdf_signer_registered"]
+    # The ledger log holds no seal.
+    assert sealed_checks(session, past) == {}
+
+
+# --------------------------------------------------------------------------- the check after upload
+
+
+def sealed_checks(session: Any, past: PastSchool) -> dict[str, str]:
+    return {
+        r["package"]["key"]: r["checked"]
+        for r in ledger_records(session, past)
+        if r["kind"] in ("journal_sealed", "ledger_sealed")
+    }
+
+
+@pytest.mark.parametrize("full_readback", [False, True])
+def test_each_seal_names_the_check_the_bag_had(
+    session: Any, past: PastSchool, settings: ArchiveSettings, full_readback: bool
+) -> None:
+    checked = "read-back" if full_readback else "store"
+    [outcome] = run_archive(session, replace(settings, full_readback=full_readback))
+    assert outcome.ok and len(outcome.sealed) == 11
+    assert outcome.checks == dict.fromkeys(outcome.sealed, checked)
+    assert sealed_checks(session, past) == outcome.checks
+
+
+class Faulty(LocalWormStorage):
+    """Takes the bag, then loses it or keeps other bytes or a shorter retention than asked."""
+
+    def __init__(self, root: Path, faults: dict[str, str]) -> None:
+        super().__init__(root)
+        self.faults = faults  # key suffix: "drop", "corrupt" or "short"
+
+    def put(self, key: str, data: Any, *, retain_until: Any, sha512: str) -> Any:
+        fault = next((f for end, f in self.faults.items() if key.endswith(end)), None)
+        if fault == "short":
+            retain_until = dt.date(2027, 1, 1)
+        stored = super().put(key, data, retain_until=retain_until, sha512=sha512)
+        path = self._path(key)
+        if fault == "drop":
+            path.unlink()
+        elif fault == "corrupt":
+            path.chmod(0o444 | 0o200)
+            raw = bytearray(path.read_bytes())
+            raw[len(raw) // 2] ^= 1
+            path.write_bytes(bytes(raw))
+            path.chmod(0o444)
+        return stored
+
+
+def test_a_store_that_loses_or_alters_a_bag_fails_the_run_loudly(
+    session: Any, past: PastSchool, settings: ArchiveSettings, tmp_path: Path
+) -> None:
+    first, second = (group.id for group in past.classes)
+    faults = {f"class{first}-q1.tar": "drop", f"class{first}-q2.tar": "corrupt",
+              f"class{second}-q3.tar": "short"}  # fmt: skip
+    faulty = replace(settings, storage=Faulty(tmp_path / "faulty", faults))
+    [outcome] = run_archive(session, faulty)
+    assert not outcome.ok and len(outcome.failed) == 3 and len(outcome.sealed) == 7
+    prefix = f"{past.school.domain}/journal-2024-2025-"
+    failed = {}
+    for failure in outcome.failed:
+        key, why = failure.split(": ", 1)
+        failed[key.removeprefix(prefix).removesuffix(".tar")] = why
+    assert set(failed) == {f"class{first}-q1", f"class{first}-q2", f"class{second}-q3"}
+    assert all("failed its store check after upload" in why for why in failed.values())
+    assert "file cannot be read" in failed[f"class{first}-q1"]
+    assert "does not hold the bytes" in failed[f"class{first}-q2"]
+    assert "retained until 2027-01-01" in failed[f"class{second}-q3"]
+    # Not sealed, no seal record; the ledger bag waits; the run is recorded as failed.
+    unsealed = {bag.key for bag in bags(session, past).values() if bag.state != "sealed"}
+    assert unsealed == {failure.split(": ", 1)[0] for failure in outcome.failed}
+    assert not unsealed & set(sealed_checks(session, past))
+    [run] = session.scalars(sa.select(ArchiveRun).where(ArchiveRun.school_id == past.school.id))
+    assert run.status == "failed"
+
+
+def test_a_bag_the_store_holds_intact_but_that_does_not_verify(
+    session: Any,
+    past: PastSchool,
+    settings: ArchiveSettings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The trade-off of the ``store`` check: it proves the store holds what was built, not that
+    what was built verifies. Such a bag is sealed by the default run and found by the audit; a
+    run with the full read-back never seals it."""
+    from archive.services import audit_school
+    from archive.verify import seal
+
+    real_seal = seal.seal_bag
+    impostor = Ed25519PrivateKey.generate()
+    monkeypatch.setattr(
+        seal, "seal_bag", lambda bag_dir, name, _key: real_seal(bag_dir, name, impostor)
+    )
+    [careful] = run_archive(session, replace(settings, full_readback=True))
+    assert careful.sealed == [] and len(careful.failed) == 10  # the ledger bag waits for them
+    assert all("read-back check after upload" in failure for failure in careful.failed)
+    assert all("bag-seal.note" in failure for failure in careful.failed)
+    [quick] = run_archive(session, settings)
+    assert len(quick.sealed) == 11 and set(quick.checks.values()) == {"store"}
+    audit = audit_school(session, settings, past.school)
+    assert audit.checked == 11 and len(audit.findings) == 11
+    assert all("bag-seal.note" in finding for finding in audit.findings)
 
 
 @pytest.fixture

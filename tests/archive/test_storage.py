@@ -7,6 +7,7 @@ shortened and past retention, RECIPES).
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import hashlib
 import json
@@ -20,6 +21,7 @@ from botocore.exceptions import ClientError
 
 from archive.bag import BagInvalid, build_bag
 from archive.storage import (
+    Expected,
     IntegrityError,
     LegalHoldError,
     LocalWormStorage,
@@ -335,7 +337,80 @@ def test_moto_happy_path() -> None:
             storage.delete("j/7A.tar", today=BEFORE)
 
 
+def test_moto_confirm_names_every_difference_from_what_was_built() -> None:
+    """The archive run's ``store`` check: one HEAD of the pinned version against the staged tar."""
+    import boto3
+    from moto import mock_aws
+
+    until = dt.datetime(2031, 9, 1, tzinfo=dt.UTC)
+    with mock_aws():
+        client = boto3.client("s3", region_name="us-east-1")
+        storage = S3ObjectLockStorage(client, "archive")
+        storage.ensure_bucket()
+        stored = storage.put("j/7A.tar", DATA, retain_until=RETAIN, sha512=SHA)
+        assert storage.confirm("j/7A.tar", stored.version_id, Expected.of(DATA, until)) == []
+        # Other bytes than were built: every digest and the size differ.
+        problems = storage.confirm("j/7A.tar", stored.version_id, Expected.of(OTHER, until))
+        assert problems is not None and len(problems) == 4
+        assert "bytes, not 11" in problems[0] and "SHA-256" in problems[2] and "MD5" in problems[3]
+        # A retention shorter than the bag's.
+        later = Expected.of(DATA, until + dt.timedelta(days=1))
+        [short] = storage.confirm("j/7A.tar", stored.version_id, later) or ["none"]
+        assert short.startswith("retained until 2031-09-01")
+        # Dropped: the pinned version is not there.
+        assert storage.confirm("j/7A.tar", "gone", Expected.of(DATA, until)) == [
+            "the version written is not in the store"
+        ]
+        # Written without a checksum the store keeps (not by this archive): only a read-back
+        # can tell, so confirm says it cannot.
+        client.put_object(
+            Bucket="archive", Key="j/raw.tar", Body=DATA, ObjectLockMode="COMPLIANCE",
+            ObjectLockRetainUntilDate=until, Metadata={"sha512": SHA},
+            ContentMD5=base64.b64encode(hashlib.md5(DATA).digest()).decode(),  # noqa: S324
+        )  # fmt: skip
+        assert storage.confirm("j/raw.tar", None, Expected.of(DATA, until)) is None
+
+
+def test_local_confirm_hashes_the_file_again(local: LocalWormStorage) -> None:
+    until = dt.datetime(2031, 9, 1, tzinfo=dt.UTC)
+    local.put("j/7A.tar", DATA, retain_until=RETAIN, sha512=SHA)
+    assert local.confirm("j/7A.tar", None, Expected.of(DATA, until)) == []
+    path = local.objects / "j" / "7A.tar"
+    path.chmod(0o644)
+    path.write_bytes(DATA[:-1] + b"!")
+    assert local.confirm("j/7A.tar", None, Expected.of(DATA, until)) == [
+        "the file does not hold the bytes that were put",
+        "the file is writable",
+    ]
+    path.unlink()
+    [gone] = local.confirm("j/7A.tar", None, Expected.of(DATA, until)) or []
+    assert gone.startswith("the file cannot be read")
+
+
 # --------------------------------------------------------------------------- SeaweedFS (the proof)
+
+
+def test_seaweedfs_checks_the_checksums_on_receipt_and_reports_them(
+    s3: S3ObjectLockStorage, s3_client: Any
+) -> None:
+    """What the run's ``store`` check rests on: SeaweedFS refuses a PUT whose bytes do not match
+    the SHA-256 sent with it, and a HEAD of the version returns the checksum it keeps."""
+    until = _future()
+    stored = s3.put("j/7A.tar", DATA, retain_until=until, sha512=SHA)
+    expected = Expected.of(DATA, until)
+    assert stored.sha256 == expected.sha256 and stored.etag == expected.md5
+    assert s3.confirm("j/7A.tar", stored.version_id, expected) == []
+    with pytest.raises(ClientError) as refused:
+        s3_client.put_object(
+            Bucket=s3.bucket, Key="j/other.tar", Body=DATA, ChecksumAlgorithm="SHA256",
+            ChecksumSHA256=Expected.of(OTHER, until).sha256, ObjectLockMode="COMPLIANCE",
+            ObjectLockRetainUntilDate=until,
+        )  # fmt: skip
+    assert refused.value.response["Error"]["Code"] == "BadDigest"
+    assert _versions(s3_client, s3.bucket, "j/other.tar") == []
+    # A retention shorter than the bag's is named.
+    [short] = s3.confirm("j/7A.tar", stored.version_id, Expected.of(DATA, _future(31))) or []
+    assert short.startswith("retained until")
 
 
 def _future(days: int = 30) -> dt.datetime:

@@ -128,7 +128,8 @@ def test_a_journal_bag_with_carried_in_entries_verifies(
     app: Any, session: Any, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Carried-in entries are records of the new class's journal: its archive bag still
-    verifies with the standalone verifier (the archive run verifies each bag after upload)."""
+    verifies with the standalone verifier (a run with the full read-back verifies each bag
+    after upload)."""
     from pathlib import Path
 
     from archive.services import ArchiveSettings, run_archive
@@ -158,6 +159,7 @@ def test_a_journal_bag_with_carried_in_entries_verifies(
         storage=LocalWormStorage(tmp_path / "store"),
         staging_dir=tmp_path / "staging",
         keys_dir=Path(app.config["KEYS_DIR"]),
+        full_readback=True,
     )
     outcomes = run_archive(session, settings, domains=[past.school.domain])
     assert [o.failed for o in outcomes] == [[]]
