@@ -15,7 +15,7 @@ import datetime as dt
 import hashlib
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.utils import (
@@ -34,7 +34,6 @@ from sqlalchemy import (
     Subquery,
     bindparam,
     func,
-    literal,
     or_,
     select,
     true,
@@ -51,6 +50,7 @@ from auth.devices import mark_devices_seen
 from auth.models import DeviceKey, User
 
 from .db import Base, bigpk, db, lock_wait_expired, timestamp, utcnow
+from .device_seqs import DeviceSeqReport, device_seq_reports
 from .errors import error_words
 from .ids import BIG_ID_MAX, parse_id
 from .ledger import entry as ledger_entry
@@ -124,22 +124,6 @@ class CellConflict:
 
     def as_json(self) -> dict[str, Any]:
         return {"journal": self.journal, "cell": self.cell, "heads": self.heads}
-
-
-@dataclass
-class DeviceSeqReport:
-    """What a device's ``device_seq`` numbers say: missing ranges and numbers used twice."""
-
-    kid: str
-    missing: list[tuple[int, int]] = field(default_factory=list)
-    reused: list[int] = field(default_factory=list)
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "kid": self.kid,
-            "missing": [list(span) for span in self.missing],
-            "reused": self.reused,
-        }
 
 
 @dataclass
@@ -224,6 +208,7 @@ def upload_batch(
         result.journal = payload["journal"]
         kids.add(parsed["kid"])
     recorder.flush()
+    folded = recorder.fold_device_seqs()
     mark_devices_seen(session, kids, now)
     stored = [r.entry_id for r in results if r.status in ("accepted", "duplicate") and r.entry_id]
     if all(entry_id in recorder.cells for entry_id in stored):
@@ -233,7 +218,17 @@ def upload_batch(
     return BatchOutcome(
         results=results,
         conflicts=conflicts,
-        device_seq_gaps=[r for r in device_seq_reports(session, kids) if r.missing or r.reused],
+        device_seq_gaps=[
+            report
+            for report in sorted(
+                [
+                    *(folded[kid] for kid in kids if kid in folded),
+                    *device_seq_reports(session, [kid for kid in kids if kid not in folded]),
+                ],
+                key=lambda report: report.kid,
+            )
+            if report.missing or report.reused
+        ],
     )
 
 
@@ -469,35 +464,6 @@ def _superseded() -> Exists:
         )
         .exists()
     )
-
-
-def device_seq_reports(session: Session, kids: Iterable[str]) -> list[DeviceSeqReport]:
-    """For each device key: the device_seq ranges the server has never seen, and reused seqs.
-
-    Gaps mean wiped browser storage, entries lost or refused on the way; a seq used by two
-    entries means the key was cloned (or the device's counter was reset). One ordered pass
-    over the device's seqs: each seq is compared with the one before it.
-    """
-    reports = []
-    for kid in sorted(set(kids)):
-        report = DeviceSeqReport(kid)
-        previous = func.lag(Entry.device_seq).over(order_by=Entry.device_seq)
-        ordered = (
-            select(Entry.device_seq.label("seq"), previous.label("previous"))
-            .where(Entry.device_kid == kid, Entry.device_seq.is_not(None))
-            .subquery()
-        )
-        step = ordered.c.seq - func.coalesce(ordered.c.previous, literal(-1))
-        for seq, step_size in session.execute(
-            select(ordered.c.seq, step).where(step != literal(1)).order_by(ordered.c.seq)
-        ):
-            if step_size == 0:
-                if not report.reused or report.reused[-1] != seq:
-                    report.reused.append(seq)
-            else:
-                report.missing.append((seq - step_size + 1, seq - 1))
-        reports.append(report)
-    return reports
 
 
 # -- pull --------------------------------------------------------------------------------------
