@@ -438,9 +438,14 @@ def _heads_per_cell(log_id: int, cells: list[str]) -> Subquery:
     )
     live = (
         select(Entry.entry_id, Entry.seq)
-        .where(Entry.log_id == log_id, Entry.cell == wanted.c.cell, ~_superseded())
+        .where(Entry.log_id == log_id, Entry.cell == wanted.c.cell)
         .offset(0)
         .lateral("live")
+    )
+    superseded = (
+        select(Supersession.correction_entry_id)
+        .where(Supersession.log_id == log_id, Supersession.superseded_entry_id == live.c.entry_id)
+        .exists()
     )
     return (
         select(
@@ -450,6 +455,7 @@ def _heads_per_cell(log_id: int, cells: list[str]) -> Subquery:
             func.count().over(partition_by=wanted.c.cell).label("live"),
         )
         .select_from(wanted.join(live, true()))
+        .where(~superseded)
         .subquery()
     )
 
