@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+import functools
 import hashlib
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -29,9 +30,10 @@ from sqlalchemy import (
     Exists,
     ForeignKey,
     Index,
+    Integer,
     LargeBinary,
+    Select,
     String,
-    Subquery,
     bindparam,
     func,
     or_,
@@ -393,27 +395,9 @@ def conflicts_in_cells(
         if cell is not None:
             by_log.setdefault(log_id, set()).add(cell)
     found: list[CellConflict] = []
-    postgres = session.get_bind().dialect.name == "postgresql"
+    heads = _conflicted_heads(session.get_bind().dialect.name == "postgresql")
     for log_id in sorted(by_log):
-        wanted = sorted(by_log[log_id])
-        if postgres:
-            heads = _heads_per_cell(log_id, wanted)
-        else:
-            heads = (
-                select(
-                    Entry.cell,
-                    Entry.entry_id,
-                    Entry.seq,
-                    func.count().over(partition_by=Entry.cell).label("live"),
-                )
-                .where(Entry.log_id == log_id, Entry.cell.in_(wanted), ~_superseded())
-                .subquery()
-            )
-        rows = session.execute(
-            select(heads.c.cell, heads.c.entry_id)
-            .where(heads.c.live > 1)
-            .order_by(heads.c.cell, heads.c.seq)
-        ).all()
+        rows = session.execute(heads, {"log_id": log_id, "cells": sorted(by_log[log_id])}).all()
         if not rows:
             continue
         origin = session.execute(select(Log.origin).where(Log.id == log_id)).scalar_one()
@@ -424,39 +408,65 @@ def conflicts_in_cells(
     return found
 
 
-def _heads_per_cell(log_id: int, cells: list[str]) -> Subquery:
-    """The live heads of these cells of one log, with how many each cell has (PostgreSQL).
+@functools.cache
+def _conflicted_heads(postgres: bool) -> Select[tuple[str, str]]:
+    """The live heads (cell, entry id) of the cells ``:cells`` of log ``:log_id`` that have
+    more than one, by cell and seq; built once.
 
-    One look-up of the (log, cell) index per cell, whatever the planner knows: a LATERAL
-    subquery with an OFFSET is never flattened into a join, so it runs once per wanted cell.
-    ``cell = ANY(array)`` let a planner without statistics (a new database, before autovacuum
-    analyzes) match the index on the log alone and read all of the log's entries."""
-    wanted = (
-        func.unnest(bindparam(None, cells, type_=postgresql.ARRAY(String)))
-        .table_valued("cell")
-        .render_derived(name="wanted")
-    )
-    live = (
-        select(Entry.entry_id, Entry.seq)
-        .where(Entry.log_id == log_id, Entry.cell == wanted.c.cell)
-        .offset(0)
-        .lateral("live")
-    )
-    superseded = (
-        select(Supersession.correction_entry_id)
-        .where(Supersession.log_id == log_id, Supersession.superseded_entry_id == live.c.entry_id)
-        .exists()
-    )
-    return (
-        select(
-            wanted.c.cell,
-            live.c.entry_id,
-            live.c.seq,
-            func.count().over(partition_by=wanted.c.cell).label("live"),
+    On PostgreSQL one look-up of the (log, cell) index per cell, whatever the planner knows: a
+    LATERAL subquery with an OFFSET is never flattened into a join, so it runs once per wanted
+    cell. ``cell = ANY(array)`` let a planner without statistics (a new database, before
+    autovacuum analyzes) match the index on the log alone and read all of the log's entries."""
+    log_id = bindparam("log_id", type_=Integer)
+    if postgres:
+        wanted = (
+            func.unnest(bindparam("cells", type_=postgresql.ARRAY(String)))
+            .table_valued("cell")
+            .render_derived(name="wanted")
         )
-        .select_from(wanted.join(live, true()))
-        .where(~superseded)
-        .subquery()
+        live = (
+            select(Entry.entry_id, Entry.seq)
+            .where(Entry.log_id == log_id, Entry.cell == wanted.c.cell)
+            .offset(0)
+            .lateral("live")
+        )
+        superseded = (
+            select(Supersession.correction_entry_id)
+            .where(
+                Supersession.log_id == log_id, Supersession.superseded_entry_id == live.c.entry_id
+            )
+            .exists()
+        )
+        heads = (
+            select(
+                wanted.c.cell,
+                live.c.entry_id,
+                live.c.seq,
+                func.count().over(partition_by=wanted.c.cell).label("live"),
+            )
+            .select_from(wanted.join(live, true()))
+            .where(~superseded)
+            .subquery()
+        )
+    else:
+        heads = (
+            select(
+                Entry.cell,
+                Entry.entry_id,
+                Entry.seq,
+                func.count().over(partition_by=Entry.cell).label("live"),
+            )
+            .where(
+                Entry.log_id == log_id,
+                Entry.cell.in_(bindparam("cells", expanding=True)),
+                ~_superseded(),
+            )
+            .subquery()
+        )
+    return (
+        select(heads.c.cell, heads.c.entry_id)
+        .where(heads.c.live > 1)
+        .order_by(heads.c.cell, heads.c.seq)
     )
 
 
