@@ -174,8 +174,9 @@ def main(argv: list[str] | None = None) -> int:
             clients = args.workers
             teachers, per_client = seed(app, entries, clients)
             with app.app_context():
-                # A database in service has planner statistics (autovacuum analyzes); a freshly
-                # made one has none until then, and plans as if every table were tiny.
+                # A database in service has planner statistics (autovacuum analyzes); a new one
+                # has none until autovacuum gets to it. (entries is still empty here: the sync
+                # path's look-ups of it must plan well without them, and do.)
                 db.session.connection().exec_driver_sql("ANALYZE")
                 db.session.commit()
             entries = sum(len(mine) for mine in per_client)
