@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 from flask import current_app
 from sqlalchemy import (
+    JSON,
     BigInteger,
     CheckConstraint,
     Dialect,
@@ -129,6 +131,10 @@ class DeviceKey(Base):
     # The latest reset of the owner's account before this key was enrolled: shown beside the
     # key, so that a key someone enrolled right after taking an account over stands out.
     after_reset_id: Mapped[int | None] = mapped_column(ForeignKey("account_resets.id"))
+    # What the key's device_seq numbers say, kept as entries are stored (journal.device_seqs):
+    # {"upto": highest seq folded in, "missing": [[first, last], ...], "reused": [seq, ...]}.
+    # None until the key's first entries are folded in.
+    seq_summary: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
 
     user: Mapped[User] = relationship()
     after_reset: Mapped[AccountReset | None] = relationship()

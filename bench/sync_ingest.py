@@ -173,6 +173,12 @@ def main(argv: list[str] | None = None) -> int:
             migrate(app)
             clients = args.workers
             teachers, per_client = seed(app, entries, clients)
+            with app.app_context():
+                # A database in service has planner statistics (autovacuum analyzes); a new one
+                # has none until autovacuum gets to it. (entries is still empty here: the sync
+                # path's look-ups of it must plan well without them, and do.)
+                db.session.connection().exec_driver_sql("ANALYZE")
+                db.session.commit()
             entries = sum(len(mine) for mine in per_client)
             port = free_port()
             env = {

@@ -26,6 +26,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from auth.models import DeviceKey, User
 
 from .db import bound_lock_wait, lock_wait_bounded, utcnow
+from .device_seqs import DeviceSeqReport, fold_stored_seqs
 from .grading import NoRuleError
 from .keys import LogKey
 from .ledger import audit, merkle, note
@@ -179,6 +180,9 @@ class Recorder:
         self._sizes: dict[int, int] = {}
         self._pending: dict[int, list[tuple[Any, ...]]] = {}  # rows in _ENTRY_COLUMNS order
         self._pending_supersessions: list[dict[str, Any]] = []
+        # device_seqs of the entries written and not yet folded into their keys' reports.
+        self._unfolded: dict[str, list[int]] = {}
+        self.seq_reports: dict[str, DeviceSeqReport] = {}  # what each fold found, by kid
         self._pending_ids: dict[str, tuple[int, int, bytes]] = {}
         self._known: dict[str, tuple[int, int, bytes] | None] = {}
         # The (log, cell) of every entry id found or appended here (cell may be None).
@@ -811,6 +815,8 @@ class Recorder:
             return
         for log_id, rows in self._pending.items():
             _insert_entries(self.session, rows)
+            for row in rows:
+                self._unfolded.setdefault(row[5], []).append(row[6])  # device_kid, device_seq
             self.session.execute(
                 update(Log.__table__).where(Log.id == log_id).values(size=self._sizes[log_id])
             )
@@ -824,8 +830,18 @@ class Recorder:
         self._pending_ids.clear()
         self._pending_supersessions.clear()
 
+    def fold_device_seqs(self) -> dict[str, DeviceSeqReport]:
+        """Fold the device_seqs of the entries written into their keys' reports (after all
+        of the transaction's journal locks, so key locks are always taken after them); returns
+        the reports of the keys folded in so far."""
+        if self._unfolded:
+            self.seq_reports.update(fold_stored_seqs(self.session, self._unfolded))
+            self._unfolded.clear()
+        return self.seq_reports
+
     def discard(self) -> None:
         """Forget reservations after a rollback."""
+        self._unfolded.clear()
         self._pending.clear()
         self._pending_ids.clear()
         self._pending_supersessions.clear()
@@ -898,6 +914,7 @@ def _flush_recorders(session: Session) -> None:
     """A deferred Recorder's rows are written before any commit, so none can be forgotten."""
     for recorder in session.info.pop("journal_recorders", set()):
         recorder.flush()
+        recorder.fold_device_seqs()
         recorder._sizes.clear()  # the row lock ends with the transaction
 
 

@@ -12,10 +12,11 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+import functools
 import hashlib
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.utils import (
@@ -25,7 +26,20 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
 from flask import Blueprint, Response, current_app, jsonify, request
 from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError, generate_csrf
-from sqlalchemy import Exists, ForeignKey, Index, LargeBinary, String, func, literal, or_, select
+from sqlalchemy import (
+    Exists,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    Select,
+    String,
+    bindparam,
+    func,
+    or_,
+    select,
+    true,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Mapped, Session, mapped_column
@@ -38,12 +52,13 @@ from auth.devices import mark_devices_seen
 from auth.models import DeviceKey, User
 
 from .db import Base, bigpk, db, lock_wait_expired, timestamp, utcnow
+from .device_seqs import DeviceSeqReport, device_seq_reports
 from .errors import error_words
 from .ids import BIG_ID_MAX, parse_id
 from .ledger import entry as ledger_entry
 from .models import Entry, Lesson, Log, Supersession
 from .payloads import PayloadRejected, check_payload
-from .services import EntryRefused, Recorder, one_of
+from .services import EntryRefused, Recorder
 
 UPLOADER_ROLES = ("teacher", "class_teacher")
 PULL_PAGE_MAX = 1000
@@ -111,22 +126,6 @@ class CellConflict:
 
     def as_json(self) -> dict[str, Any]:
         return {"journal": self.journal, "cell": self.cell, "heads": self.heads}
-
-
-@dataclass
-class DeviceSeqReport:
-    """What a device's ``device_seq`` numbers say: missing ranges and numbers used twice."""
-
-    kid: str
-    missing: list[tuple[int, int]] = field(default_factory=list)
-    reused: list[int] = field(default_factory=list)
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "kid": self.kid,
-            "missing": [list(span) for span in self.missing],
-            "reused": self.reused,
-        }
 
 
 @dataclass
@@ -211,6 +210,7 @@ def upload_batch(
         result.journal = payload["journal"]
         kids.add(parsed["kid"])
     recorder.flush()
+    folded = recorder.fold_device_seqs()
     mark_devices_seen(session, kids, now)
     stored = [r.entry_id for r in results if r.status in ("accepted", "duplicate") and r.entry_id]
     if all(entry_id in recorder.cells for entry_id in stored):
@@ -220,7 +220,17 @@ def upload_batch(
     return BatchOutcome(
         results=results,
         conflicts=conflicts,
-        device_seq_gaps=[r for r in device_seq_reports(session, kids) if r.missing or r.reused],
+        device_seq_gaps=[
+            report
+            for report in sorted(
+                [
+                    *(folded[kid] for kid in kids if kid in folded),
+                    *device_seq_reports(session, [kid for kid in kids if kid not in folded]),
+                ],
+                key=lambda report: report.kid,
+            )
+            if report.missing or report.reused
+        ],
     )
 
 
@@ -385,23 +395,9 @@ def conflicts_in_cells(
         if cell is not None:
             by_log.setdefault(log_id, set()).add(cell)
     found: list[CellConflict] = []
+    heads = _conflicted_heads(session.get_bind().dialect.name == "postgresql")
     for log_id in sorted(by_log):
-        wanted = sorted(by_log[log_id])
-        heads = (
-            select(
-                Entry.cell,
-                Entry.entry_id,
-                Entry.seq,
-                func.count().over(partition_by=Entry.cell).label("live"),
-            )
-            .where(Entry.log_id == log_id, one_of(session, Entry.cell, wanted), ~_superseded())
-            .subquery()
-        )
-        rows = session.execute(
-            select(heads.c.cell, heads.c.entry_id)
-            .where(heads.c.live > 1)
-            .order_by(heads.c.cell, heads.c.seq)
-        ).all()
+        rows = session.execute(heads, {"log_id": log_id, "cells": sorted(by_log[log_id])}).all()
         if not rows:
             continue
         origin = session.execute(select(Log.origin).where(Log.id == log_id)).scalar_one()
@@ -410,6 +406,68 @@ def conflicts_in_cells(
             conflicted.setdefault(cell, []).append(entry_id)
         found.extend(CellConflict(origin, cell, ids) for cell, ids in conflicted.items())
     return found
+
+
+@functools.cache
+def _conflicted_heads(postgres: bool) -> Select[tuple[str, str]]:
+    """The live heads (cell, entry id) of the cells ``:cells`` of log ``:log_id`` that have
+    more than one, by cell and seq; built once.
+
+    On PostgreSQL one look-up of the (log, cell) index per cell, whatever the planner knows: a
+    LATERAL subquery with an OFFSET is never flattened into a join, so it runs once per wanted
+    cell. ``cell = ANY(array)`` let a planner without statistics (a new database, before
+    autovacuum analyzes) match the index on the log alone and read all of the log's entries."""
+    log_id = bindparam("log_id", type_=Integer)
+    if postgres:
+        wanted = (
+            func.unnest(bindparam("cells", type_=postgresql.ARRAY(String)))
+            .table_valued("cell")
+            .render_derived(name="wanted")
+        )
+        live = (
+            select(Entry.entry_id, Entry.seq)
+            .where(Entry.log_id == log_id, Entry.cell == wanted.c.cell)
+            .offset(0)
+            .lateral("live")
+        )
+        superseded = (
+            select(Supersession.correction_entry_id)
+            .where(
+                Supersession.log_id == log_id, Supersession.superseded_entry_id == live.c.entry_id
+            )
+            .exists()
+        )
+        heads = (
+            select(
+                wanted.c.cell,
+                live.c.entry_id,
+                live.c.seq,
+                func.count().over(partition_by=wanted.c.cell).label("live"),
+            )
+            .select_from(wanted.join(live, true()))
+            .where(~superseded)
+            .subquery()
+        )
+    else:
+        heads = (
+            select(
+                Entry.cell,
+                Entry.entry_id,
+                Entry.seq,
+                func.count().over(partition_by=Entry.cell).label("live"),
+            )
+            .where(
+                Entry.log_id == log_id,
+                Entry.cell.in_(bindparam("cells", expanding=True)),
+                ~_superseded(),
+            )
+            .subquery()
+        )
+    return (
+        select(heads.c.cell, heads.c.entry_id)
+        .where(heads.c.live > 1)
+        .order_by(heads.c.cell, heads.c.seq)
+    )
 
 
 def _superseded() -> Exists:
@@ -422,35 +480,6 @@ def _superseded() -> Exists:
         )
         .exists()
     )
-
-
-def device_seq_reports(session: Session, kids: Iterable[str]) -> list[DeviceSeqReport]:
-    """For each device key: the device_seq ranges the server has never seen, and reused seqs.
-
-    Gaps mean wiped browser storage, entries lost or refused on the way; a seq used by two
-    entries means the key was cloned (or the device's counter was reset). One ordered pass
-    over the device's seqs: each seq is compared with the one before it.
-    """
-    reports = []
-    for kid in sorted(set(kids)):
-        report = DeviceSeqReport(kid)
-        previous = func.lag(Entry.device_seq).over(order_by=Entry.device_seq)
-        ordered = (
-            select(Entry.device_seq.label("seq"), previous.label("previous"))
-            .where(Entry.device_kid == kid, Entry.device_seq.is_not(None))
-            .subquery()
-        )
-        step = ordered.c.seq - func.coalesce(ordered.c.previous, literal(-1))
-        for seq, step_size in session.execute(
-            select(ordered.c.seq, step).where(step != literal(1)).order_by(ordered.c.seq)
-        ):
-            if step_size == 0:
-                if not report.reused or report.reused[-1] != seq:
-                    report.reused.append(seq)
-            else:
-                report.missing.append((seq - step_size + 1, seq - 1))
-        reports.append(report)
-    return reports
 
 
 # -- pull --------------------------------------------------------------------------------------

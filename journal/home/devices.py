@@ -1,5 +1,5 @@
 """What a school admin checks about the teachers' devices: keys whose device_seq numbers have
-holes or repeats (``journal.sync.device_seq_reports``), keys with entries that have not synced
+holes or repeats (``journal.device_seqs``), keys with entries that have not synced
 for STALE_DAYS days, and entries kept in quarantine (``journal.sync.QuarantinedSubmission``)."""
 
 from __future__ import annotations
@@ -12,8 +12,9 @@ from sqlalchemy.orm import Session
 
 from auth.models import DeviceKey, User
 
+from ..device_seqs import device_seq_reports
 from ..models import Entry
-from ..sync import QuarantinedSubmission, device_seq_reports
+from ..sync import QuarantinedSubmission
 
 # A key with entries that the server has not heard from in this many days is listed: its
 # browser may hold entries that never left it.
