@@ -205,7 +205,9 @@ def main(argv: list[str] | None = None) -> int:
 
     header = (
         "# Benchmark results\n\n"
-        f"Written by `make bench` ({'quick' if args.quick else 'full'} run) on "
+        f"Written by `make bench` ({'quick' if args.quick else 'full'} run"
+        + (f" of {', '.join(args.only)} only" if args.only else "")
+        + f") on "
         f"{started:%Y-%m-%d %H:%M} UTC.\n\nMachine: {machine()}.\n\n"
         "Every figure that matters is printed as a ratio to a baseline measured in the same "
         "run (raw Ed25519 verify/s, a plain ReportLab table, a bare Jinja table, building the "
