@@ -1,8 +1,9 @@
 """A writer stuck holding a journal's lock does not hang the sync API (issue 18).
 
 On PostgreSQL every append runs under ``SET LOCAL lock_timeout`` (``APPEND_LOCK_TIMEOUT``): a
-batch that cannot get the log row's lock in time is answered 503 ``journal_locked`` with
-Retry-After, writes nothing, and goes through once the lock is free.
+batch that cannot get a lock it needs in time (the log row's, or the device key row's that
+keeps the device_seq report) is answered 503 ``journal_locked`` with Retry-After, writes
+nothing, and goes through once the lock is free.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from openapi_core import OpenAPI
 from openapi_core.contrib.werkzeug import WerkzeugOpenAPIRequest, WerkzeugOpenAPIResponse
 from werkzeug.test import EnvironBuilder
 
+from auth.models import DeviceKey
 from journal.db import db
 from journal.models import Entry, Log
 
@@ -32,7 +34,8 @@ def stored_entries(session, log_id: int) -> int:  # type: ignore[no-untyped-def]
 
 
 @pytest.mark.postgres_only
-def test_a_held_journal_lock_is_answered_503_and_nothing_is_written(backend, request):
+@pytest.mark.parametrize("held", ["journal", "device key"])
+def test_a_held_journal_lock_is_answered_503_and_nothing_is_written(backend, request, held):
     if backend != "postgresql":
         pytest.skip("lock_timeout is PostgreSQL's; SQLite writers queue on busy_timeout")
     app = request.getfixturevalue("fresh_app")
@@ -50,7 +53,14 @@ def test_a_held_journal_lock_is_answered_503_and_nothing_is_written(backend, req
         try:
             with holder.connect() as other:
                 # Another writer (a stuck request, an operator's open transaction) holds the row.
-                other.execute(sa.select(Log.size).where(Log.id == log_id).with_for_update())
+                if held == "journal":
+                    other.execute(sa.select(Log.size).where(Log.id == log_id).with_for_update())
+                else:  # the same device storing into another journal, at this moment
+                    other.execute(
+                        sa.select(DeviceKey.kid)
+                        .where(DeviceKey.kid == world.device.kid)
+                        .with_for_update(key_share=True)
+                    )
                 started = time.monotonic()
                 g.pop("current_user", None)
                 refused = client.post("/api/sync/entries", json=batch, headers=headers)
