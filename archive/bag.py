@@ -194,9 +194,7 @@ def validate_bag(path: Path) -> None:
     listed = {name for name, hashes in bag.entries.items() if "sha512" in hashes}
     unlisted = [name for name in TAG_FILES if name not in listed]
     if unlisted:
-        raise BagInvalid(
-            f"{path}: tag files not covered by tagmanifest-sha512.txt", unlisted
-        )
+        raise BagInvalid(f"{path}: tag files not covered by tagmanifest-sha512.txt", unlisted)
 
 
 def _tar_mtime(path: Path) -> int:

@@ -482,9 +482,7 @@ class LocalWormStorage:
 
     # -- the interface
 
-    def put(
-        self, key: str, data: Data, *, retain_until: RetainUntil, sha512: str
-    ) -> StoredObject:
+    def put(self, key: str, data: Data, *, retain_until: RetainUntil, sha512: str) -> StoredObject:
         path = self._path(key)
         until = normalize_retain_until(retain_until)
         digests = _verified_digests(data, sha512)
@@ -502,10 +500,16 @@ class LocalWormStorage:
                     raise ValueError(f"retain_until {until.isoformat()} is not in the future")
                 self._write_file(path, data)
             stored = StoredObject(key, digests.size, digests.sha512, until)
-            self._append({
-                "op": "put", "key": key, "size": stored.size, "sha512": stored.sha512,
-                "retain_until": until.isoformat(), "legal_hold": False,
-            })
+            self._append(
+                {
+                    "op": "put",
+                    "key": key,
+                    "size": stored.size,
+                    "sha512": stored.sha512,
+                    "retain_until": until.isoformat(),
+                    "legal_hold": False,
+                }
+            )
             return stored
 
     def _same_again(
@@ -571,9 +575,7 @@ class LocalWormStorage:
             return None  # the local store has no versions: a version id names nothing here
         return self._state().get(key)
 
-    def confirm(
-        self, key: str, version_id: str | None, expected: Expected
-    ) -> builtins.list[str]:
+    def confirm(self, key: str, version_id: str | None, expected: Expected) -> builtins.list[str]:
         """Differences between the stored object and ``expected`` (empty: it is what was built):
         the index's size, sha512 and retain-until, and the file itself hashed again (a local
         read) and still read-only."""
@@ -662,9 +664,7 @@ class LocalWormStorage:
             if stored is None:
                 findings.append(Finding(key, "missing", "the store's index no longer holds it"))
             elif stored.sha512 != pin.sha512:
-                findings.append(
-                    Finding(key, "altered", "the store's index records another sha512")
-                )
+                findings.append(Finding(key, "altered", "the store's index records another sha512"))
             if not path.is_file():
                 findings.append(Finding(key, "missing", "its file is gone"))
                 continue
@@ -758,9 +758,7 @@ class S3ObjectLockStorage:
         if versioning.get("Status") != "Enabled":
             raise StorageError(f"bucket {self.bucket} has Object Lock but versioning is off")
 
-    def put(
-        self, key: str, data: Data, *, retain_until: RetainUntil, sha512: str
-    ) -> StoredObject:
+    def put(self, key: str, data: Data, *, retain_until: RetainUntil, sha512: str) -> StoredObject:
         from botocore.exceptions import ClientError
 
         check_key(key)
@@ -775,8 +773,9 @@ class S3ObjectLockStorage:
             "Bucket": self.bucket,
             "Key": key,
             "ContentLength": digests.size,
-            "ContentType": "application/x-tar" if key.endswith(".tar") else
-            "application/octet-stream",
+            "ContentType": "application/x-tar"
+            if key.endswith(".tar")
+            else "application/octet-stream",
             "ContentMD5": b64encode(digests.md5).decode("ascii"),
             "ChecksumAlgorithm": "SHA256",
             "ChecksumSHA256": b64encode(digests.sha256).decode("ascii"),
@@ -799,7 +798,9 @@ class S3ObjectLockStorage:
             if "StorageClass" in params and code in _NO_STORAGE_CLASS:
                 log.warning(
                     "bucket %s rejected storage class %s (%s); storing without it",
-                    self.bucket, self.storage_class, code,
+                    self.bucket,
+                    self.storage_class,
+                    code,
                 )
                 self.storage_class = None
                 del params["StorageClass"]
@@ -1002,16 +1003,22 @@ class S3ObjectLockStorage:
                         "replaced" if version is latest else "unexpected",
                         f"another {what} {version['VersionId']} of "
                         f"{version['LastModified']:%Y-%m-%d %H:%M:%S}Z"
-                        + (" is the current one: a plain GET returns it" if version is latest
-                           else ""),
+                        + (
+                            " is the current one: a plain GET returns it"
+                            if version is latest
+                            else ""
+                        ),
                     )
                 )
         for key, versions in sorted(found.items()):
             for version in versions:
                 what = "delete marker" if version["DeleteMarker"] else "object"
                 findings.append(
-                    Finding(key, "unexpected", f"an {what} in no archive record "
-                            f"(version {version['VersionId']})")
+                    Finding(
+                        key,
+                        "unexpected",
+                        f"an {what} in no archive record (version {version['VersionId']})",
+                    )
                 )
         return findings
 
@@ -1132,9 +1139,7 @@ def put_bag(
     )
 
 
-def fetch_bag(
-    storage: ArchiveStorage, key: str, dest: Path, version_id: str | None = None
-) -> Path:
+def fetch_bag(storage: ArchiveStorage, key: str, dest: Path, version_id: str | None = None) -> Path:
     """Download a bag tar (the pinned version when given), extract it safely under ``dest`` and
     validate it; return the bag."""
     bag_dir = tar_to_bag(storage.get(key, version_id), Path(dest))

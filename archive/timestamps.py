@@ -210,11 +210,17 @@ def verify_timestamp(
         data_path.write_bytes(data)
         tsr_path.write_bytes(tsr)
         command = [
-            executable, "ts", "-verify",
-            "-data", str(data_path),
-            "-in", str(tsr_path),
-            "-CAfile", str(ca_cert_pem_path),
-            "-attime", str(calendar.timegm(gen_time.utctimetuple())),
+            executable,
+            "ts",
+            "-verify",
+            "-data",
+            str(data_path),
+            "-in",
+            str(tsr_path),
+            "-CAfile",
+            str(ca_cert_pem_path),
+            "-attime",
+            str(calendar.timegm(gen_time.utctimetuple())),
         ]
         if tsa_cert_pem_path is not None:
             command += ["-untrusted", str(tsa_cert_pem_path)]

@@ -287,9 +287,12 @@ def test_the_registration_example_verifies_as_printouts_embed_it() -> None:
         cert.public_bytes(serialization.Encoding.DER)
     )
     assert note.verify_checkpoint(answers["checkpoint"] + "\n", verifier).size == 3
-    assert tlogproof.verify_tlog_proof(
-        answers["leaves"].split("\n")[1].encode(), answers["tlog-proof"] + "\n", verifier
-    ).size == 3
+    assert (
+        tlogproof.verify_tlog_proof(
+            answers["leaves"].split("\n")[1].encode(), answers["tlog-proof"] + "\n", verifier
+        ).size
+        == 3
+    )
 
 
 if __name__ == "__main__":

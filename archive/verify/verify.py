@@ -1269,9 +1269,7 @@ def _check_identity(report: Report, info: Mapping[str, str], verifier: note.Veri
         check.warn("bag-info.txt does not say which journal and period this is (no Bag-Kind)")
         what, name, origin = "", "", ""
     if what:
-        check.note(
-            f"{what}; tier {info.get('Tier')}, retained until {info.get('Retention-Until')}"
-        )
+        check.note(f"{what}; tier {info.get('Tier')}, retained until {info.get('Retention-Until')}")
     size = info.get("Checkpoint-Size")
     if size is not None:
         span = f"seq 0..{int(size) - 1}" if size.isdigit() and int(size) else "no entries"

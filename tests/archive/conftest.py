@@ -86,9 +86,7 @@ def lock_bucket(s3_client: Any) -> str:
 
 
 @pytest.fixture(scope="session")
-def real_bags(
-    tmp_path_factory: pytest.TempPathFactory, databases: Any, local_tsa: LocalTSA
-) -> Any:
+def real_bags(tmp_path_factory: pytest.TempPathFactory, databases: Any, local_tsa: LocalTSA) -> Any:
     """Bags made by the archive job (tests/archive/real_bags.py), once per test session."""
     from tests.archive.real_bags import build_real_bags
 

@@ -109,8 +109,7 @@ def reseal(files: dict[str, bytes], log_key: LogKey) -> dict[str, bytes]:
     info = out["bag-info.txt"].decode().splitlines()
     out["bag-info.txt"] = (
         "\n".join(
-            f"Payload-Oxum: {oxum}" if line.startswith("Payload-Oxum:") else line
-            for line in info
+            f"Payload-Oxum: {oxum}" if line.startswith("Payload-Oxum:") else line for line in info
         )
         + "\n"
     ).encode()

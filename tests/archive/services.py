@@ -74,23 +74,43 @@ def start_seaweedfs(
     tmpdir = Path(tmpdir)
     data_dir = tmpdir / "data"
     data_dir.mkdir(parents=True, exist_ok=True)
-    (s3, s3_grpc, master, master_grpc, volume, volume_grpc, filer, filer_grpc, admin,
-     admin_grpc) = free_ports(10)
+    (
+        s3,
+        s3_grpc,
+        master,
+        master_grpc,
+        volume,
+        volume_grpc,
+        filer,
+        filer_grpc,
+        admin,
+        admin_grpc,
+    ) = free_ports(10)
     if ports is not None:
         ports.update(s3=s3, filer=filer, master=master, volume=volume)
     access_key = "test" + secrets.token_hex(8)
     secret_key = secrets.token_hex(20)
     args = [
-        str(WEED), "mini",
+        str(WEED),
+        "mini",
         f"-dir={data_dir}",
-        "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-        "-master.telemetry=false", "-admin.ui=false", "-webdav=false",
-        "-s3.port.iceberg=0", "-s3.port.lance=0",
-        f"-s3.port={s3}", f"-s3.port.grpc={s3_grpc}",
-        f"-master.port={master}", f"-master.port.grpc={master_grpc}",
-        f"-volume.port={volume}", f"-volume.port.grpc={volume_grpc}",
-        f"-filer.port={filer}", f"-filer.port.grpc={filer_grpc}",
-        f"-admin.port={admin}", f"-admin.port.grpc={admin_grpc}",
+        "-ip=127.0.0.1",
+        "-ip.bind=127.0.0.1",
+        "-master.telemetry=false",
+        "-admin.ui=false",
+        "-webdav=false",
+        "-s3.port.iceberg=0",
+        "-s3.port.lance=0",
+        f"-s3.port={s3}",
+        f"-s3.port.grpc={s3_grpc}",
+        f"-master.port={master}",
+        f"-master.port.grpc={master_grpc}",
+        f"-volume.port={volume}",
+        f"-volume.port.grpc={volume_grpc}",
+        f"-filer.port={filer}",
+        f"-filer.port.grpc={filer_grpc}",
+        f"-admin.port={admin}",
+        f"-admin.port.grpc={admin_grpc}",
         # Unix sockets default to /tmp/seaweedfs-*-<port>.sock; keep them in our directory.
         f"-s3.localSocket={tmpdir / 's3.sock'}",
         f"-filer.localSocket={tmpdir / 'filer.sock'}",
@@ -111,8 +131,13 @@ def start_seaweedfs(
     # them); weed leaves some behind when stopped soon after starting, so remove ours.
     grpc_sockets = [
         Path(f"/tmp/seaweedfs-{service}-grpc-{port}.sock")
-        for service, port in (("master", master_grpc), ("volume", volume_grpc),
-                              ("filer", filer_grpc), ("s3", s3_grpc), ("admin", admin_grpc))
+        for service, port in (
+            ("master", master_grpc),
+            ("volume", volume_grpc),
+            ("filer", filer_grpc),
+            ("s3", s3_grpc),
+            ("admin", admin_grpc),
+        )
     ]
 
     def stop() -> None:
@@ -135,8 +160,11 @@ def start_seaweedfs(
         aws_secret_access_key=secret_key,
         region_name="us-east-1",
         config=Config(
-            connect_timeout=1, read_timeout=5, retries={"max_attempts": 1},
-            s3={"addressing_style": "path"}, proxies={},
+            connect_timeout=1,
+            read_timeout=5,
+            retries={"max_attempts": 1},
+            s3={"addressing_style": "path"},
+            proxies={},
         ),
     )
     deadline = time.monotonic() + startup_timeout
@@ -183,10 +211,12 @@ def make_test_pki(
     directory.mkdir(parents=True, exist_ok=True)
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
     ca_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    ca_name = x509.Name([
-        x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Class Journal Tests"),
-        x509.NameAttribute(NameOID.COMMON_NAME, "Test Timestamping CA"),
-    ])
+    ca_name = x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Class Journal Tests"),
+            x509.NameAttribute(NameOID.COMMON_NAME, "Test Timestamping CA"),
+        ]
+    )
     ca_ski = x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key())
     ca_cert = (
         x509.CertificateBuilder()
@@ -199,9 +229,15 @@ def make_test_pki(
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(
             x509.KeyUsage(
-                digital_signature=False, content_commitment=False, key_encipherment=False,
-                data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=True,
-                encipher_only=False, decipher_only=False,
+                digital_signature=False,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
             ),
             critical=True,
         )
@@ -211,10 +247,14 @@ def make_test_pki(
     tsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     tsa_cert = (
         x509.CertificateBuilder()
-        .subject_name(x509.Name([
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Class Journal Tests"),
-            x509.NameAttribute(NameOID.COMMON_NAME, "Test TSA"),
-        ]))
+        .subject_name(
+            x509.Name(
+                [
+                    x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Class Journal Tests"),
+                    x509.NameAttribute(NameOID.COMMON_NAME, "Test TSA"),
+                ]
+            )
+        )
         .issuer_name(ca_name)
         .public_key(tsa_key.public_key())
         .serial_number(x509.random_serial_number())
@@ -223,9 +263,15 @@ def make_test_pki(
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(
             x509.KeyUsage(
-                digital_signature=True, content_commitment=True, key_encipherment=False,
-                data_encipherment=False, key_agreement=False, key_cert_sign=False, crl_sign=False,
-                encipher_only=False, decipher_only=False,
+                digital_signature=True,
+                content_commitment=True,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
             ),
             critical=True,
         )
@@ -315,9 +361,20 @@ def start_local_tsa(
                 reply_path = Path(work) / "reply.tsr"
                 query_path.write_bytes(query)
                 result = subprocess.run(
-                    [openssl, "ts", "-reply", "-config", str(config),
-                     "-queryfile", str(query_path), "-out", str(reply_path)],
-                    capture_output=True, check=False, timeout=30,
+                    [
+                        openssl,
+                        "ts",
+                        "-reply",
+                        "-config",
+                        str(config),
+                        "-queryfile",
+                        str(query_path),
+                        "-out",
+                        str(reply_path),
+                    ],
+                    capture_output=True,
+                    check=False,
+                    timeout=30,
                 )
                 reply = reply_path.read_bytes() if result.returncode == 0 else b""
             if not reply:

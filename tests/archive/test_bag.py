@@ -62,8 +62,11 @@ def test_layout_is_bagit_1_0_with_sha512_manifests_only(bag: Path) -> None:
     manifest = (bag / "manifest-sha512.txt").read_text().splitlines()
     assert manifest[0] == f"{hashlib.sha512(FILES['VERIFY.md']).hexdigest()}  data/VERIFY.md"
     assert [line.split("  ")[1] for line in manifest] == sorted(f"data/{n}" for n in FILES)
-    tags = [line.split("  ")[1] for line in (bag / "tagmanifest-sha512.txt").read_text().split("\n")
-            if line]
+    tags = [
+        line.split("  ")[1]
+        for line in (bag / "tagmanifest-sha512.txt").read_text().split("\n")
+        if line
+    ]
     assert tags == ["bag-info.txt", "bagit.txt", "manifest-sha512.txt"]
     for name, data in FILES.items():
         assert (bag / "data" / name).read_bytes() == data
@@ -75,8 +78,9 @@ def test_valid_bag_validates(bag: Path) -> None:
 
 def test_same_inputs_make_identical_bags(tmp_path: Path) -> None:
     first = build_bag(tmp_path / "a" / "bag", FILES, INFO)
-    second = build_bag(tmp_path / "b" / "bag", dict(reversed(FILES.items())),
-                       dict(reversed(INFO.items())))
+    second = build_bag(
+        tmp_path / "b" / "bag", dict(reversed(FILES.items())), dict(reversed(INFO.items()))
+    )
     for path in first.rglob("*"):
         twin = second / path.relative_to(first)
         assert twin.is_file() == path.is_file()
@@ -87,8 +91,12 @@ def test_same_inputs_make_identical_bags(tmp_path: Path) -> None:
 
 def test_bagit_command_line_validates(bag: Path) -> None:
     assert BAGIT_SCRIPT.exists(), "the bagit package installs bagit.py into the venv"
-    result = subprocess.run([sys.executable, str(BAGIT_SCRIPT), "--validate", str(bag)],
-                            capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        [sys.executable, str(BAGIT_SCRIPT), "--validate", str(bag)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
     assert "is valid" in result.stderr
 
@@ -96,8 +104,13 @@ def test_bagit_command_line_validates(bag: Path) -> None:
 def test_sha512sum_checks_manifests(bag: Path) -> None:
     sha512sum = need_tool("sha512sum")["sha512sum"]
     for manifest in ("manifest-sha512.txt", "tagmanifest-sha512.txt"):
-        result = subprocess.run([sha512sum, "--strict", "-c", manifest], cwd=bag,
-                                capture_output=True, text=True, check=False)
+        result = subprocess.run(
+            [sha512sum, "--strict", "-c", manifest],
+            cwd=bag,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -106,8 +119,12 @@ def test_changed_data_byte_fails(bag: Path) -> None:
     with pytest.raises(BagInvalid) as failure:
         validate_bag(bag)
     assert "data/printouts/q1.pdf" in str(failure.value)
-    result = subprocess.run([sys.executable, str(BAGIT_SCRIPT), "--validate", str(bag)],
-                            capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        [sys.executable, str(BAGIT_SCRIPT), "--validate", str(bag)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert result.returncode != 0
 
 
@@ -120,8 +137,12 @@ def test_changed_tag_byte_fails(bag: Path, tag_file: str) -> None:
     flip_byte(path, offset)
     with pytest.raises(BagInvalid):
         validate_bag(bag)
-    result = subprocess.run([sys.executable, str(BAGIT_SCRIPT), "--validate", str(bag)],
-                            capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        [sys.executable, str(BAGIT_SCRIPT), "--validate", str(bag)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert result.returncode != 0
 
 
@@ -218,8 +239,17 @@ def _link(name: str, target: str, kind: bytes) -> tuple[tarfile.TarInfo, None]:
         [_file("top-level-file")],
         [_file("bag/a"), _file("bag/a")],
     ],
-    ids=["absolute", "dotdot-inside", "dotdot", "dot", "symlink", "hardlink", "two-tops",
-         "top-file", "duplicate"],
+    ids=[
+        "absolute",
+        "dotdot-inside",
+        "dotdot",
+        "dot",
+        "symlink",
+        "hardlink",
+        "two-tops",
+        "top-file",
+        "duplicate",
+    ],
 )
 def test_malicious_tar_is_rejected(tmp_path: Path, members: list) -> None:
     dest = tmp_path / "out"

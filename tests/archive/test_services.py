@@ -128,9 +128,7 @@ def test_run_seals_every_closed_quarter_finished_year_and_the_ledger(
     # Every bag carries its signed printouts.
     printouts = sorted(p.name for p in (ledger_bag / "data" / "printouts").rglob("*.pdf"))
     assert printouts == [f"ledger-class{c.id}.pdf" for c in past.classes]
-    assert all(
-        p.read_bytes().startswith(b"%PDF") for p in (ledger_bag / "data").rglob("*.pdf")
-    )
+    assert all(p.read_bytes().startswith(b"%PDF") for p in (ledger_bag / "data").rglob("*.pdf"))
 
 
 def test_only_closed_quarters_are_archived_and_no_year_before_it_is_over(

@@ -250,8 +250,14 @@ def test_local_fsyncs_file_directory_and_index(
     root, objects = str(local.root), str(local.objects)
     local.put("deep/er/k.tar", DATA, retain_until=RETAIN, sha512=SHA)
     # data before name, new directories from the top, index last (its directory when created)
-    assert synced == ["<tmp file>", objects, f"{objects}/deep", f"{objects}/deep/er",
-                      str(local.index_path), root]
+    assert synced == [
+        "<tmp file>",
+        objects,
+        f"{objects}/deep",
+        f"{objects}/deep/er",
+        str(local.index_path),
+        root,
+    ]
     synced.clear()
     local.put("deep/er/k2.tar", OTHER, retain_until=RETAIN, sha512=OTHER_SHA)
     assert synced == ["<tmp file>", f"{objects}/deep/er", str(local.index_path)]
@@ -295,12 +301,17 @@ def test_local_bag_round_trip(local: LocalWormStorage, tmp_path: Path) -> None:
 def test_storage_from_config(tmp_path: Path) -> None:
     local = storage_from_config({"ARCHIVE_STORAGE": "local", "ARCHIVE_LOCAL_ROOT": tmp_path})
     assert isinstance(local, LocalWormStorage) and local.root == tmp_path
-    s3 = storage_from_config({
-        "ARCHIVE_STORAGE": "s3", "ARCHIVE_S3_BUCKET": "b",
-        "ARCHIVE_S3_ENDPOINT": "http://127.0.0.1:1", "ARCHIVE_S3_REGION": "kz-1",
-        "ARCHIVE_S3_STORAGE_CLASS": "STANDARD_IA",
-        "ARCHIVE_S3_ACCESS_KEY": "a", "ARCHIVE_S3_SECRET_KEY": "b",
-    })
+    s3 = storage_from_config(
+        {
+            "ARCHIVE_STORAGE": "s3",
+            "ARCHIVE_S3_BUCKET": "b",
+            "ARCHIVE_S3_ENDPOINT": "http://127.0.0.1:1",
+            "ARCHIVE_S3_REGION": "kz-1",
+            "ARCHIVE_S3_STORAGE_CLASS": "STANDARD_IA",
+            "ARCHIVE_S3_ACCESS_KEY": "a",
+            "ARCHIVE_S3_SECRET_KEY": "b",
+        }
+    )
     assert isinstance(s3, S3ObjectLockStorage)
     assert s3.bucket == "b" and s3.storage_class == "STANDARD_IA"
     assert s3.client.meta.region_name == "kz-1"
@@ -470,7 +481,9 @@ def test_the_store_refuses_to_delete_a_locked_version(
     for bypass in (False, True):
         with pytest.raises(ClientError) as refused:
             s3_client.delete_object(
-                Bucket=s3.bucket, Key="k.tar", VersionId=stored.version_id,
+                Bucket=s3.bucket,
+                Key="k.tar",
+                VersionId=stored.version_id,
                 BypassGovernanceRetention=bypass,
             )
         assert refused.value.response["Error"]["Code"] == "AccessDenied"
@@ -497,8 +510,11 @@ def test_the_store_refuses_to_shorten_or_downgrade_retention(
     ):
         with pytest.raises(ClientError) as refused:
             s3_client.put_object_retention(
-                Bucket=s3.bucket, Key="k.tar", VersionId=stored.version_id,
-                Retention=retention, BypassGovernanceRetention=True,
+                Bucket=s3.bucket,
+                Key="k.tar",
+                VersionId=stored.version_id,
+                Retention=retention,
+                BypassGovernanceRetention=True,
             )
         assert refused.value.response["Error"]["Code"] in {"AccessDenied", "InvalidRequest"}
     head = s3.head("k.tar")
@@ -545,16 +561,13 @@ def test_same_key_twice_stores_one_version(s3: S3ObjectLockStorage, s3_client: A
     assert s3.put("k.tar", DATA, retain_until=until, sha512=SHA) == first
     with pytest.raises(WriteOnceError):
         s3.put("k.tar", OTHER, retain_until=until, sha512=OTHER_SHA)
-    assert [v["VersionId"] for v in _versions(s3_client, s3.bucket, "k.tar")] == [
-        first.version_id
-    ]
+    assert [v["VersionId"] for v in _versions(s3_client, s3.bucket, "k.tar")] == [first.version_id]
     later = s3.put("k.tar", DATA, retain_until=until + dt.timedelta(days=1), sha512=SHA)
     assert later.retain_until == until + dt.timedelta(days=1)
     assert len(_versions(s3_client, s3.bucket, "k.tar")) == 1
 
 
-def test_raw_overwrite_is_refused_by_if_none_match(s3: S3ObjectLockStorage,
-                                                    s3_client: Any) -> None:
+def test_raw_overwrite_is_refused_by_if_none_match(s3: S3ObjectLockStorage, s3_client: Any) -> None:
     s3.put("k.tar", DATA, retain_until=_future(), sha512=SHA)
     with pytest.raises(ClientError) as refused:
         s3_client.put_object(Bucket=s3.bucket, Key="k.tar", Body=OTHER, IfNoneMatch="*")
@@ -627,13 +640,15 @@ def test_s3_bag_round_trip(s3: S3ObjectLockStorage, tmp_path: Path) -> None:
 
 
 def test_storage_from_config_talks_to_seaweedfs(seaweedfs: SeaweedFS, lock_bucket: str) -> None:
-    storage = storage_from_config({
-        "ARCHIVE_STORAGE": "s3",
-        "ARCHIVE_S3_ENDPOINT": seaweedfs.endpoint,
-        "ARCHIVE_S3_BUCKET": lock_bucket,
-        "ARCHIVE_S3_ACCESS_KEY": seaweedfs.access_key,
-        "ARCHIVE_S3_SECRET_KEY": seaweedfs.secret_key,
-    })
+    storage = storage_from_config(
+        {
+            "ARCHIVE_STORAGE": "s3",
+            "ARCHIVE_S3_ENDPOINT": seaweedfs.endpoint,
+            "ARCHIVE_S3_BUCKET": lock_bucket,
+            "ARCHIVE_S3_ACCESS_KEY": seaweedfs.access_key,
+            "ARCHIVE_S3_SECRET_KEY": seaweedfs.secret_key,
+        }
+    )
     assert isinstance(storage, S3ObjectLockStorage)
     storage.ensure_bucket()
     assert storage.put("k", DATA, retain_until=_future(), sha512=SHA).sha512 == SHA

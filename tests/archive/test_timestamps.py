@@ -34,8 +34,9 @@ def token(local_tsa: LocalTSA) -> bytes:
     return HttpTimestampAuthority(local_tsa.url, timeout=10).timestamp(CHECKPOINT)
 
 
-def test_token_verifies_with_openssl_and_returns_gen_time(local_tsa: LocalTSA,
-                                                           token: bytes) -> None:
+def test_token_verifies_with_openssl_and_returns_gen_time(
+    local_tsa: LocalTSA, token: bytes
+) -> None:
     need_tool("openssl")
     gen_time = verify_timestamp(CHECKPOINT, token, local_tsa.ca_cert)
     assert gen_time.tzinfo is not None
@@ -118,8 +119,12 @@ def test_request_is_a_timestamp_query() -> None:
         missing("openssl is not installed")
     import subprocess
 
-    text = subprocess.run([openssl, "ts", "-query", "-in", "/dev/stdin", "-text"], input=der,
-                          capture_output=True, check=True).stdout.decode()
+    text = subprocess.run(
+        [openssl, "ts", "-query", "-in", "/dev/stdin", "-text"],
+        input=der,
+        capture_output=True,
+        check=True,
+    ).stdout.decode()
     assert "sha256" in text
     assert "Nonce: 0x2A" in text
     assert "Certificate required: yes" in text
@@ -139,7 +144,7 @@ def test_http_error_raises(local_tsa: LocalTSA) -> None:
 
 
 def test_rejection_status_raises() -> None:
-    rejection = bytes.fromhex("3005" "3003" "020102")  # TimeStampResp { status: rejection }
+    rejection = bytes.fromhex("30053003020102")  # TimeStampResp { status: rejection }
     with pytest.raises(TimestampError, match="refused: status rejection"):
         check_response(CHECKPOINT, rejection)
 
@@ -161,7 +166,8 @@ def test_token_still_verifies_after_the_tsa_certificate_expired(tmp_path: Path) 
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
     try:
         url, ca_cert, _, stop = start_local_tsa(
-            tmp_path, tsa_not_before=now - dt.timedelta(minutes=1),
+            tmp_path,
+            tsa_not_before=now - dt.timedelta(minutes=1),
             tsa_not_after=now + dt.timedelta(seconds=3),
         )
     except ServiceUnavailable as exc:
@@ -179,9 +185,20 @@ def test_token_still_verifies_after_the_tsa_certificate_expired(tmp_path: Path) 
     (tmp_path / "data").write_bytes(CHECKPOINT)
     (tmp_path / "token.tsr").write_bytes(token)
     plain = subprocess.run(
-        ["openssl", "ts", "-verify", "-data", str(tmp_path / "data"), "-in",
-         str(tmp_path / "token.tsr"), "-CAfile", str(ca_cert)],
-        capture_output=True, text=True, check=False,
+        [
+            "openssl",
+            "ts",
+            "-verify",
+            "-data",
+            str(tmp_path / "data"),
+            "-in",
+            str(tmp_path / "token.tsr"),
+            "-CAfile",
+            str(ca_cert),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert plain.returncode != 0 and "expired" in (plain.stdout + plain.stderr)
     # ... and verify_timestamp, checking at genTime, accepts it.

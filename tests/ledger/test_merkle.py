@@ -436,9 +436,7 @@ def test_every_inclusion_proof_verifies_and_single_bit_changes_fail(
     # (the RFC 9162 algorithm cannot tell such sizes apart; the signed checkpoint binds them).
     for bit in range(SIZE_BITS):
         other_size = size ^ (1 << bit)
-        same_work = index < other_size and path_sides(index, other_size) == path_sides(
-            index, size
-        )
+        same_work = index < other_size and path_sides(index, other_size) == path_sides(index, size)
         if same_work:
             verify_inclusion(leaf, index, other_size, proof, tree_root)
         else:

@@ -70,7 +70,6 @@ def test_proof_against_an_older_checkpoint() -> None:
         make_tlog_proof(TREE, 6, old)
 
 
-
 def test_wrong_leaf_verifier_or_origin_is_rejected() -> None:
     text = proof_text(3)
     with pytest.raises(ProofError):
