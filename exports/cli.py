@@ -36,20 +36,25 @@ def _class_group(class_id: int) -> ClassGroup:
 @click.option("--quarter", type=click.IntRange(1, 4), help="A quarter's journal.")
 @click.option("--half", type=click.IntRange(1, 2), help="A half-year's (half-year subjects).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
-@click.option("--language", type=click.Choice(["ru", "kk"]), default="ru", show_default=True)
+@click.option(
+    "--language",
+    type=click.Choice(printouts.PRINTOUT_LANGUAGES),
+    help="The printout's language [default: the class's language of instruction].",
+)
 def export_journal(
-    class_id: int, quarter: int | None, half: int | None, output: Path, language: str
+    class_id: int, quarter: int | None, half: int | None, output: Path, language: str | None
 ) -> None:
     """The class journal of a quarter or a half-year as a signed PDF/A-3b with its proof."""
     if (quarter is None) == (half is None):
         raise click.UsageError("give --quarter or --half")
+    class_group = _class_group(class_id)
     try:
         data = printouts.journal_pdf(
             db.session,
             current_app.config,
-            _class_group(class_id),
+            class_group,
             quarter or half or 0,
-            language=language,
+            language=language or printouts.class_language(class_group),
             kind="quarter" if quarter else "half",
         )
     except (ExportError, LookupError) as exc:
@@ -63,8 +68,12 @@ def export_journal(
 @click.option("--class", "class_id", type=int, required=True, help="Class id.")
 @click.option("--year", "year_name", required=True, help='School year, e.g. "2026-2027".')
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
-@click.option("--language", type=click.Choice(["ru", "kk"]), default="ru", show_default=True)
-def export_ledger(class_id: int, year_name: str, output: Path, language: str) -> None:
+@click.option(
+    "--language",
+    type=click.Choice(printouts.PRINTOUT_LANGUAGES),
+    help="The printout's language [default: the class's language of instruction].",
+)
+def export_ledger(class_id: int, year_name: str, output: Path, language: str | None) -> None:
     """The class's summary ledger for a school year as a signed PDF/A-3b."""
     class_group = _class_group(class_id)
     year = db.session.scalar(select(SchoolYear).where(SchoolYear.id == class_group.school_year_id))
@@ -74,7 +83,12 @@ def export_ledger(class_id: int, year_name: str, output: Path, language: str) ->
             param_hint="--year",
         )
     try:
-        data = printouts.ledger_pdf(db.session, current_app.config, class_group, language=language)
+        data = printouts.ledger_pdf(
+            db.session,
+            current_app.config,
+            class_group,
+            language=language or printouts.class_language(class_group),
+        )
     except (ExportError, LookupError) as exc:
         raise click.ClickException(str(exc)) from exc
     db.session.commit()

@@ -25,6 +25,8 @@ from .documents import JournalDocument, LedgerDocument, ProofBundle
 from .pdf import PdfSigner, render_journal_pdf, render_ledger_pdf
 from .signing import anchor_for, printout_file, school_signer
 
+PRINTOUT_LANGUAGES = ("kk", "ru")
+
 
 def pdf_signer(config: Mapping[str, Any], school: School) -> PdfSigner:
     """The school's signer (PKCS#12 or PEM files in KEYS_DIR)."""
@@ -135,16 +137,32 @@ def ledger_pdf(
     )
 
 
+def class_language(class_group: ClassGroup) -> str:
+    """The language a class's printouts are made in when nobody chose one: its language of
+    instruction (Russian for a class that names none we print in)."""
+    return class_group.language if class_group.language in PRINTOUT_LANGUAGES else "ru"
+
+
 def printouts_for(session: Session, class_group: ClassGroup, term: Any) -> dict[str, bytes]:
-    """The printouts that go into an archive bag: the journal of a quarter (subjects graded by
-    quarters) or of a half-year (subjects graded by half-years), the summary ledger for a whole
-    year (``term`` None). Uses the app's configuration."""
+    """The printouts that go into an archive bag, in the class's language of instruction: the
+    journal of a quarter (subjects graded by quarters) or of a half-year (subjects graded by
+    half-years), the summary ledger for a whole year (``term`` None). Uses the app's
+    configuration."""
     from flask import current_app
 
     config = current_app.config
+    language = class_language(class_group)
     if term is not None:
         kind = getattr(term, "kind", "quarter")
         # Names by class id: ASCII, and "7Ә" and "7Б" never collide.
         name = f"journal-class{class_group.id}-{'h' if kind == 'half' else 'q'}{term.number}.pdf"
-        return {name: journal_pdf(session, config, class_group, term.number, kind=kind)}
-    return {f"ledger-class{class_group.id}.pdf": ledger_pdf(session, config, class_group)}
+        return {
+            name: journal_pdf(
+                session, config, class_group, term.number, kind=kind, language=language
+            )
+        }
+    return {
+        f"ledger-class{class_group.id}.pdf": ledger_pdf(
+            session, config, class_group, language=language
+        )
+    }

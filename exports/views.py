@@ -67,14 +67,11 @@ def index() -> Any:
     )
 
 
-PRINTOUT_LANGUAGES = ("kk", "ru")
-
-
 def printout_language() -> str:
     """The language a printout is made in: ``?lang=kk|ru`` when the reader chose one, else the
     interface's language (Kazakh for a Kazakh interface, Russian otherwise)."""
     chosen = request.args.get("lang", "")
-    if chosen in PRINTOUT_LANGUAGES:
+    if chosen in printouts.PRINTOUT_LANGUAGES:
         return chosen
     if chosen:
         abort(404)

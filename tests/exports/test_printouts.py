@@ -215,6 +215,16 @@ def test_export_commands_write_signed_files(app, demo, tmp_path):
     )
     assert result.exit_code == 0, result.output
     assert out.read_bytes().startswith(b"%PDF-1.7")
+    # In the class's language of instruction unless --language says otherwise (7Ә: Kazakh).
+    need_tool("pdftotext")
+    read = ["pdftotext", "-layout", "-f", "1", "-l", "1", str(out), "-"]
+    assert "1-тоқсан" in subprocess.run(read, capture_output=True, text=True).stdout
+    result = runner.invoke(
+        args=["export", "journal", "--class", str(demo.id), "--quarter", "1", "-o", str(out)]
+        + ["--language", "ru"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "1 четверть" in subprocess.run(read, capture_output=True, text=True).stdout
     result = runner.invoke(
         args=[
             "export",
@@ -334,7 +344,10 @@ def test_a_half_year_subject_is_printed_and_archived_by_half_year(app, session, 
     text = subprocess.run(
         ["pdftotext", "-layout", str(path), "-"], capture_output=True, text=True
     ).stdout
-    assert "1 полугодие" in text and "Көркем еңбек" in text and "Математика" not in text
+    # In the class's language of instruction: the demo's 7Ә learns in Kazakh.
+    assert demo.language == "kk"
+    assert "1-жартыжылдық" in text and "Көркем еңбек" in text and "Математика" not in text
+    assert "полугодие" not in text
     quarter = tmp_path / "q2.pdf"
     quarter.write_bytes(printouts.journal_pdf(session, app.config, demo, 2))
     quarter_text = subprocess.run(
