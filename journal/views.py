@@ -43,7 +43,14 @@ from .cells import cell_key
 from .clock import school_zone, today_at
 from .collation import in_pupil_order
 from .db import db, utcnow
-from .home import OPERATOR_COMMANDS, admin_term_state, early_warnings, operator_state, teacher_days
+from .home import (
+    OPERATOR_COMMANDS,
+    admin_term_state,
+    early_warnings,
+    operator_state,
+    pupils_to_watch,
+    teacher_days,
+)
 from .home.devices import STALE_DAYS, device_problems
 from .home.glance import FALL_DAYS, FALL_POINTS, class_glance, falling_percents
 from .home.outbox import outbox_places
@@ -109,9 +116,8 @@ def home() -> Any:
     user = current_user()
     assert user is not None
     days: list[Any] = []
-    warnings: list[Any] = []
+    watched: list[Any] = []
     glances: list[Any] = []
-    falling: list[Any] = []
     places = None
     today = today_at(db.session, user.school_id)
     if user.has_role("teacher") or user.has_role("class_teacher"):
@@ -119,10 +125,12 @@ def home() -> Any:
         places = outbox_places(db.session, user, today)
     if user.has_role("class_teacher"):
         # Each reads only the classes whose class teacher the signed-in person is.
-        warnings = early_warnings(db.session, user, today)
         summaries: dict[Any, Any] = {}
         glances = class_glance(db.session, user, today, summaries)
-        falling = falling_percents(db.session, user, today, summaries)
+        watched = pupils_to_watch(
+            early_warnings(db.session, user, today),
+            falling_percents(db.session, user, today, summaries),
+        )
     operations = None
     term_state = None
     devices = None
@@ -140,9 +148,8 @@ def home() -> Any:
         user=user,
         today=today,
         days=days,
-        warnings=warnings,
+        watched=watched,
         glances=glances,
-        falling=falling,
         fall_days=FALL_DAYS,
         fall_points=int(FALL_POINTS),
         places=places,

@@ -186,6 +186,60 @@ def early_warnings(session: Session, user: User, today: dt.date) -> list[Warning
     return warnings
 
 
+@dataclass
+class Watched:
+    """One pupil on a class teacher's early-warning list, once, with every reason: the
+    unexcused absences (empty when too few) and each subject whose term percent falls."""
+
+    class_group: ClassGroup
+    pupil_id: int
+    last_name: str
+    first_name: str
+    patronymic: str | None
+    absences: list[tuple[dt.date, str]]
+    falling: list[Any]  # journal.home.glance.Falling, in the class summary's subject order
+
+
+def pupils_to_watch(warnings: list[Warning], falling: list[Any]) -> list[Watched]:
+    """``early_warnings`` and ``falling_percents`` together, one item per pupil: class after
+    class (by grade, then name), each class in its pupil order."""
+    found: dict[tuple[int, int], Watched] = {}
+    for warning in warnings:
+        student = warning.student
+        found[warning.class_group.id, student.id] = Watched(
+            warning.class_group,
+            student.id,
+            student.last_name,
+            student.first_name,
+            student.patronymic,
+            warning.absences,
+            [],
+        )
+    for item in falling:
+        pupil = item.pupil
+        key = (item.class_group.id, pupil.id)
+        if key not in found:
+            found[key] = Watched(
+                item.class_group,
+                pupil.id,
+                pupil.last_name,
+                pupil.first_name,
+                pupil.patronymic,
+                [],
+                [],
+            )
+        found[key].falling.append(item)
+    classes = {each.class_group.id: each.class_group for each in found.values()}
+    ordered: list[Watched] = []
+    for class_group in sorted(classes.values(), key=lambda c: (c.grade_level, c.name, c.id)):
+        ordered += in_pupil_order(
+            class_group.language,
+            [each for each in found.values() if each.class_group.id == class_group.id],
+            lambda w: (w.last_name, w.first_name, w.patronymic or "", w.pupil_id),
+        )
+    return ordered
+
+
 @dataclass(frozen=True)
 class OperatorState:
     """What an operator checks first: the last archive run and audit, the newest backup."""

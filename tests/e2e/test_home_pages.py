@@ -155,10 +155,10 @@ def test_home_lists_todays_lessons_and_early_warnings(home_pages, home_world, la
 
     warnings = page.locator("#early-warnings")
     warnings.scroll_into_view_if_needed()
-    listed = page.locator("#early-warnings .early-warning")
+    listed = page.locator("#early-warnings .pupil-attention")
     assert listed.count() == 1
     assert home_world.truant in listed.first.inner_text()
-    assert listed.first.is_visible()
+    assert listed.first.locator(".early-warning").is_visible()
     assert home_world.ill not in warnings.inner_text()
 
     # Nothing waits in this browser: the outbox section says nothing.

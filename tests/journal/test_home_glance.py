@@ -76,8 +76,12 @@ def test_a_falling_term_percent_is_listed_with_its_marks(app, world):
 
     html = signed_in_client(app, class_teacher).get("/").get_data(as_text=True)
     warnings = _section(html, "early-warnings")
-    line = warnings.split('class="falling-percent"', 1)[1].split("</li>", 1)[0]
-    assert world.student.last_name in line and "term percent fell from" in line
+    # One item for the pupil: the name once, then the subject with its evidence.
+    assert warnings.count('class="pupil-attention"') == 1
+    pupil = warnings.split('class="pupil-attention"', 1)[1].split("</ul>", 1)[0]
+    assert world.student.last_name in pupil.split('class="falling-percent"', 1)[0]
+    line = pupil.split('class="falling-percent"', 1)[1].split("</li>", 1)[0]
+    assert "Математика" in line and "term percent fell from" in line
     assert (today - dt.timedelta(days=5)).strftime("%d.%m") + " 2" in line  # the evidence
     assert steady.last_name not in warnings and dipping.last_name not in warnings
     assert "fallen 10 points or more" in warnings and "a 3 or lower" in warnings  # the rule
@@ -94,6 +98,29 @@ def test_a_falling_term_percent_is_listed_with_its_marks(app, world):
     assert world.student.last_name not in html and 'id="class-glance"' not in html
     html = signed_in_client(app, parent).get("/").get_data(as_text=True)
     assert world.student.last_name not in html and 'id="early-warnings"' not in html
+
+
+def test_a_pupil_with_absences_and_falling_percents_is_listed_once_with_both(app, world):
+    today = _today_with_term(world)
+    other = world.add_student(last_name="Әбдіров", first_name="Марат")  # first in Kazakh order
+    for days_ago, period in ((21, 1), (20, 1)):
+        lesson = _lesson(world, today - dt.timedelta(days=days_ago), period)
+        for student in (world.student, other):
+            _record(world, "grade", lesson=lesson.id, student=student.id, value={"score": 10})
+    for days_ago in (5, 3, 2):
+        lesson = _lesson(world, today - dt.timedelta(days=days_ago), 1)
+        _record(world, "grade", lesson=lesson.id, student=world.student.id, value={"score": 2})
+        _record(world, "attendance", lesson=lesson.id, student=world.student.id, value="absent")
+        _record(world, "grade", lesson=lesson.id, student=other.id, value={"score": 1})
+    html = signed_in_client(app, _class_teacher(world)).get("/").get_data(as_text=True)
+    warnings = _section(html, "early-warnings")
+    items = warnings.split('class="pupil-attention"')[1:]
+    assert len(items) == 2  # two pupils, each once
+    assert other.last_name in items[0] and world.student.last_name in items[1]  # pupil order
+    both = items[1].split("</ul>", 1)[0]
+    assert both.count(world.student.last_name) == 1
+    assert "3 unexcused absences in two weeks" in both and 'class="falling-percent"' in both
+    assert 'class="early-warning"' not in items[0] and 'class="falling-percent"' in items[0]
 
 
 def test_the_admin_sees_devices_with_gaps_and_quarantined_entries(app, world):
