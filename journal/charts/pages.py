@@ -15,6 +15,7 @@ from flask_babel import gettext as _
 from markupsafe import Markup
 from sqlalchemy.orm import Session
 
+from ..cells import Cell
 from ..models import ClassGroup, Term
 from ..year.views import term_name
 from .heatmap import HeatmapText, SchoolDay, attendance_heatmap
@@ -124,9 +125,13 @@ def _day_label(day_date: dt.date) -> str:
 
 
 def attendance_chart(
-    session: Session, class_group: ClassGroup, term: Term, today: dt.date
+    session: Session,
+    class_group: ClassGroup,
+    term: Term,
+    today: dt.date,
+    cells: dict[str, Cell] | None = None,
 ) -> Markup | None:
-    days = class_attendance(session, class_group, term, today)
+    days = class_attendance(session, class_group, term, today, cells)
     if not any(d.state == "held" for d in days):
         return None
     shown = []
@@ -185,6 +190,7 @@ def class_charts(
     pupils: list[tuple[int, int, str]],
     chosen: int | None,
     today: dt.date,
+    cells: dict[str, Cell] | None = None,
 ) -> ClassCharts:
     """The class page's charts: the attendance calendar, and the percent chart of the pupil
     chosen from the class's own list (``pupils``: (number, id, name)); any other id is 404."""
@@ -194,7 +200,7 @@ def class_charts(
             abort(404)
         progress = pupil_charts(session, class_group, term, chosen, today)
     return ClassCharts(
-        attendance=attendance_chart(session, class_group, term, today),
+        attendance=attendance_chart(session, class_group, term, today, cells),
         pupils=[(pupil_id, f"{number}. {name}") for number, pupil_id, name in pupils],
         chosen=chosen,
         progress=progress,

@@ -19,7 +19,7 @@ from decimal import Decimal
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ..cells import read_cells, term_works
+from ..cells import Cell, read_cells, term_works
 from ..grading import GradingRule, compute_term
 from ..grid.summary import ABSENCES
 from ..models import ClassGroup, Holiday, Lesson, Log, Subject, Term
@@ -141,9 +141,14 @@ def pupil_progress(
 
 
 def class_attendance(
-    session: Session, class_group: ClassGroup, term: Term, today: dt.date
+    session: Session,
+    class_group: ClassGroup,
+    term: Term,
+    today: dt.date,
+    cells: dict[str, Cell] | None = None,
 ) -> list[DayAttendance]:
-    """Each day of ``term`` with lessons or off (a holiday), in date order."""
+    """Each day of ``term`` with lessons or off (a holiday), in date order. ``cells``: the
+    log's cells when the caller has read them already (the class page's summary)."""
     lessons = session.execute(
         select(Lesson.id, Lesson.date).where(
             Lesson.class_group_id == class_group.id,
@@ -155,8 +160,9 @@ def class_attendance(
     for lesson_id, day in lessons:
         by_day.setdefault(day, []).append(lesson_id)
     held = [i for day, ids in by_day.items() if day <= today for i in ids]
-    log = _journal_log(session, class_group)
-    cells = read_cells(session, log.id, lesson_ids=held) if log is not None and held else {}
+    if cells is None:
+        log = _journal_log(session, class_group)
+        cells = read_cells(session, log.id, lesson_ids=held) if log is not None and held else {}
     pupils = class_pupils(session, class_group, term.starts_on, term.ends_on)
     days: dict[dt.date, DayAttendance] = {}
     for day, ids in by_day.items():

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ..cells import read_cells
+from ..cells import Cell, read_cells
 from ..models import ClassGroup, Lesson, Term
 from ..pupils import Pupil, class_pupils
 from ..services import ensure_journal_log
@@ -37,6 +37,8 @@ class ClassSummary:
     term: Term
     subjects: list[tuple[object, Term, bool]]  # (subject, the term shown for it, graded)
     rows: list[SummaryRow]
+    # Every cell of the class's log as read for the summary: the page's charts reuse them.
+    cells: dict[str, Cell] = field(default_factory=dict, repr=False)
 
 
 def summary_terms(session: Session, class_group: ClassGroup) -> list[Term]:
@@ -83,7 +85,7 @@ def class_summary(session: Session, class_group: ClassGroup, term: Term) -> Clas
         for row in rows:
             row.results[subject.id] = outcomes[row.pupil.id]
     _attendance(session, class_group, term, cells, rows)
-    return ClassSummary(term, subjects, rows)
+    return ClassSummary(term, subjects, rows, cells)
 
 
 def _attendance(

@@ -263,5 +263,5 @@ def class_page(class_id: int) -> Any:
         terms=terms,
         term=term,
         summary=summary,
-        charts=class_charts(db.session, class_group, term, pupils, chosen, today),
+        charts=class_charts(db.session, class_group, term, pupils, chosen, today, summary.cells),
     )

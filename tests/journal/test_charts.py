@@ -224,6 +224,17 @@ def test_the_class_page_shows_the_attendance_calendar_and_a_pupils_chart(
     assert days["2026-11-16"] == "50" and days["2026-11-23"] == "100"
     assert days["2026-12-16"] == ""  # the holiday, hatched
     assert 'class="day holiday"' in html
+    # The page draws the calendar from the cells its summary read: the same days as reading
+    # the term's attendance on its own.
+    from journal.charts.series import class_attendance
+    from journal.grid.summary import class_summary
+
+    today = dt.date(2026, 12, 20)
+    read_alone = class_attendance(world.session, world.class_group, world.q2, today)
+    summary = class_summary(world.session, world.class_group, world.q2)
+    assert summary.cells and read_alone == class_attendance(
+        world.session, world.class_group, world.q2, today, summary.cells
+    )
     assert "<svg" in html and 'data-chart="progress"' not in html  # no pupil chosen yet
     assert accessibility_problems(html) == []
     page = client.get(f"{base}&pupil={world.student.id}")
