@@ -30,7 +30,7 @@ BLUEPRINTS = (
     "journal.grid.views",
     "journal.year.views",
     "journal.council.views",
-    "journal.school_setup",
+    "journal.setup.views",
     "journal.roster",
     "journal.portal",
     "exports.views",

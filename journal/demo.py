@@ -38,8 +38,8 @@ from .models import (
     Term,
     TimetableSlot,
 )
-from .school_setup import generate_lessons
 from .services import Recorder, cut_checkpoint, ensure_journal_log, ensure_ledger_log
+from .setup.classes import generate_lessons
 from .year.closing import close_term
 
 DEMO_DOMAIN = "mektep17.example.kz"

@@ -53,8 +53,8 @@ from .models import (
     Term,
 )
 from .pupils import class_pupils
-from .school_setup import N_
 from .services import cut_checkpoint, latest_checkpoint, leaf_hashes
+from .setup import N_
 from .year.closing import class_subjects
 from .year.results import (
     SEALED_TERM,

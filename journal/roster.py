@@ -37,7 +37,8 @@ from auth.iin import check_digit, encrypt_iin, iin_lookup_hash
 
 from .db import db
 from .models import ClassGroup, Enrollment, School, SchoolYear, Student
-from .school_setup import N_, own_year
+from .setup import N_
+from .setup.views import own_year
 
 MAX_ROSTER_BYTES = 10 * 1024 * 1024
 MAX_ROWS = 5000

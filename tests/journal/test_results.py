@@ -258,7 +258,7 @@ def test_a_term_grade_of_the_wrong_kind_of_term_is_refused(world):
 
 
 def test_the_admin_sets_a_subject_up_as_pass_fail(world):
-    from journal.school_setup import add_subject
+    from journal.setup.classes import add_subject
     from journal.year.rules import rule_id_for
 
     subject = add_subject(world.session, world.school, "Өзін-өзі тану", pass_fail=True)

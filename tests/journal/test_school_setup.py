@@ -26,17 +26,11 @@ from journal.models import (
     Term,
     TimetableSlot,
 )
-from journal.school_setup import (
-    SetupError,
-    add_holiday,
-    add_term,
-    admit_transferred_student,
-    generate_lessons,
-    regenerate_lessons,
-    set_timetable,
-    transfer_student,
-)
 from journal.services import record_entry
+from journal.setup import SetupError
+from journal.setup.calendar import add_holiday, add_term
+from journal.setup.classes import generate_lessons, regenerate_lessons, set_timetable
+from journal.setup.enrollment import admit_transferred_student, transfer_student
 
 from ..conftest import TEST_IIN_ENCRYPTION_KEY, TEST_IIN_HMAC_KEY
 from ..factories import LESSON_DAY, NOW, add_user, browser_state, build_world
