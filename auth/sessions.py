@@ -12,7 +12,7 @@ import hashlib
 import secrets
 
 from sqlalchemy import bindparam, select, update
-from sqlalchemy.orm import Session, contains_eager, joinedload
+from sqlalchemy.orm import Session, contains_eager, defer, joinedload
 
 from .models import STAFF_ROLES, User, UserSession
 
@@ -58,10 +58,30 @@ def start_session(
 
 
 # Built once: every signed-in request runs it, and building it cost as much as running it.
+# Columns few requests read are deferred (loaded on first use): each column selected costs
+# every signed-in request its decoding and its ORM attribute, and the sealed TOTP secret an
+# AES-GCM opening.
 FIND_SESSION = (
     select(UserSession)
     .join(UserSession.user)
-    .options(contains_eager(UserSession.user).joinedload(User.roles))
+    .options(
+        defer(UserSession.token_hash),
+        defer(UserSession.end_reason),
+        defer(UserSession.ip),
+        defer(UserSession.user_agent),
+        defer(UserSession.totp_pending),
+        contains_eager(UserSession.user).options(
+            defer(User.password_hash),
+            defer(User.totp_secret),
+            defer(User.totp_last_step),
+            defer(User.failed_logins),
+            defer(User.last_failed_login_at),
+            defer(User.locked_until),
+            defer(User.locked_at),
+            defer(User.webauthn_user_handle),
+            joinedload(User.roles),
+        ),
+    )
     .where(UserSession.token_hash == bindparam("token_hash"), UserSession.ended_at.is_(None))
 )
 
