@@ -135,18 +135,17 @@ def add_security_headers(response: Response) -> Response:
 
 
 class KeptSerializerSessionInterface(SecureCookieSessionInterface):
-    """Flask's signed-cookie sessions, with the cookie's serializer built once per set of keys
-    instead of twice a request (opening and saving); signing and checking are Flask's own."""
+    """Flask's signed-cookie sessions, with the cookie's serializer built once per secret key
+    instead of twice a request (opening and saving); signing and checking are Flask's own.
+    One per app (``create_app``), so the key alone tells its serializers apart."""
 
     def __init__(self) -> None:
-        self._serializers: dict[tuple[Any, ...], URLSafeTimedSerializer | None] = {}
+        self._serializers: dict[Any, URLSafeTimedSerializer] = {}
 
     def get_signing_serializer(self, app: Flask) -> URLSafeTimedSerializer | None:
-        keys = (app.secret_key, *(app.config["SECRET_KEY_FALLBACKS"] or ()))
-        serializer = self._serializers.get(keys)
+        serializer = self._serializers.get(app.secret_key)
         if serializer is None:
             serializer = super().get_signing_serializer(app)
-            if len(self._serializers) > 8:  # keys rotated (tests change them): start afresh
-                self._serializers.clear()
-            self._serializers[keys] = serializer
+            if serializer is not None:
+                self._serializers = {app.secret_key: serializer}  # a new key replaces the old
         return serializer
