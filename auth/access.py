@@ -57,10 +57,52 @@ def current_session() -> UserSession | None:
         return None
     if _CURRENT_SESSION not in request.environ:
         token = session.get(SESSION_KEY)
-        row = sessions.find_session(db.session, token, clock()) if isinstance(token, str) else None
+        along = request.environ.pop(_ALONG, None)
+        row: UserSession | None = None
+        if isinstance(token, str) and along is not None:
+            statement, params = along
+            row, columns = sessions.find_session_with(db.session, token, clock(), statement, params)
+            if row is not None:
+                request.environ[_ALONG_ROW] = (statement, columns)
+        elif isinstance(token, str):
+            row = sessions.find_session(db.session, token, clock())
         request.environ[_CURRENT_SESSION] = row
     row = request.environ[_CURRENT_SESSION]
     return row if isinstance(row, UserSession) else None
+
+
+# A view's own query read in the same statement as the session (``with_session_lookup``).
+_ALONG = "journal.read_with_session"
+_ALONG_ROW = "journal.read_with_session_row"
+
+
+def with_session_lookup(statement: Any) -> Callable[[F], F]:
+    """Read ``statement`` (``sessions.FIND_SESSION`` with the view's columns added, its
+    parameters named as the view's URL arguments) in the same statement as the request's
+    session look-up, when that has not run yet: one round trip less. The session is checked
+    exactly as ``find_session`` checks it, and the access decorators below decide as always.
+    The view takes the columns with ``read_with_session``. Put it above the access decorator."""
+
+    def decorator(view: F) -> F:
+        @functools.wraps(view)
+        def wrapped(*args: Any, **kwargs: Any) -> Any:
+            if _CURRENT_SESSION not in request.environ:
+                request.environ[_ALONG] = (statement, kwargs)
+            return view(*args, **kwargs)
+
+        return wrapped  # type: ignore[return-value]
+
+    return decorator
+
+
+def read_with_session(statement: Any) -> tuple[Any, ...] | None:
+    """The columns ``statement`` added to this request's session look-up (taken once), or None
+    when it did not run with the look-up (the view then reads them itself)."""
+    along = request.environ.pop(_ALONG_ROW, None)
+    if along is None or along[0] is not statement:
+        return None
+    columns: tuple[Any, ...] = along[1]
+    return columns
 
 
 def current_user() -> User | None:

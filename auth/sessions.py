@@ -10,9 +10,11 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import secrets
+from collections.abc import Mapping
+from typing import Any
 
-from sqlalchemy import bindparam, select, update
-from sqlalchemy.orm import Session, contains_eager, joinedload
+from sqlalchemy import Select, bindparam, select, update
+from sqlalchemy.orm import Session, contains_eager, defer, joinedload
 
 from .models import STAFF_ROLES, User, UserSession
 
@@ -58,10 +60,30 @@ def start_session(
 
 
 # Built once: every signed-in request runs it, and building it cost as much as running it.
+# Columns few requests read are deferred (loaded on first use): each column selected costs
+# every signed-in request its decoding and its ORM attribute, and the sealed TOTP secret an
+# AES-GCM opening.
 FIND_SESSION = (
     select(UserSession)
     .join(UserSession.user)
-    .options(contains_eager(UserSession.user).joinedload(User.roles))
+    .options(
+        defer(UserSession.token_hash),
+        defer(UserSession.end_reason),
+        defer(UserSession.ip),
+        defer(UserSession.user_agent),
+        defer(UserSession.totp_pending),
+        contains_eager(UserSession.user).options(
+            defer(User.password_hash),
+            defer(User.totp_secret),
+            defer(User.totp_last_step),
+            defer(User.failed_logins),
+            defer(User.last_failed_login_at),
+            defer(User.locked_until),
+            defer(User.locked_at),
+            defer(User.webauthn_user_handle),
+            joinedload(User.roles),
+        ),
+    )
     .where(UserSession.token_hash == bindparam("token_hash"), UserSession.ended_at.is_(None))
 )
 
@@ -70,12 +92,30 @@ def find_session(session: Session, token: str, now: dt.datetime) -> UserSession 
     """The standing session with this cookie id, its user and roles loaded in the same query;
     None when it is unknown, ended or past its lifetime."""
     row = session.scalar(FIND_SESSION, {"token_hash": _token_hash(token)})
-    if row is None:
-        return None
+    return row if row is not None and _stands(row, now) else None
+
+
+def find_session_with(
+    session: Session,
+    token: str,
+    now: dt.datetime,
+    statement: Select[Any],
+    params: Mapping[str, Any],
+) -> tuple[UserSession | None, tuple[Any, ...] | None]:
+    """``find_session`` and, in the same statement, a view's own columns: ``statement`` is
+    ``FIND_SESSION`` with columns added (``add_columns``, outer joins), ``params`` their
+    parameters. Returns the session as ``find_session`` does and the added columns of its row;
+    (None, None) when the session does not stand (the added columns are then not used)."""
+    found = session.execute(statement, {**params, "token_hash": _token_hash(token)})
+    first = found.unique().first()  # one row per role grant, the same added columns on each
+    if first is None or not _stands(first[0], now):
+        return None, None
+    return first[0], tuple(first)[1:]
+
+
+def _stands(row: UserSession, now: dt.datetime) -> bool:
     age = now - row.created_at
-    if not -CLOCK_SKEW <= age <= lifetime(row.user):
-        return None
-    return row
+    return -CLOCK_SKEW <= age <= lifetime(row.user)
 
 
 def end_session(session: Session, row: UserSession, reason: str, now: dt.datetime) -> None:

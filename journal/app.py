@@ -8,9 +8,11 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask, Response, request, session
+from flask.sessions import SecureCookieSessionInterface
 from flask_babel import Babel
 from flask_migrate import Migrate
 from flask_wtf.csrf import CSRFProtect
+from itsdangerous import URLSafeTimedSerializer
 from sqlalchemy.exc import OperationalError
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -49,6 +51,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     if test_config:
         app.config.from_mapping(test_config)
     journal_config.check_secrets(app.config)
+    app.session_interface = KeptSerializerSessionInterface()
     hops = int(app.config["PROXY_HOPS"])
     if hops > 0:  # the client's address in the access log, https in generated URLs
         app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
@@ -111,12 +114,38 @@ CONTENT_SECURITY_POLICY = "; ".join(
 )
 
 
+SECURITY_HEADERS = (
+    ("Content-Security-Policy", CONTENT_SECURITY_POLICY),
+    ("X-Content-Type-Options", "nosniff"),
+    ("X-Frame-Options", "DENY"),
+    ("Referrer-Policy", "same-origin"),
+    ("Cross-Origin-Opener-Policy", "same-origin"),
+)
+
+
 def add_security_headers(response: Response) -> Response:
-    response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
-    response.headers.setdefault("X-Content-Type-Options", "nosniff")
-    response.headers.setdefault("X-Frame-Options", "DENY")
-    response.headers.setdefault("Referrer-Policy", "same-origin")
-    response.headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
-    if request.endpoint != "static":
-        response.headers.setdefault("Cache-Control", "no-store")
+    """Each header unless the view set its own: the names present are read once (a
+    ``setdefault`` per header scanned all of them each time, on every response)."""
+    present = {name.lower() for name, _value in response.headers}
+    headers = [(name, value) for name, value in SECURITY_HEADERS if name.lower() not in present]
+    if request.endpoint != "static" and "cache-control" not in present:
+        headers.append(("Cache-Control", "no-store"))
+    response.headers.extend(headers)
     return response
+
+
+class KeptSerializerSessionInterface(SecureCookieSessionInterface):
+    """Flask's signed-cookie sessions, with the cookie's serializer built once per secret key
+    instead of twice a request (opening and saving); signing and checking are Flask's own.
+    One per app (``create_app``), so the key alone tells its serializers apart."""
+
+    def __init__(self) -> None:
+        self._serializers: dict[Any, URLSafeTimedSerializer] = {}
+
+    def get_signing_serializer(self, app: Flask) -> URLSafeTimedSerializer | None:
+        serializer = self._serializers.get(app.secret_key)
+        if serializer is None:
+            serializer = super().get_signing_serializer(app)
+            if serializer is not None:
+                self._serializers = {app.secret_key: serializer}  # a new key replaces the old
+        return serializer

@@ -242,22 +242,33 @@ def open_grid(
     *,
     today: dt.date | None = None,
     details: bool = True,
+    frame: tuple[Any, ...] | None = None,
 ) -> Grid:
     """The grid's frame (access checked, the log's size) without its cells: one query, enough
     to know whether a rendered copy is still current; with ``details``, also its lessons and
     pupils (else ``open_details`` reads them).
 
     The assigned teacher writes; whoever reads the whole class (its class teacher, the
-    school's admin) opens it read-only."""
-    found = session.execute(
-        GRID_FRAME,
-        {"user_id": user.id, "class_id": class_id, "subject_id": subject_id, "term_id": term_id},
-    ).first()
-    if found is None:
+    school's admin) opens it read-only. ``frame``: the columns of ``GRID_FRAME`` for this
+    user and grid when already read (with the session, ``GRID_FRAME_WITH_SESSION``), all None
+    when there is no such grid."""
+    if frame is None:
+        found = session.execute(
+            GRID_FRAME,
+            {
+                "user_id": user.id,
+                "class_id": class_id,
+                "subject_id": subject_id,
+                "term_id": term_id,
+            },
+        ).first()
+        frame = tuple(found) if found is not None else None
+    if frame is None or frame[0] is None:
         raise GridUnavailable(404)
-    (class_group, subject, term, log, size, last_leaf, is_assigned, time_zone, soch, sor) = found[
+    (class_group, subject, term, log, size, last_leaf, is_assigned, time_zone, soch, sor) = frame[
         :10
     ]
+    lessons_shape, pupils_shape = frame[10:12]
     if (
         subject.school_id != class_group.school_id
         or term.school_year_id != class_group.school_year_id
@@ -279,7 +290,7 @@ def open_grid(
     grid.viewing = not writes
     grid.plan = (bool(soch), sor) if sor is not None else (False, 0)
     grid.time_zone = time_zone
-    grid.shape = (found.lessons_shape or "", found.pupils_shape or "")
+    grid.shape = (lessons_shape or "", pupils_shape or "")
     grid.school_today = school_today(time_zone, utcnow()) if today is None else today
     if details:
         open_details(session, grid)

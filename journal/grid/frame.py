@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import String, bindparam, cast, func, literal, select
+from sqlalchemy import String, bindparam, cast, func, join, literal_column, select
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.functions import FunctionElement
 
-from auth import policy
+from auth import policy, sessions
+from auth.models import UserSession
 
 from ..models import (
     AssessmentPlan,
@@ -55,20 +56,34 @@ def _ordered_concat_default(element: ordered_concat, compiler: Any, **kw: Any) -
     return f"group_concat({compiler.process(value, **kw)}, '|')"
 
 
+# The shapes' fixed characters written into the SQL, not sent as parameters: two dozen bound
+# constants cost every execution their conversion, and made the statement read with the session
+# longer than the 4 KiB up to which psycopg keeps a statement's conversion.
+_DASH = literal_column("'-'", String)
+_COMMA = literal_column("','", String)
+_COLON = literal_column("':'", String)
+_EMPTY = literal_column("''", String)
+
+
 def _text(value: ColumnElement[Any]) -> ColumnElement[str]:
     """A value as text, NULL as "-"."""
-    return func.coalesce(cast(value, String), literal("-"))
+    return func.coalesce(cast(value, String), _DASH)
 
 
 def _name(value: ColumnElement[Any]) -> ColumnElement[str]:
     """A name prefixed by its length: no name can pass for two."""
-    return cast(func.length(func.coalesce(value, "")), String) + ":" + func.coalesce(value, "")
+    return (
+        cast(func.length(func.coalesce(value, _EMPTY)), String)
+        + _COLON
+        + func.coalesce(value, _EMPTY)
+    )
 
 
 LESSONS_SHAPE = (
     select(
         ordered_concat(
-            _text(Lesson.id) + "," + _text(Lesson.date) + "," + _text(Lesson.period), Lesson.id
+            _text(Lesson.id) + _COMMA + _text(Lesson.date) + _COMMA + _text(Lesson.period),
+            Lesson.id,
         )
     )
     .where(
@@ -83,13 +98,13 @@ PUPILS_SHAPE = (
     select(
         ordered_concat(
             _text(Enrollment.id)
-            + ","
+            + _COMMA
             + _text(Enrollment.student_id)
-            + ","
+            + _COMMA
             + _text(Enrollment.starts_on)
-            + ","
+            + _COMMA
             + _text(Enrollment.ends_on)
-            + ","
+            + _COMMA
             + _name(Student.last_name)
             + _name(Student.first_name)
             + _name(Student.patronymic),
@@ -118,10 +133,9 @@ def _plan(column: Any) -> Any:
     )
 
 
-# Built once: the grid is opened far more often than anything else, and building a statement
-# costs about as much as running it.
-GRID_FRAME = (
-    select(
+def _frame_columns(user_id: Any) -> tuple[Any, ...]:
+    """The frame's columns, for the user ``user_id`` (a bind parameter or a column)."""
+    return (
         ClassGroup,
         Subject,
         Term,
@@ -131,19 +145,38 @@ GRID_FRAME = (
         .where(Entry.log_id == Log.id, Entry.seq == Log.size - 1)
         .scalar_subquery()
         .label("last_leaf"),
-        policy.assignment_exists(
-            bindparam("user_id"), bindparam("class_id"), bindparam("subject_id")
-        ).label("assigned"),
+        policy.assignment_exists(user_id, bindparam("class_id"), bindparam("subject_id")).label(
+            "assigned"
+        ),
         School.time_zone,
         _plan(AssessmentPlan.soch_planned).label("soch_planned"),
         _plan(AssessmentPlan.sor_count).label("sor_count"),
         LESSONS_SHAPE.label("lessons_shape"),
         PUPILS_SHAPE.label("pupils_shape"),
     )
-    .select_from(ClassGroup)
-    .join(School, School.id == ClassGroup.school_id)
-    .join(Subject, Subject.id == bindparam("subject_id"))
-    .join(Term, Term.id == bindparam("term_id"))
-    .outerjoin(Log, Log.class_group_id == ClassGroup.id)
+
+
+# The class, its school, the subject, the term and the log (if any): no row when any of the
+# first four is missing.
+_FRAME_FROM = (
+    join(ClassGroup.__table__, School.__table__, School.id == ClassGroup.school_id)
+    .join(Subject.__table__, Subject.id == bindparam("subject_id"))
+    .join(Term.__table__, Term.id == bindparam("term_id"))
+    .outerjoin(Log.__table__, Log.class_group_id == ClassGroup.id)
+)
+
+# Built once: the grid is opened far more often than anything else, and building a statement
+# costs about as much as running it.
+GRID_FRAME = (
+    select(*_frame_columns(bindparam("user_id")))
+    .select_from(_FRAME_FROM)
     .where(ClassGroup.id == bindparam("class_id"))
 )
+
+# The same frame read with the request's session look-up, in one statement (one round trip and
+# one statement's client work less a page): the session's row, its user and roles, then the
+# frame's columns as in ``GRID_FRAME`` (all NULL when there is no such grid), for the session's
+# own user. ``auth.access.with_session_lookup`` runs it; the session is checked as always.
+GRID_FRAME_WITH_SESSION = sessions.FIND_SESSION.add_columns(
+    *_frame_columns(UserSession.user_id)
+).outerjoin(_FRAME_FROM, ClassGroup.id == bindparam("class_id"))

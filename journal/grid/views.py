@@ -26,8 +26,10 @@ from auth.access import (
     fully_authenticated,
     personal_data,
     public,
+    read_with_session,
     roles_required,
     target_school,
+    with_session_lookup,
 )
 
 from ..charts.pages import class_charts
@@ -38,6 +40,7 @@ from ..models import ClassGroup
 from ..sync import UPLOADER_ROLES, BatchOutcome, upload_batch
 from ..year.rules import rule_for_subject
 from .build import GridUnavailable, open_grid
+from .frame import GRID_FRAME_WITH_SESSION
 from .importing import (
     IMPORT_MAX_BYTES,
     ImportForm,
@@ -64,14 +67,19 @@ def index() -> Any:
 
 
 @bp.get("/teacher/grid/<int:class_id>/<int:subject_id>/<int:term_id>")
+@with_session_lookup(GRID_FRAME_WITH_SESSION)
 @roles_required(*UPLOADER_ROLES)
 @personal_data("class_group", "class_id")
 def grid(class_id: int, subject_id: int, term_id: int) -> Any:
     user = current_user()
     assert user is not None
     try:
-        # The frame alone (one query): the body is kept, patched or built (``pages``).
-        loaded = open_grid(db.session, user, class_id, subject_id, term_id, details=False)
+        # The frame alone (read with the session, else one query): the body is kept, patched
+        # or built (``pages``).
+        frame = read_with_session(GRID_FRAME_WITH_SESSION)
+        loaded = open_grid(
+            db.session, user, class_id, subject_id, term_id, details=False, frame=frame
+        )
     except GridUnavailable as refused:
         abort(refused.status)
     if loaded.created_log:

@@ -97,6 +97,55 @@ def test_a_session_id_that_was_never_issued_signs_nobody_in(app, people, clock):
     assert client.get("/admin/users").headers["Location"].startswith("/login")
 
 
+def test_the_grid_read_with_the_session_check_is_refused_as_every_page_is(
+    app, world, people, clock, session
+):
+    """The grid's frame is read in the same statement as the session's check
+    (``with_session_lookup``): an ended, expired or re-roled session still reads nothing, and
+    a grid that does not exist is still 404."""
+    from sqlalchemy import event
+
+    grid = f"/teacher/grid/{world.class_group.id}/{world.subject.id}/{world.q2.id}"
+    teacher = english_client(app)
+    sign_in(teacher, people["teacher"], at=clock.now)
+    thief = copy_of(app, teacher)
+    seen: list[str] = []
+
+    def note(_conn, _cursor, statement, *_args) -> None:  # type: ignore[no-untyped-def]
+        seen.append(statement)
+
+    engine = app.extensions["journal_db"].engine
+    teacher.get(grid)  # the body is built and kept: the next view reads only the frame
+    event.listen(engine, "before_cursor_execute", note)
+    try:
+        assert teacher.get(grid).status_code == 200
+    finally:
+        event.remove(engine, "before_cursor_execute", note)
+    selects = [s for s in seen if s.lstrip().upper().startswith("SELECT")]
+    assert len(selects) == 1 and "user_sessions" in selects[0] and "class_groups" in selects[0]
+
+    missing = f"/teacher/grid/{world.class_group.id + 1000}/{world.subject.id}/{world.q2.id}"
+    assert teacher.get(missing).status_code == 404
+    assert thief.get(grid).status_code == 200
+    post_form(teacher, app, "/logout")
+    assert thief.get(grid).headers["Location"].startswith("/login")
+
+    again = english_client(app)
+    sign_in(again, people["teacher"], at=clock.now)
+    assert again.get(grid).status_code == 200
+    clock.advance(hours=12, minutes=1)
+    assert again.get(grid).headers["Location"].startswith("/login")
+
+    clock.advance(minutes=1)
+    third = english_client(app)
+    sign_in(third, people["teacher"], at=clock.now)
+    assert third.get(grid).status_code == 200
+    services.set_roles(
+        session, people["teacher"], ["inspector"], actor=None, ip=None, now=clock.now
+    )
+    assert third.get(grid).headers["Location"].startswith("/login")
+
+
 # -- the address the server answers for -------------------------------------------------------
 
 
