@@ -183,6 +183,7 @@ class Recorder:
         # device_seqs of the entries written and not yet folded into their keys' reports.
         self._unfolded: dict[str, list[int]] = {}
         self.seq_reports: dict[str, DeviceSeqReport] = {}  # what each fold found, by kid
+        self.seen: set[str] = set()  # keys a fold marked as used (fold_device_seqs' seen_at)
         self._pending_ids: dict[str, tuple[int, int, bytes]] = {}
         self._known: dict[str, tuple[int, int, bytes] | None] = {}
         # The (log, cell) of every entry id found or appended here (cell may be None).
@@ -830,12 +831,16 @@ class Recorder:
         self._pending_ids.clear()
         self._pending_supersessions.clear()
 
-    def fold_device_seqs(self) -> dict[str, DeviceSeqReport]:
+    def fold_device_seqs(self, *, seen_at: dt.datetime | None = None) -> dict[str, DeviceSeqReport]:
         """Fold the device_seqs of the entries written into their keys' reports (after all
         of the transaction's journal locks, so key locks are always taken after them); returns
-        the reports of the keys folded in so far."""
+        the reports of the keys folded in so far. ``seen_at``: mark the keys folded now as
+        used at that moment (they are in ``seen``), in the same UPDATE."""
         if self._unfolded:
-            self.seq_reports.update(fold_stored_seqs(self.session, self._unfolded))
+            folded = fold_stored_seqs(self.session, self._unfolded, seen_at=seen_at)
+            self.seq_reports.update(folded)
+            if seen_at is not None:
+                self.seen.update(folded)
             self._unfolded.clear()
         return self.seq_reports
 
