@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import bisect
 import datetime as dt
+import functools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,7 +30,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from auth.models import DeviceKey
 
-from .db import lock_wait_bounded
+from .db import lock_wait_condition, lock_wait_params
 from .models import Entry
 
 
@@ -129,6 +130,13 @@ _LOCK_SUMMARIES = (
     .order_by(_KEYS.c.kid)
     .with_for_update(key_share=True)  # FOR NO KEY UPDATE: what an UPDATE of the row takes
 )
+
+
+@functools.cache
+def _lock_summaries(postgres: bool) -> Any:
+    return _LOCK_SUMMARIES.where(lock_wait_condition(postgres))
+
+
 _STORE_SUMMARY = (
     update(_KEYS).where(_KEYS.c.kid == bindparam("key")).values(seq_summary=bindparam("summary"))
 )
@@ -157,8 +165,9 @@ def fold_stored_seqs(
     the keys folded were also used at that moment (``mark_devices_seen`` of them)."""
     if not stored:
         return {}
+    postgres = session.get_bind().dialect.name == "postgresql"
     rows = session.execute(
-        _LOCK_SUMMARIES.where(lock_wait_bounded(session)), {"kids": sorted(stored)}
+        _lock_summaries(postgres), {"kids": sorted(stored), **lock_wait_params()}
     ).all()
     reports, summaries = {}, []
     for kid, summary in rows:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+import functools
 import json
 import re
 import uuid
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
 import psycopg
-from sqlalchemy import String, and_, any_, bindparam, event, insert, select, update
+from sqlalchemy import Select, String, and_, any_, bindparam, event, insert, select, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
@@ -25,7 +26,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from auth.models import DeviceKey, User
 
-from .db import bound_lock_wait, lock_wait_bounded, utcnow
+from .db import bound_lock_wait, lock_wait_condition, lock_wait_params, utcnow
 from .device_seqs import DeviceSeqReport, fold_stored_seqs
 from .grading import NoRuleError
 from .keys import LogKey
@@ -303,17 +304,9 @@ class Recorder:
 
     def _journal(self, origin: str) -> Log:
         if origin not in self._logs:
-            # With its class and school, which checking its entries reads next: one round
-            # trip instead of three.
             # With its class, school and the terms of its year (a row each), which checking
             # its entries reads next: one round trip instead of four.
-            found = self.session.execute(
-                select(Log, ClassGroup, School, Term)
-                .outerjoin(ClassGroup, ClassGroup.id == Log.class_group_id)
-                .outerjoin(School, School.id == ClassGroup.school_id)
-                .outerjoin(Term, Term.school_year_id == ClassGroup.school_year_id)
-                .where(Log.origin == origin, Log.kind == "journal")
-            ).all()
+            found = self.session.execute(_JOURNAL_ROWS, {"origin": origin}).all()
             self._logs[origin] = None
             if found:
                 self._logs[origin], class_group, school, _term = found[0]
@@ -701,11 +694,8 @@ class Recorder:
         for chunk in range(0, len(wanted), 500):
             part = wanted[chunk : chunk + 500]
             self._known.update(dict.fromkeys(part))
-            rows = self.session.execute(
-                select(Entry.entry_id, Entry.log_id, Entry.seq, Entry.leaf, Entry.cell).where(
-                    one_of(self.session, Entry.entry_id, part)
-                )
-            )
+            postgres = self.session.get_bind().dialect.name == "postgresql"
+            rows = self.session.execute(_recorded(postgres), {"ids": part})
             for row in rows:
                 payload = ledger_entry.parse_leaf(row.leaf).payload_bytes
                 self._known[row.entry_id] = (row.log_id, row.seq, payload)
@@ -727,16 +717,8 @@ class Recorder:
         classes = set()
         taught: set[tuple[int, int]] = set()  # (class, subject) of the lessons
         assigned: set[tuple[int, int, int]] = set()  # (author, class, subject) found
-        teaches = and_(
-            TeachingAssignment.class_group_id == Lesson.class_group_id,
-            TeachingAssignment.subject_id == Lesson.subject_id,
-            TeachingAssignment.user_id.in_(authors),
-        )
         for lesson, subject, teacher in self.session.execute(
-            select(Lesson, Subject, TeachingAssignment.user_id)
-            .outerjoin(Subject, Subject.id == Lesson.subject_id)
-            .outerjoin(TeachingAssignment, teaches)
-            .where(Lesson.id.in_(lesson_ids))
+            _LESSON_ROWS, {"lessons": list(lesson_ids), "authors": list(authors)}
         ):
             self._rows[(Lesson, lesson.id)] = lesson
             if subject is not None:
@@ -756,15 +738,7 @@ class Recorder:
         if new_students:
             # With their enrollments in the lessons' classes (one row per enrollment).
             for student, enrollment in self.session.execute(
-                select(Student, Enrollment)
-                .outerjoin(
-                    Enrollment,
-                    and_(
-                        Enrollment.student_id == Student.id,
-                        Enrollment.class_group_id.in_(classes),
-                    ),
-                )
-                .where(Student.id.in_(new_students))
+                _STUDENT_ROWS, {"students": list(new_students), "classes": list(classes)}
             ):
                 self._rows[(Student, student.id)] = student
                 if enrollment is not None and (student.id, enrollment.class_group_id) in wanted:
@@ -793,12 +767,9 @@ class Recorder:
             # "SET size = size" takes the row's write lock (held to commit) and reads the
             # committed size: nobody else can append to this log until we commit. A writer
             # stuck holding it makes us give up after APPEND_LOCK_TIMEOUT, not wait for ever.
-            logs = Log.__table__.c
+            postgres = self.session.get_bind().dialect.name == "postgresql"
             self._sizes[log.id] = self.session.execute(
-                update(Log.__table__)
-                .where(logs.id == log.id, lock_wait_bounded(self.session))
-                .values(size=logs.size)
-                .returning(logs.size)
+                _reserve(postgres), {"log_id": log.id, **lock_wait_params()}
             ).scalar_one()
             _pending_recorders(self.session).add(self)
         seq = self._sizes[log.id]
@@ -905,6 +876,64 @@ class Recorder:
         self._pending_supersessions.clear()
         self._sizes.clear()
         self._known.clear()
+
+
+# The statements every sync batch runs are built once: building one (and its cache key) cost
+# more than running it.
+_JOURNAL_ROWS = (
+    select(Log, ClassGroup, School, Term)
+    .outerjoin(ClassGroup, ClassGroup.id == Log.class_group_id)
+    .outerjoin(School, School.id == ClassGroup.school_id)
+    .outerjoin(Term, Term.school_year_id == ClassGroup.school_year_id)
+    .where(Log.origin == bindparam("origin"), Log.kind == "journal")
+)
+_LESSON_ROWS = (
+    select(Lesson, Subject, TeachingAssignment.user_id)
+    .outerjoin(Subject, Subject.id == Lesson.subject_id)
+    .outerjoin(
+        TeachingAssignment,
+        and_(
+            TeachingAssignment.class_group_id == Lesson.class_group_id,
+            TeachingAssignment.subject_id == Lesson.subject_id,
+            TeachingAssignment.user_id.in_(bindparam("authors", expanding=True)),
+        ),
+    )
+    .where(Lesson.id.in_(bindparam("lessons", expanding=True)))
+)
+_STUDENT_ROWS = (
+    select(Student, Enrollment)
+    .outerjoin(
+        Enrollment,
+        and_(
+            Enrollment.student_id == Student.id,
+            Enrollment.class_group_id.in_(bindparam("classes", expanding=True)),
+        ),
+    )
+    .where(Student.id.in_(bindparam("students", expanding=True)))
+)
+
+
+@functools.cache
+def _recorded(postgres: bool) -> Select[tuple[str, int, int, bytes, str | None]]:
+    """The entries with ids ``:ids`` (see ``one_of``)."""
+    ids = (
+        Entry.entry_id == any_(bindparam("ids", type_=postgresql.ARRAY(String)))
+        if postgres
+        else Entry.entry_id.in_(bindparam("ids", expanding=True))
+    )
+    return select(Entry.entry_id, Entry.log_id, Entry.seq, Entry.leaf, Entry.cell).where(ids)
+
+
+@functools.cache
+def _reserve(postgres: bool) -> Any:
+    """Lock the log ``:log_id``'s row and read its committed size (see ``_reserve_seq``)."""
+    logs = Log.__table__.c
+    return (
+        update(Log.__table__)
+        .where(logs.id == bindparam("log_id"), lock_wait_condition(postgres))
+        .values(size=logs.size)
+        .returning(logs.size)
+    )
 
 
 # Core, built once (an ORM bulk UPDATE would also look for Log objects to update).
