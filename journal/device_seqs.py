@@ -142,12 +142,10 @@ _STORE_SUMMARY = (
 )
 # The same, and the key's "last used" moves to :seen unless it is later already (what
 # auth.devices.mark_devices_seen does): one UPDATE of the row the fold writes anyway.
+_SEEN = bindparam("seen", type_=_KEYS.c.last_seen_at.type)  # stored as the column stores it
 _STORE_SUMMARY_SEEN = _STORE_SUMMARY.values(
     last_seen_at=case(
-        (
-            or_(_KEYS.c.last_seen_at.is_(None), _KEYS.c.last_seen_at < bindparam("seen")),
-            bindparam("seen"),
-        ),
+        (or_(_KEYS.c.last_seen_at.is_(None), _KEYS.c.last_seen_at < _SEEN), _SEEN),
         else_=_KEYS.c.last_seen_at,
     )
 )
