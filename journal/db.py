@@ -22,6 +22,7 @@ from sqlalchemy import (
     MetaData,
     String,
     TypeDecorator,
+    bindparam,
     create_engine,
     event,
     func,
@@ -101,6 +102,21 @@ def lock_wait_bounded(session: Session) -> ColumnElement[bool]:
     if session.get_bind().dialect.name != "postgresql":
         return true()
     return func.set_config("lock_timeout", _lock_timeout(), True).is_not(None)
+
+
+def lock_wait_condition(postgres: bool) -> ColumnElement[bool]:
+    """``lock_wait_bounded`` for a statement built once: the timeout is its bound parameter
+    ``lock_timeout``, whose value ``lock_wait_params`` gives (true elsewhere)."""
+    if not postgres:
+        return true()
+    return func.set_config("lock_timeout", bindparam("lock_timeout", type_=String), True).is_not(
+        None
+    )
+
+
+def lock_wait_params() -> dict[str, str]:
+    """The parameters of ``lock_wait_condition`` (APPEND_LOCK_TIMEOUT, read now)."""
+    return {"lock_timeout": _lock_timeout()}
 
 
 def _lock_timeout() -> str:

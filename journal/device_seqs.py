@@ -18,16 +18,19 @@ was.
 from __future__ import annotations
 
 import bisect
+import datetime as dt
+import functools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import bindparam, func, literal, select, update
+from sqlalchemy import bindparam, case, func, literal, or_, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from auth.models import DeviceKey
 
-from .db import lock_wait_bounded
+from .db import lock_wait_condition, lock_wait_params
 from .models import Entry
 
 
@@ -106,29 +109,63 @@ def _from_summary(kid: str, summary: Mapping[str, Any]) -> tuple[DeviceSeqReport
     return report, int(summary["upto"])
 
 
+_ENTRIES = Entry.__table__
+_SEQS_ABOVE = (
+    select(_ENTRIES.c.device_seq)
+    .where(_ENTRIES.c.device_kid == bindparam("kid"), _ENTRIES.c.device_seq > bindparam("upto"))
+    .order_by(_ENTRIES.c.device_seq)
+)
+
+
 def _seqs_above(session: Session, kid: str, upto: int) -> list[int]:
-    return list(
-        session.scalars(
-            select(Entry.device_seq)
-            .where(Entry.device_kid == kid, Entry.device_seq > upto)
-            .order_by(Entry.device_seq)
-        )
+    return list(session.scalars(_SEQS_ABOVE, {"kid": kid, "upto": upto}))
+
+
+_KEYS = DeviceKey.__table__
+# Core statements, built once: the fold runs in every sync batch, and the ORM's handling of
+# an entity's columns cost more than the database's work on these two rows.
+_LOCK_SUMMARIES = (
+    select(_KEYS.c.kid, _KEYS.c.seq_summary)
+    .where(_KEYS.c.kid.in_(bindparam("kids", expanding=True)))
+    .order_by(_KEYS.c.kid)
+    .with_for_update(key_share=True)  # FOR NO KEY UPDATE: what an UPDATE of the row takes
+)
+
+
+@functools.cache
+def _lock_summaries(postgres: bool) -> Any:
+    return _LOCK_SUMMARIES.where(lock_wait_condition(postgres))
+
+
+_STORE_SUMMARY = (
+    update(_KEYS).where(_KEYS.c.kid == bindparam("key")).values(seq_summary=bindparam("summary"))
+)
+# The same, and the key's "last used" moves to :seen unless it is later already (what
+# auth.devices.mark_devices_seen does): one UPDATE of the row the fold writes anyway.
+_SEEN = bindparam("seen", type_=_KEYS.c.last_seen_at.type)  # stored as the column stores it
+_STORE_SUMMARY_SEEN = _STORE_SUMMARY.values(
+    last_seen_at=case(
+        (or_(_KEYS.c.last_seen_at.is_(None), _KEYS.c.last_seen_at < _SEEN), _SEEN),
+        else_=_KEYS.c.last_seen_at,
     )
+)
 
 
 def fold_stored_seqs(
-    session: Session, stored: Mapping[str, Iterable[int]]
+    session: Session,
+    stored: Mapping[str, Iterable[int]],
+    *,
+    seen_at: dt.datetime | None = None,
 ) -> dict[str, DeviceSeqReport]:
     """Fold the seqs of entries this transaction stored (by key id) into their keys' kept
     reports, under the key rows' locks (taken in kid order, held to commit); returns the
-    reports. Keys that are not device keys (a server's log key) keep no report."""
+    reports. Keys that are not device keys (a server's log key) keep no report. ``seen_at``:
+    the keys folded were also used at that moment (``mark_devices_seen`` of them)."""
     if not stored:
         return {}
+    postgres = session.get_bind().dialect.name == "postgresql"
     rows = session.execute(
-        select(DeviceKey.kid, DeviceKey.seq_summary)
-        .where(DeviceKey.kid.in_(sorted(stored)), lock_wait_bounded(session))
-        .order_by(DeviceKey.kid)
-        .with_for_update(key_share=True)  # FOR NO KEY UPDATE: what an UPDATE of the row takes
+        _lock_summaries(postgres), {"kids": sorted(stored), **lock_wait_params()}
     ).all()
     reports, summaries = {}, []
     for kid, summary in rows:
@@ -141,15 +178,16 @@ def fold_stored_seqs(
             mine = sorted(seq for seq in stored[kid] if seq <= upto)
             upto = advance(report, upto, mine + _seqs_above(session, kid, upto))
         reports[kid] = report
-        summaries.append({"key": kid, "summary": _summary(report, upto)})
+        summaries.append({"key": kid, "summary": _summary(report, upto), "seen": seen_at})
     if summaries:
-        table = DeviceKey.__table__
-        session.execute(
-            update(table)
-            .where(table.c.kid == bindparam("key"))
-            .values(seq_summary=bindparam("summary")),
-            summaries,
-        )
+        session.execute(_STORE_SUMMARY if seen_at is None else _STORE_SUMMARY_SEEN, summaries)
+    if seen_at is not None:
+        # What an ORM UPDATE would do to the keys loaded in the session (the rows' values
+        # are what the statement read, so the same test applies to them).
+        for kid in reports:
+            key = session.identity_map.get(session.identity_key(DeviceKey, (kid,)))
+            if key is not None and (key.last_seen_at is None or key.last_seen_at < seen_at):
+                set_committed_value(key, "last_seen_at", seen_at)
     return reports
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+import functools
 import json
 import re
 import uuid
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
 import psycopg
-from sqlalchemy import String, any_, bindparam, event, insert, select, update
+from sqlalchemy import Select, String, and_, any_, bindparam, event, insert, select, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
@@ -25,7 +26,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from auth.models import DeviceKey, User
 
-from .db import bound_lock_wait, lock_wait_bounded, utcnow
+from .db import bound_lock_wait, lock_wait_condition, lock_wait_params, utcnow
 from .device_seqs import DeviceSeqReport, fold_stored_seqs
 from .grading import NoRuleError
 from .keys import LogKey
@@ -183,6 +184,7 @@ class Recorder:
         # device_seqs of the entries written and not yet folded into their keys' reports.
         self._unfolded: dict[str, list[int]] = {}
         self.seq_reports: dict[str, DeviceSeqReport] = {}  # what each fold found, by kid
+        self.seen: set[str] = set()  # keys a fold marked as used (fold_device_seqs' seen_at)
         self._pending_ids: dict[str, tuple[int, int, bytes]] = {}
         self._known: dict[str, tuple[int, int, bytes] | None] = {}
         # The (log, cell) of every entry id found or appended here (cell may be None).
@@ -302,9 +304,18 @@ class Recorder:
 
     def _journal(self, origin: str) -> Log:
         if origin not in self._logs:
-            self._logs[origin] = self.session.scalar(
-                select(Log).where(Log.origin == origin, Log.kind == "journal")
-            )
+            # With its class, school and the terms of its year (a row each), which checking
+            # its entries reads next: one round trip instead of four.
+            found = self.session.execute(_JOURNAL_ROWS, {"origin": origin}).all()
+            self._logs[origin] = None
+            if found:
+                self._logs[origin], class_group, school, _term = found[0]
+                if class_group is not None:
+                    self._rows[(ClassGroup, class_group.id)] = class_group
+                    terms = [term for *_row, term in found if term is not None]
+                    self._terms.setdefault(class_group.school_year_id, terms)
+                if school is not None:
+                    self._rows[(School, school.id)] = school
         log = self._logs[origin]
         if log is None:
             raise EntryRefused("rejected", "unknown_journal", f"no journal {origin}")
@@ -683,19 +694,17 @@ class Recorder:
         for chunk in range(0, len(wanted), 500):
             part = wanted[chunk : chunk + 500]
             self._known.update(dict.fromkeys(part))
-            rows = self.session.execute(
-                select(Entry.entry_id, Entry.log_id, Entry.seq, Entry.leaf, Entry.cell).where(
-                    one_of(self.session, Entry.entry_id, part)
-                )
-            )
+            postgres = self.session.get_bind().dialect.name == "postgresql"
+            rows = self.session.execute(_recorded(postgres), {"ids": part})
             for row in rows:
                 payload = ledger_entry.parse_leaf(row.leaf).payload_bytes
                 self._known[row.entry_id] = (row.log_id, row.seq, payload)
                 self.cells[row.entry_id] = (row.log_id, row.cell)
 
     def prefetch_rows(self, payloads: list[Any]) -> None:
-        """Load a batch's lessons, students and their enrollments in three queries, instead
-        of one look-up per new lesson or student while checking (the sync API's batches)."""
+        """Load a batch's lessons (with their subjects and whether the batch's authors teach
+        them), students and their enrollments in two queries, instead of one look-up per new
+        lesson or student while checking (the sync API's batches)."""
 
         # Only well-formed ids: anything else is refused later, entry by entry, by check_payload.
         def ids(name: str) -> set[int]:
@@ -704,25 +713,46 @@ class Recorder:
 
         lesson_ids = {i for i in ids("lesson") if (Lesson, i) not in self._rows}
         student_ids = ids("student")
+        authors = ids("author")
         classes = set()
-        for lesson in self.session.scalars(select(Lesson).where(Lesson.id.in_(lesson_ids))):
+        taught: set[tuple[int, int]] = set()  # (class, subject) of the lessons
+        assigned: set[tuple[int, int, int]] = set()  # (author, class, subject) found
+        for lesson, subject, teacher in self.session.execute(
+            _LESSON_ROWS, {"lessons": list(lesson_ids), "authors": list(authors)}
+        ):
             self._rows[(Lesson, lesson.id)] = lesson
+            if subject is not None:
+                self._rows[(Subject, subject.id)] = subject
             classes.add(lesson.class_group_id)
+            taught.add((lesson.class_group_id, lesson.subject_id))
+            if teacher is not None:
+                assigned.add((teacher, lesson.class_group_id, lesson.subject_id))
+        for class_group_id, subject_id in taught:  # what _is_assigned would look up
+            for author in authors:
+                key = (author, class_group_id, subject_id)
+                self._assigned.setdefault(key, key in assigned)
         new_students = {i for i in student_ids if (Student, i) not in self._rows}
-        for student in self.session.scalars(select(Student).where(Student.id.in_(new_students))):
-            self._rows[(Student, student.id)] = student
         wanted = {(s, c) for s in student_ids for c in classes} - self._enrolled.keys()
-        if wanted:
-            for key in wanted:
-                self._enrolled[key] = []
+        for key in wanted:
+            self._enrolled[key] = []
+        if new_students:
+            # With their enrollments in the lessons' classes (one row per enrollment).
+            for student, enrollment in self.session.execute(
+                _STUDENT_ROWS, {"students": list(new_students), "classes": list(classes)}
+            ):
+                self._rows[(Student, student.id)] = student
+                if enrollment is not None and (student.id, enrollment.class_group_id) in wanted:
+                    self._enrolled[(student.id, enrollment.class_group_id)].append(enrollment)
+        rest = {(s, c) for s, c in wanted if s not in new_students}
+        if rest:
             for enrollment in self.session.scalars(
                 select(Enrollment).where(
-                    Enrollment.student_id.in_({s for s, _c in wanted}),
-                    Enrollment.class_group_id.in_({c for _s, c in wanted}),
+                    Enrollment.student_id.in_({s for s, _c in rest}),
+                    Enrollment.class_group_id.in_({c for _s, c in rest}),
                 )
             ):
                 key = (enrollment.student_id, enrollment.class_group_id)
-                if key in wanted:
+                if key in rest:
                     self._enrolled[key].append(enrollment)
 
     def _existing(self, entry_id: str) -> tuple[int, int, bytes] | None:
@@ -737,12 +767,9 @@ class Recorder:
             # "SET size = size" takes the row's write lock (held to commit) and reads the
             # committed size: nobody else can append to this log until we commit. A writer
             # stuck holding it makes us give up after APPEND_LOCK_TIMEOUT, not wait for ever.
-            logs = Log.__table__.c
+            postgres = self.session.get_bind().dialect.name == "postgresql"
             self._sizes[log.id] = self.session.execute(
-                update(Log.__table__)
-                .where(logs.id == log.id, lock_wait_bounded(self.session))
-                .values(size=logs.size)
-                .returning(logs.size)
+                _reserve(postgres), {"log_id": log.id, **lock_wait_params()}
             ).scalar_one()
             _pending_recorders(self.session).add(self)
         seq = self._sizes[log.id]
@@ -817,9 +844,7 @@ class Recorder:
             _insert_entries(self.session, rows)
             for row in rows:
                 self._unfolded.setdefault(row[5], []).append(row[6])  # device_kid, device_seq
-            self.session.execute(
-                update(Log.__table__).where(Log.id == log_id).values(size=self._sizes[log_id])
-            )
+            self.session.execute(_SET_SIZE, {"log_id": log_id, "size": self._sizes[log_id]})
             log = self.session.identity_map.get(self.session.identity_key(Log, (log_id,)))
             if log is not None:
                 set_committed_value(log, "size", self._sizes[log_id])
@@ -830,12 +855,16 @@ class Recorder:
         self._pending_ids.clear()
         self._pending_supersessions.clear()
 
-    def fold_device_seqs(self) -> dict[str, DeviceSeqReport]:
+    def fold_device_seqs(self, *, seen_at: dt.datetime | None = None) -> dict[str, DeviceSeqReport]:
         """Fold the device_seqs of the entries written into their keys' reports (after all
         of the transaction's journal locks, so key locks are always taken after them); returns
-        the reports of the keys folded in so far."""
+        the reports of the keys folded in so far. ``seen_at``: mark the keys folded now as
+        used at that moment (they are in ``seen``), in the same UPDATE."""
         if self._unfolded:
-            self.seq_reports.update(fold_stored_seqs(self.session, self._unfolded))
+            folded = fold_stored_seqs(self.session, self._unfolded, seen_at=seen_at)
+            self.seq_reports.update(folded)
+            if seen_at is not None:
+                self.seen.update(folded)
             self._unfolded.clear()
         return self.seq_reports
 
@@ -847,6 +876,72 @@ class Recorder:
         self._pending_supersessions.clear()
         self._sizes.clear()
         self._known.clear()
+
+
+# The statements every sync batch runs are built once: building one (and its cache key) cost
+# more than running it.
+_JOURNAL_ROWS = (
+    select(Log, ClassGroup, School, Term)
+    .outerjoin(ClassGroup, ClassGroup.id == Log.class_group_id)
+    .outerjoin(School, School.id == ClassGroup.school_id)
+    .outerjoin(Term, Term.school_year_id == ClassGroup.school_year_id)
+    .where(Log.origin == bindparam("origin"), Log.kind == "journal")
+)
+_LESSON_ROWS = (
+    select(Lesson, Subject, TeachingAssignment.user_id)
+    .outerjoin(Subject, Subject.id == Lesson.subject_id)
+    .outerjoin(
+        TeachingAssignment,
+        and_(
+            TeachingAssignment.class_group_id == Lesson.class_group_id,
+            TeachingAssignment.subject_id == Lesson.subject_id,
+            TeachingAssignment.user_id.in_(bindparam("authors", expanding=True)),
+        ),
+    )
+    .where(Lesson.id.in_(bindparam("lessons", expanding=True)))
+)
+_STUDENT_ROWS = (
+    select(Student, Enrollment)
+    .outerjoin(
+        Enrollment,
+        and_(
+            Enrollment.student_id == Student.id,
+            Enrollment.class_group_id.in_(bindparam("classes", expanding=True)),
+        ),
+    )
+    .where(Student.id.in_(bindparam("students", expanding=True)))
+)
+
+
+@functools.cache
+def _recorded(postgres: bool) -> Select[tuple[str, int, int, bytes, str | None]]:
+    """The entries with ids ``:ids`` (see ``one_of``)."""
+    ids = (
+        Entry.entry_id == any_(bindparam("ids", type_=postgresql.ARRAY(String)))
+        if postgres
+        else Entry.entry_id.in_(bindparam("ids", expanding=True))
+    )
+    return select(Entry.entry_id, Entry.log_id, Entry.seq, Entry.leaf, Entry.cell).where(ids)
+
+
+@functools.cache
+def _reserve(postgres: bool) -> Any:
+    """Lock the log ``:log_id``'s row and read its committed size (see ``_reserve_seq``)."""
+    logs = Log.__table__.c
+    return (
+        update(Log.__table__)
+        .where(logs.id == bindparam("log_id"), lock_wait_condition(postgres))
+        .values(size=logs.size)
+        .returning(logs.size)
+    )
+
+
+# Core, built once (an ORM bulk UPDATE would also look for Log objects to update).
+_SET_SIZE = (
+    update(Log.__table__)
+    .where(Log.__table__.c.id == bindparam("log_id"))
+    .values(size=bindparam("size"))
+)
 
 
 def one_of(session: Session, column: Any, values: list[str]) -> Any:

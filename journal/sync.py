@@ -210,8 +210,8 @@ def upload_batch(
         result.journal = payload["journal"]
         kids.add(parsed["kid"])
     recorder.flush()
-    folded = recorder.fold_device_seqs()
-    mark_devices_seen(session, kids, now)
+    folded = recorder.fold_device_seqs(seen_at=now)
+    mark_devices_seen(session, kids - recorder.seen, now)  # keys of duplicates only
     stored = [r.entry_id for r in results if r.status in ("accepted", "duplicate") and r.entry_id]
     if all(entry_id in recorder.cells for entry_id in stored):
         conflicts = conflicts_in_cells(session, [recorder.cells[i] for i in stored])
