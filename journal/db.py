@@ -95,18 +95,11 @@ def bound_lock_wait(session: Session) -> None:
     )
 
 
-def lock_wait_bounded(session: Session) -> ColumnElement[bool]:
-    """``bound_lock_wait`` as a condition for the WHERE clause of the statement that takes the
-    lock: one round trip instead of two (a batch takes its journal's lock once). PostgreSQL
-    evaluates it on the row before it waits for the row's lock; elsewhere it is just true."""
-    if session.get_bind().dialect.name != "postgresql":
-        return true()
-    return func.set_config("lock_timeout", _lock_timeout(), True).is_not(None)
-
-
 def lock_wait_condition(postgres: bool) -> ColumnElement[bool]:
-    """``lock_wait_bounded`` for a statement built once: the timeout is its bound parameter
-    ``lock_timeout``, whose value ``lock_wait_params`` gives (true elsewhere)."""
+    """``bound_lock_wait`` as a condition for the WHERE clause of the statement that takes the
+    lock, one round trip instead of two: PostgreSQL evaluates it on the row before it waits for
+    the row's lock (true elsewhere). The statement is built once: the timeout is its bound
+    parameter ``lock_timeout``, whose value ``lock_wait_params`` gives."""
     if not postgres:
         return true()
     return func.set_config("lock_timeout", bindparam("lock_timeout", type_=String), True).is_not(

@@ -915,7 +915,8 @@ _STUDENT_ROWS = (
 
 @functools.cache
 def _recorded(postgres: bool) -> Select[tuple[str, int, int, bytes, str | None]]:
-    """The entries with ids ``:ids`` (see ``one_of``)."""
+    """The entries with ids ``:ids``: on PostgreSQL ``= ANY(array)``, one parameter however many
+    ids (an expanding IN costs SQLAlchemy and the server a parameter each)."""
     ids = (
         Entry.entry_id == any_(bindparam("ids", type_=postgresql.ARRAY(String)))
         if postgres
@@ -942,14 +943,6 @@ _SET_SIZE = (
     .where(Log.__table__.c.id == bindparam("log_id"))
     .values(size=bindparam("size"))
 )
-
-
-def one_of(session: Session, column: Any, values: list[str]) -> Any:
-    """``column IN values``: on PostgreSQL ``= ANY(array)``, one parameter however many values
-    (an expanding IN costs SQLAlchemy and the server a parameter each)."""
-    if session.get_bind().dialect.name == "postgresql":
-        return column == any_(bindparam(None, list(values), type_=postgresql.ARRAY(String)))
-    return column.in_(values)
 
 
 # The columns a new entry row fills, in the order of the pending tuples, with their PostgreSQL
