@@ -304,6 +304,7 @@ _NEGATIVE = b"(-0"
 _KEY_END = b'":'
 # Key sequences found in increasing order already: a log's payloads have a handful of shapes.
 _ORDERED_KEYS: set[tuple[str, ...]] = set()
+_CONTAINERS = frozenset({dict, list})
 _TIMESTAMP = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{6})?Z")
 
 
@@ -332,7 +333,7 @@ def _keys_in_order(value: Any) -> int:
         count = len(keys)
         value = value.values()
     for item in value:
-        if type(item) is dict or type(item) is list:
+        if type(item) in _CONTAINERS:
             inner = _keys_in_order(item)
             if inner < 0:
                 return -1
