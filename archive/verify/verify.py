@@ -53,6 +53,7 @@ import tarfile
 import tempfile
 import zipfile
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -82,6 +83,7 @@ TAG_TOKEN = "tagmanifest-sha512.txt.tsr"  # noqa: S105 (a file name)
 MAX_FILES = 100_000
 MIN_CRYPTOGRAPHY = 42  # Certificate.not_valid_before_utc
 MAX_BYTES = 4 * 1024**3
+_TYPICAL_LEAF_BYTES = 512  # a record is about this long: the guess only starts workers early
 _MANIFEST_NAME = re.compile(r"(tag)?manifest-([a-z0-9]+)\.txt")
 _MANIFEST_LINE = re.compile(r"([0-9a-f]+)  ([^\r\n]+)")
 _CHECKPOINT_NAME = re.compile(r"data/checkpoints/(0|[1-9][0-9]*)\.checkpoint")
@@ -551,6 +553,7 @@ def _check_log(
     verifier: note.Verifier,
     keys: Mapping[str, audit.DeviceKeyInfo],
     info: Mapping[str, str],
+    pool: Executor | None = None,
 ) -> VerifiedLog | None:
     check = report.check("log", "Entries, checkpoints and consistency proofs")
     data = files.get("data/entries.jsonl")
@@ -597,7 +600,7 @@ def _check_log(
     newest = notes[max(notes)]
     origin = info.get("Log-Origin") or note.parse_checkpoint(note.split_note(newest)[0]).origin
     audit_report = audit.verify_log(
-        leaves, keys, list(notes.values()), verifier, origin, consistency=proofs
+        leaves, keys, list(notes.values()), verifier, origin, consistency=proofs, pool=pool
     )
     for problem in audit_report.problems:
         # A root that does not match names a range, not an entry: say which checkpoint.
@@ -1306,15 +1309,17 @@ def verify_bag_files(
     subject: str = ".",
     openssl: str | None = "openssl",
     trust: Sequence[x509.Certificate] = (),
+    pool: Executor | None = None,
 ) -> Report:
-    """Everything ``journal-verify bag`` checks, on a bag's files (POSIX path → bytes)."""
+    """Everything ``journal-verify bag`` checks, on a bag's files (POSIX path → bytes);
+    ``pool`` is ``audit.worker_pool``'s, when the caller started one."""
     report = Report("bag", subject)
     digests = _Digests(files)
     _check_identity(report, _bag_info(Check("", ""), files.get("bag-info.txt")), verifier)
     info = _check_bagit(report, files, digests)
     _check_seal(report, files, verifier)
     keys = _check_keys(report, files, verifier)
-    log = _check_log(report, files, verifier, keys, info)
+    log = _check_log(report, files, verifier, keys, info, pool)
     certificates = report.check("certificates", "Certificates in data/keys/")
     anchors = _certificates(certificates, files)
     certificates.note(
@@ -1337,12 +1342,27 @@ def verify_bag(
     """``journal-verify bag``: a bag directory, or a zip or tar file holding one."""
     path = Path(path)
     report = Report("bag", str(path))
+    # The log's workers start while the bag is read and its checksums computed.
+    with audit.worker_pool(_expected_leaves(path)) as pool:
+        try:
+            files = read_bag_directory(path) if path.is_dir() else read_archive(path.read_bytes())
+        except (ArchiveRefused, OSError) as exc:
+            report.check("bag", "BagIt structure and manifests").fail(str(path), str(exc))
+            return report
+        return verify_bag_files(
+            files, verifier, subject=str(path), openssl=openssl, trust=trust, pool=pool
+        )
+
+
+def _expected_leaves(path: Path) -> int:
+    """A guess, before reading, at how many entries the bag holds: its entries file's size (or
+    the archive's) over a typical record's; 0 when it cannot be told."""
     try:
-        files = read_bag_directory(path) if path.is_dir() else read_archive(path.read_bytes())
-    except (ArchiveRefused, OSError) as exc:
-        report.check("bag", "BagIt structure and manifests").fail(str(path), str(exc))
-        return report
-    return verify_bag_files(files, verifier, subject=str(path), openssl=openssl, trust=trust)
+        entries = path / "data" / "entries.jsonl"
+        size = entries.stat().st_size if path.is_dir() else path.stat().st_size
+    except OSError:
+        return 0
+    return size // _TYPICAL_LEAF_BYTES
 
 
 def verify_pdf(

@@ -8,16 +8,18 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import datetime as dt
 import functools
+import hashlib
 import json
 import multiprocessing
 import os
 import re
 from collections.abc import Iterator, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, NoReturn
+from typing import Any, NoReturn, cast
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -32,10 +34,10 @@ from .entry import (
     MAX_PAYLOAD_BYTES,
     MAX_SAFE_INTEGER,
     SIGNING_CONTEXT,
+    Alg,
     KeyFormatError,
     LeafRecord,
     PayloadError,
-    _short_integers_only,
     load_public_key,
     parse_leaf,
     verify_payload,
@@ -145,12 +147,14 @@ def verify_log(
     stored_seqs: Sequence[int] | None = None,
     stored_leaf_hashes: Sequence[bytes] | None = None,
     workers: int | None = None,
+    pool: Executor | None = None,
 ) -> AuditReport:
     """Check every leaf, the tree against every checkpoint, and the consistency proofs.
 
     ``stored_seqs`` and ``stored_leaf_hashes`` are the database's index columns, when there is a
     database: a mismatch with the leaf bytes names the tampered seq. Large logs are checked on
-    every core (``workers``: None for all, 1 for this process only); the report is the same.
+    every core (``workers``: None for all, 1 for this process only), in ``pool`` when the caller
+    started it with ``worker_pool``; the report is the same.
     """
     report = AuditReport(origin=origin, size=len(leaves))
     parsed: list[note.Checkpoint] = []
@@ -168,24 +172,42 @@ def verify_log(
     wanted = {cp.size for cp in parsed}
     roots: dict[int, bytes] = {0: builder.root()} if 0 in wanted else {}
     seen_ids: dict[str, int] = {}
-    for index, leaf_hash_value, leaf_problems, entry_id in _checked_leaves(
-        leaves, device_keys, origin, workers
+    size = merkle.HASH_SIZE
+    for start, hashes, leaf_problems, entry_ids, subtree in _checked_chunks(
+        leaves, device_keys, origin, workers, pool
     ):
-        builder.append(leaf_hash_value)
-        if builder.size in wanted:
-            roots[builder.size] = builder.root()
-        if stored_seqs is not None and stored_seqs[index] != index:
-            problems.append(
-                Problem(index, f"stored seq {stored_seqs[index]} where {index} was expected")
-            )
-        if stored_leaf_hashes is not None and stored_leaf_hashes[index] != leaf_hash_value:
-            problems.append(Problem(index, "the leaf bytes do not match their recorded hash"))
-        problems.extend(leaf_problems)
-        if entry_id is not None:
-            if entry_id in seen_ids:
-                problems.append(Problem(index, f"entry_id also used at seq {seen_ids[entry_id]}"))
-            else:
-                seen_ids[entry_id] = index
+        end = start + len(entry_ids)
+        if subtree is not None and not any(start < w < end for w in wanted):
+            builder.append_subtree(subtree, end - start)
+            if end in wanted:
+                roots[end] = builder.root()
+        else:
+            for offset in range(0, len(hashes), size):
+                builder.append(hashes[offset : offset + size])
+                if builder.size in wanted:
+                    roots[builder.size] = builder.root()
+        if _chunk_is_clean(
+            start, end, hashes, leaf_problems, entry_ids, seen_ids, stored_seqs, stored_leaf_hashes
+        ):
+            continue
+        # Something to say in this chunk: leaf by leaf, in the order of the checks.
+        for offset, entry_id in enumerate(entry_ids):
+            index = start + offset
+            leaf_hash_value = hashes[offset * size : (offset + 1) * size]
+            if stored_seqs is not None and stored_seqs[index] != index:
+                problems.append(
+                    Problem(index, f"stored seq {stored_seqs[index]} where {index} was expected")
+                )
+            if stored_leaf_hashes is not None and stored_leaf_hashes[index] != leaf_hash_value:
+                problems.append(Problem(index, "the leaf bytes do not match their recorded hash"))
+            problems.extend(leaf_problems.get(index, ()))
+            if entry_id is not None:
+                if entry_id in seen_ids:
+                    problems.append(
+                        Problem(index, f"entry_id also used at seq {seen_ids[entry_id]}")
+                    )
+                else:
+                    seen_ids[entry_id] = index
     report.problems[:0] = problems
     report.root = builder.root()
 
@@ -258,31 +280,103 @@ _PAYLOAD_END = b',"received_at":'
 # Deleting every byte below 0xF0 leaves the lead bytes of 4-byte UTF-8 sequences: JCS orders keys
 # by UTF-16 code units and json.dumps by code points, and the two differ only for those.
 _BELOW_F0 = bytes(range(0xF0))
+# One translation of a leaf answers most questions asked of its bytes (with ``bytes.find``, not
+# ``in``, which costs a TypeError raised and cleared in CPython): digits become "0" (a run of
+# 16 is an integer that may be unsafe); whitespace, backslashes and the lead bytes of 4-byte
+# sequences become "!" (what ``_plainly_canonical`` cannot judge); "-" stays, and the bytes a
+# number may follow (":", ",", "[", "{") become "(": "(-0" is a negative number, maybe "-0",
+# which json reads as 0.
+_CLASSES = bytes(
+    ord("0")
+    if 0x30 <= b <= 0x39
+    else ord("!")
+    if b in b" \t\n\r\\" or b >= 0xF0
+    else ord("(")
+    if b in b":,[{"
+    else b
+    if b == ord("-")
+    else ord("x")
+    for b in range(256)
+)
+_SUSPECT = b"!"
+_SIXTEEN_DIGITS = b"0" * 16
+_NEGATIVE = b"(-0"
+_KEY_END = b'":'
+# Key sequences found in increasing order already: a log's payloads have a handful of shapes.
+_ORDERED_KEYS: set[tuple[str, ...]] = set()
+_CONTAINERS = frozenset({dict, list})
 _TIMESTAMP = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{6})?Z")
+
+
+def _plainly_canonical(obj: dict[str, Any], line: bytes) -> bool:
+    """Whether ``line``, which decodes to ``obj``, is ``_ENCODER.encode(obj)`` (its UTF-8), for a
+    line without whitespace, backslashes, astral-plane characters or a "-0" number: then no
+    token has another spelling (every string is written as it reads, every integer as json
+    read it), so the text is canonical exactly when every object's keys increase and none
+    is repeated. A repeated key leaves fewer keys in the objects than the line's ``":``, which
+    end every key (and open a string that starts with a colon: then it says no, and the
+    encoder decides)."""
+    count = _keys_in_order(obj)
+    return count >= 0 and count == line.count(_KEY_END)
+
+
+def _keys_in_order(value: Any) -> int:
+    """How many keys the objects in ``value`` hold, or -1 when one's keys do not increase."""
+    count = 0
+    if type(value) is dict:
+        keys = tuple(value)
+        if keys not in _ORDERED_KEYS:
+            if any(a >= b for a, b in zip(keys, keys[1:], strict=False)):
+                return -1
+            if len(_ORDERED_KEYS) < 4096:
+                _ORDERED_KEYS.add(keys)
+        count = len(keys)
+        value = value.values()
+    for item in value:
+        if type(item) in _CONTAINERS:
+            inner = _keys_in_order(item)
+            if inner < 0:
+                return -1
+            count += inner
+    return count
 
 
 def parse_leaf_fast(line: bytes) -> LeafRecord | None:
     """``parse_leaf`` for leaves that are plainly canonical, several times faster; None whenever
-    in doubt, and the caller asks ``parse_leaf`` (which also says what is wrong).
+    in doubt, and the caller asks ``parse_leaf`` (which also says what is wrong)."""
+    fields = _plain_leaf_fields(line)
+    return None if fields is None else LeafRecord(*fields)
+
+
+_LeafFields = tuple[int, str, dict[str, Any], bytes, Alg, str, bytes]
+
+
+def _plain_leaf_fields(line: bytes) -> _LeafFields | None:
+    """``parse_leaf_fast``'s fields, as a tuple (no record built for each leaf a worker checks).
 
     For JSON without floats, astral-plane characters or deep nesting, ``json.dumps`` with sorted
     keys, no spaces and ``ensure_ascii=False`` writes exactly the RFC 8785 bytes ``parse_leaf``
     requires: so a leaf that is its own re-serialization is canonical. The payload's canonical
     bytes are then the slice of the line between ``"payload":`` and ``,"received_at":``.
     """
-    if (
-        len(line) > MAX_LEAF_BYTES
-        or line.count(b"{") + line.count(b"[") > MAX_NESTING
-        or line.translate(None, _BELOW_F0)
-    ):
+    if len(line) > MAX_LEAF_BYTES:
+        return None
+    if line.count(b"{") + line.count(b"[") > MAX_NESTING:
+        return None
+    classes = line.translate(_CLASSES)
+    suspect = classes.find(_SUSPECT) >= 0
+    if suspect and line.translate(None, _BELOW_F0):
         return None
     try:
         text = line.decode("utf-8")
-        decoder = _SHORT_INT_DECODER if _short_integers_only(line) else _DECODER
+        decoder = _SHORT_INT_DECODER if classes.find(_SIXTEEN_DIGITS) < 0 else _DECODER
         obj = decoder.decode(text)
         if type(obj) is not dict or obj.keys() != LEAF_FIELDS:
             return None
-        if _ENCODER.encode(obj) != text:
+        # Re-serializing decides whenever the quick check cannot say yes: the same leaves pass.
+        if (
+            suspect or classes.find(_NEGATIVE) >= 0 or not _plainly_canonical(obj, line)
+        ) and _ENCODER.encode(obj) != text:
             return None
         seq, received_at, payload = obj["seq"], obj["received_at"], obj["payload"]
         alg, kid, sig_text = obj["alg"], obj["kid"], obj["sig"]
@@ -311,7 +405,7 @@ def parse_leaf_fast(line: bytes) -> LeafRecord | None:
     ]
     if len(payload_bytes) > MAX_PAYLOAD_BYTES:
         return None
-    return LeafRecord(seq, received_at, payload, payload_bytes, alg, kid, sig)
+    return seq, received_at, payload, payload_bytes, alg, kid, sig
 
 
 @functools.lru_cache(maxsize=4096)
@@ -398,37 +492,101 @@ def _note_entry_id(
 
 # Below this many leaves starting processes costs more than it saves.
 PARALLEL_MIN_LEAVES = 4000
-_CHUNK = 1000  # small enough that the last chunks keep both cores busy to the end
+# Small enough that the last chunks keep both cores busy to the end; a power of two, so that a
+# worker hands back its chunk's perfect subtree root and the caller appends it in one step.
+_CHUNK = 1024
 
-_Checked = tuple[int, bytes, Sequence[Problem], str | None]
 # A worker's answer for a chunk, compact to send back: its start, the leaf hashes joined, the
-# problems by seq (few), and each leaf's entry id.
-_Chunk = tuple[int, bytes, dict[int, list[Problem]], list[str | None]]
+# problems by seq (few), each leaf's entry id, and the root of the chunk's leaves when they
+# form a perfect subtree aligned at ``start`` (else None).
+_Chunk = tuple[int, bytes, dict[int, list[Problem]], list[str | None], bytes | None]
+
+
+def _chunk_is_clean(
+    start: int,
+    end: int,
+    hashes: bytes,
+    leaf_problems: Mapping[int, list[Problem]],
+    entry_ids: list[str | None],
+    seen_ids: dict[str, int],
+    stored_seqs: Sequence[int] | None,
+    stored_leaf_hashes: Sequence[bytes] | None,
+) -> bool:
+    """True, with the chunk's entry ids noted in ``seen_ids``, when none of its leaves has a
+    problem: checked a chunk at a time, as ``verify_log`` does leaf by leaf otherwise."""
+    if leaf_problems:
+        return False
+    if stored_seqs is not None and list(stored_seqs[start:end]) != list(range(start, end)):
+        return False
+    if stored_leaf_hashes is not None and b"".join(stored_leaf_hashes[start:end]) != hashes:
+        return False
+    batch = dict(zip(entry_ids, range(start, end), strict=True))
+    # An id repeated within the chunk shrinks the batch, one seen before meets it; a leaf
+    # without an id (None) is rare enough to be left to the leaf-by-leaf loop.
+    if len(batch) != len(entry_ids) or None in batch or not seen_ids.keys().isdisjoint(batch):
+        return False
+    seen_ids.update(cast(dict[str, int], batch))
+    return True
+
+
+def _ready_keys(device_keys: Mapping[str, DeviceKeyInfo]) -> dict[str, tuple[Any, int | None]]:
+    """The Ed25519 keys that are loadable and not revoked, loaded, with their owner: a leaf signed
+    by one needs no more than the checks ``_check_range`` makes on its own."""
+    ready: dict[str, tuple[Any, int | None]] = {}
+    for kid, info in device_keys.items():
+        if info.alg != "ed25519" or info.revoked_at is not None:
+            continue
+        try:
+            ready[kid] = (_ed25519_key(info.public_key), info.user)
+        except KeyFormatError:
+            continue
+    return ready
 
 
 def _check_range(
     leaves: Sequence[bytes], start: int, device_keys: Mapping[str, DeviceKeyInfo], origin: str
 ) -> _Chunk:
-    """``leaves`` are the log's leaves from seq ``start`` on (a chunk, in a worker)."""
+    """``leaves`` are the log's leaves from seq ``start`` on (a chunk, in a worker).
+
+    A leaf that is plainly fine (canonical, in its place, of this log, signed by a ready key
+    of its device and owner, the signature good) is passed with the fewest steps; any other
+    goes through ``_check_leaf``, which says what is wrong in the words of the report."""
     report = AuditReport(origin=origin)
     problems: dict[int, list[Problem]] = {}
     entry_ids: list[str | None] = []
     hashes: list[bytes] = []
+    ready = _ready_keys(device_keys)
+    sha256 = hashlib.sha256
     for index, line in enumerate(leaves, start):
+        hashes.append(sha256(b"\x00" + line).digest())
+        fields = _plain_leaf_fields(line)
+        if fields is not None:
+            seq, _received_at, payload, payload_bytes, alg, kid, sig = fields
+            key = ready.get(kid)
+            if (
+                key is not None
+                and seq == index
+                and alg == "ed25519"
+                and len(sig) == 64
+                and payload.get("journal") == origin
+                and payload.get("device_id") == kid
+                and (key[1] is None or payload.get("author") == key[1])
+            ):
+                try:
+                    key[0].verify(sig, SIGNING_CONTEXT + payload_bytes)
+                except InvalidSignature:
+                    pass
+                else:
+                    entry_id = payload.get("entry_id")
+                    entry_ids.append(entry_id if type(entry_id) is str else None)
+                    continue
         before = len(report.problems)
         entry_ids.append(_check_leaf(report, index, line, device_keys, origin))
         if len(report.problems) != before:
             problems[index] = report.problems[before:]
-        hashes.append(merkle.leaf_hash(line))
-    return start, b"".join(hashes), problems, entry_ids
-
-
-def _unpack(chunk: _Chunk) -> Iterator[_Checked]:
-    start, hashes, problems, entry_ids = chunk
-    size = merkle.HASH_SIZE
-    for offset, entry_id in enumerate(entry_ids):
-        index = start + offset
-        yield index, hashes[offset * size : (offset + 1) * size], problems.get(index, ()), entry_id
+    count = len(leaves)
+    perfect = count > 0 and not count & (count - 1) and not start % count
+    return start, b"".join(hashes), problems, entry_ids, merkle.root(hashes) if perfect else None
 
 
 def _worker_count(workers: int | None, size: int) -> int:
@@ -442,32 +600,58 @@ def _worker_count(workers: int | None, size: int) -> int:
         return os.cpu_count() or 1
 
 
-def _checked_leaves(
+def _new_pool(count: int) -> ProcessPoolExecutor:
+    # spawn, not fork: a worker must hold none of the caller's files, locks or pipes (a
+    # killed caller then leaves no worker behind, and nothing is finalized twice).
+    return ProcessPoolExecutor(max_workers=count, mp_context=multiprocessing.get_context("spawn"))
+
+
+def _started() -> None:
+    """Nothing: one call per worker makes it start, and import this module, at once."""
+
+
+@contextlib.contextmanager
+def worker_pool(expected_leaves: int, workers: int | None = None) -> Iterator[Executor | None]:
+    """The workers ``verify_log`` will check about ``expected_leaves`` leaves on, started now:
+    a worker takes a fraction of a second to start (a new interpreter, its imports), which
+    then passes while the caller reads the log instead of after. None when one process will
+    do; give what this yields to ``verify_log`` as ``pool``."""
+    count = _worker_count(workers, expected_leaves)
+    if count == 1:
+        yield None
+        return
+    with _new_pool(count) as pool:
+        for _ in range(count):
+            pool.submit(_started)
+        yield pool
+
+
+def _checked_chunks(
     leaves: Sequence[bytes],
     device_keys: Mapping[str, DeviceKeyInfo],
     origin: str,
     workers: int | None,
-) -> Iterator[_Checked]:
-    """Each leaf's hash, problems and entry id, in seq order, computed on ``workers`` cores."""
+    pool: Executor | None,
+) -> Iterator[_Chunk]:
+    """Each chunk's leaf hashes, problems and entry ids, in seq order, computed on ``workers``
+    cores (in ``pool`` when the caller started one)."""
     count = _worker_count(workers, len(leaves))
-    if count == 1:
-        yield from _unpack(_check_range(leaves, 0, device_keys, origin))
-        return
     starts = range(0, len(leaves), _CHUNK)
+    if count == 1:
+        for start in starts:
+            yield _check_range(leaves[start : start + _CHUNK], start, device_keys, origin)
+        return
     keys = dict(device_keys)
-    # spawn, not fork: a worker must hold none of the caller's files, locks or pipes (a
-    # killed caller then leaves no worker behind, and nothing is finalized twice).
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=count, mp_context=context) as pool:
-        chunks = pool.map(
+    with contextlib.ExitStack() as stack:
+        if pool is None:
+            pool = stack.enter_context(_new_pool(count))
+        yield from pool.map(
             _check_range,
             [leaves[start : start + _CHUNK] for start in starts],
             starts,
             [keys] * len(starts),
             [origin] * len(starts),
         )
-        for chunk in chunks:
-            yield from _unpack(chunk)
 
 
 def check_leaves(

@@ -96,6 +96,21 @@ class TreeBuilder:
         self._stack.append(node)
         self._size += 1
 
+    def append_subtree(self, subtree_root: bytes, count: int) -> None:
+        """Append ``count`` leaves at once by the root of their perfect subtree: ``count`` is a
+        power of two and the size a multiple of it (a verifier's worker hashes that much)."""
+        if count <= 0 or count & (count - 1) or self._size % count:
+            raise ValueError(f"{count} leaves are not a perfect subtree aligned at {self._size}")
+        if len(subtree_root) != HASH_SIZE:
+            raise ValueError("a subtree root must be 32 bytes")
+        node = subtree_root
+        n = self._size // count
+        while n & 1:
+            node = node_hash(self._stack.pop(), node)
+            n >>= 1
+        self._stack.append(node)
+        self._size += count
+
     def root(self) -> bytes:
         if not self._stack:
             return EMPTY_ROOT

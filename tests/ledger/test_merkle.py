@@ -368,6 +368,35 @@ def test_tree_builder_equals_root_for_sizes_0_to_300() -> None:
         assert builder.root() == root(TREE_HASHES[:size]), size
 
 
+@pytest.mark.parametrize("count", [1, 2, 4, 8, 32])
+def test_tree_builder_appends_aligned_perfect_subtrees(count: int) -> None:
+    builder = TreeBuilder()
+    for start in range(0, 256, count):
+        builder.append_subtree(root(TREE_HASHES[start : start + count]), count)
+        assert builder.size == start + count
+        assert builder.hashes == _one_by_one(start + count).hashes
+        assert builder.root() == root(TREE_HASHES[: start + count])
+    builder.append(TREE_HASHES[256])
+    assert builder.root() == root(TREE_HASHES[:257])
+
+
+def test_tree_builder_refuses_a_subtree_that_is_not_perfect_and_aligned() -> None:
+    builder = _one_by_one(3)
+    for count in (0, 3, 2, 4):  # not a power of two, or the size 3 is no multiple of it
+        with pytest.raises(ValueError):
+            builder.append_subtree(TREE_HASHES[0], count)
+    with pytest.raises(ValueError):
+        _one_by_one(4).append_subtree(b"short", 4)
+    assert builder.size == 3
+
+
+def _one_by_one(size: int) -> TreeBuilder:
+    builder = TreeBuilder()
+    for h in TREE_HASHES[:size]:
+        builder.append(h)
+    return builder
+
+
 def test_tree_builder_resumes_from_saved_state() -> None:
     builder = TreeBuilder()
     for h in TREE_HASHES[:77]:
