@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Annotated, Any
 
 from flask import Flask, current_app, g, has_app_context
@@ -29,6 +29,7 @@ from sqlalchemy import (
     text,
     true,
 )
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Session, mapped_column, sessionmaker
 
 NAMING_CONVENTION = {
@@ -156,6 +157,60 @@ def _configure_sqlite(engine: Engine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+# Whether the transaction on a connection has written, kept in ``Connection.info`` from the
+# engine's events below: a write is any statement but a plain SELECT, and COPY says so itself.
+WROTE = "journal.wrote"
+_CONNECTION = "journal.connection"
+# ``Session.info`` key of the work a session holds to write before its commit (deferred
+# recorders): a session with any ends with ROLLBACK as before.
+PENDING_WRITES = "journal.pending_writes"
+
+
+def note_write(connection: Any) -> None:
+    """Record that ``connection``'s transaction wrote by a path SQLAlchemy does not see (COPY)."""
+    connection.info[WROTE] = True
+
+
+@event.listens_for(Engine, "begin")
+def _transaction_begins(connection: Any) -> None:
+    connection.info[WROTE] = False
+
+
+@event.listens_for(Engine, "before_cursor_execute")
+def _maybe_a_write(
+    connection: Any, _cursor: Any, statement: str, _params: Any, _context: Any, _many: bool
+) -> None:
+    # WITH may hide an INSERT; DDL, SET and the rest count as writes too (SQLite's BEGIN not).
+    if statement.lstrip()[:6].upper() not in ("SELECT", "BEGIN "):
+        connection.info[WROTE] = True
+
+
+@event.listens_for(Session, "after_begin")
+def _remember_connection(session: Session, _transaction: Any, connection: Any) -> None:
+    session.info[_CONNECTION] = connection
+
+
+def end_session(session: Session, *, failed: bool = False) -> None:
+    """Close a request's session. A transaction that wrote nothing and holds no unflushed
+    change ends with COMMIT rather than ROLLBACK: the database sees no difference, but psycopg
+    forgets every prepared statement of the connection on ROLLBACK, so each read-only request
+    made the requests after it parse and plan their statements afresh."""
+    connection = session.info.pop(_CONNECTION, None)
+    if (
+        not failed
+        and connection is not None
+        and session.in_transaction()
+        and not connection.closed
+        and connection.info.get(WROTE) is False
+        and not session.info.get(PENDING_WRITES)
+        and not (session.new or session.dirty or session.deleted)
+    ):
+        # A connection lost at the very end: close() below cleans up.
+        with suppress(SQLAlchemyError):
+            session.commit()
+    session.close()
+
+
 class DatabaseState:
     """One app's engine and session factory (``app.extensions["journal_db"]``)."""
 
@@ -174,10 +229,10 @@ class Database:
         app.extensions["journal_db"] = DatabaseState(make_engine(app.config["DATABASE_URL"]))
 
         @app.teardown_appcontext
-        def _close_session(_exc: BaseException | None) -> None:
+        def _close_session(exc: BaseException | None) -> None:
             session = g.pop("_journal_session", None)
             if session is not None:
-                session.close()
+                end_session(session, failed=exc is not None)
 
     @property
     def state(self) -> DatabaseState:

@@ -26,7 +26,14 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from auth.models import DeviceKey, User
 
-from .db import bound_lock_wait, lock_wait_condition, lock_wait_params, utcnow
+from .db import (
+    PENDING_WRITES,
+    bound_lock_wait,
+    lock_wait_condition,
+    lock_wait_params,
+    note_write,
+    utcnow,
+)
 from .device_seqs import DeviceSeqReport, fold_stored_seqs
 from .grading import NoRuleError
 from .keys import LogKey
@@ -981,6 +988,7 @@ def _insert_entries(session: Session, rows: list[tuple[Any, ...]]) -> None:
             insert(Entry.__table__), [dict(zip(_ENTRY_COLUMNS, row, strict=True)) for row in rows]
         )
         return
+    note_write(connection)
     try:
         with driver.cursor() as cursor, cursor.copy(_COPY_ENTRIES) as copy:
             copy.set_types([type_ for _name, type_ in _ENTRY_COLUMN_TYPES])
@@ -993,14 +1001,14 @@ def _insert_entries(session: Session, rows: list[tuple[Any, ...]]) -> None:
 
 
 def _pending_recorders(session: Session) -> set[Recorder]:
-    recorders: set[Recorder] = session.info.setdefault("journal_recorders", set())
+    recorders: set[Recorder] = session.info.setdefault(PENDING_WRITES, set())
     return recorders
 
 
 @event.listens_for(Session, "before_commit")
 def _flush_recorders(session: Session) -> None:
     """A deferred Recorder's rows are written before any commit, so none can be forgotten."""
-    for recorder in session.info.pop("journal_recorders", set()):
+    for recorder in session.info.pop(PENDING_WRITES, set()):
         recorder.flush()
         recorder.fold_device_seqs()
         recorder._sizes.clear()  # the row lock ends with the transaction
@@ -1008,7 +1016,7 @@ def _flush_recorders(session: Session) -> None:
 
 @event.listens_for(Session, "after_rollback")
 def _discard_recorders(session: Session) -> None:
-    for recorder in session.info.pop("journal_recorders", set()):
+    for recorder in session.info.pop(PENDING_WRITES, set()):
         recorder.discard()
 
 
