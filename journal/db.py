@@ -196,19 +196,22 @@ def end_session(session: Session, *, failed: bool = False) -> None:
     forgets every prepared statement of the connection on ROLLBACK, so each read-only request
     made the requests after it parse and plan their statements afresh."""
     connection = session.info.pop(_CONNECTION, None)
-    if (
-        not failed
-        and connection is not None
-        and session.in_transaction()
-        and not connection.closed
-        and connection.info.get(WROTE) is False
-        and not session.info.get(PENDING_WRITES)
-        and not (session.new or session.dirty or session.deleted)
-    ):
-        # A connection lost at the very end: close() below cleans up.
-        with suppress(SQLAlchemyError):
-            session.commit()
-    session.close()
+    try:
+        if (
+            not failed
+            and connection is not None
+            and session.in_transaction()
+            and not connection.closed
+            and not connection.invalidated  # lost mid-request: its info is out of reach
+            and connection.info.get(WROTE) is False
+            and not session.info.get(PENDING_WRITES)
+            and not (session.new or session.dirty or session.deleted)
+        ):
+            # A connection lost at the very end: close() below cleans up.
+            with suppress(SQLAlchemyError):
+                session.commit()
+    finally:
+        session.close()
 
 
 class DatabaseState:

@@ -53,6 +53,12 @@ def app_with_views(fresh_app: Flask) -> Flask:
             prepared = db.session.scalar(sa.text("SELECT count(*) FROM pg_prepared_statements"))
         return f"{len(list(names))} {prepared}"
 
+    @fresh_app.get("/_test/lost")
+    def lost() -> str:
+        db.session.scalar(sa.select(School.name))
+        db.session.connection().invalidate()  # as a dropped connection leaves it
+        return "ok"
+
     fresh_app.config["TEST_SCHOOL_NAME"] = world.school.name
     return fresh_app
 
@@ -90,3 +96,11 @@ def test_read_only_requests_keep_prepared_statements(app_with_views: Flask) -> N
     # used to deallocate them all, so no request ever saw one.
     assert answers[-1].split()[0] == "1"
     assert int(answers[-1].split()[1]) >= 1, answers
+
+
+def test_a_connection_lost_during_a_read_only_request_is_closed_quietly(
+    app_with_views: Flask,
+) -> None:
+    client = app_with_views.test_client()
+    assert client.get("/_test/lost").status_code == 200
+    assert client.get("/_test/read").get_data(as_text=True).split()[0] == "1"
