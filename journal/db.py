@@ -7,6 +7,7 @@ request, command or job that called them commits once at its boundary.
 from __future__ import annotations
 
 import datetime as dt
+import select
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from typing import Annotated, Any
@@ -29,7 +30,7 @@ from sqlalchemy import (
     text,
     true,
 )
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DisconnectionError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Session, mapped_column, sessionmaker
 
 NAMING_CONVENTION = {
@@ -135,8 +136,22 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         engine = create_engine(url, **kwargs)
         _configure_sqlite(engine)
         return engine
-    kwargs.setdefault("pool_pre_ping", True)
-    return create_engine(url, **kwargs)
+    engine = create_engine(url, **kwargs)
+    if not kwargs.get("pool_pre_ping"):
+        event.listen(engine, "checkout", _drop_if_closed_by_server)
+    return engine
+
+
+def _drop_if_closed_by_server(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+    """Before the pool hands out a connection: an idle connection has nothing to read unless
+    its server went away (a closed socket, or the FATAL notice of a shutdown, a crash of the
+    postmaster or ``pg_terminate_backend``). Such a one is dropped and the pool connects
+    afresh (to whichever host takes writes). A system call instead of ``pool_pre_ping``'s
+    round trip to the server on every request."""
+    poller = select.poll()
+    poller.register(dbapi_connection.fileno(), select.POLLIN | select.POLLPRI)
+    if poller.poll(0):
+        raise DisconnectionError("the database server closed this connection")
 
 
 def _configure_sqlite(engine: Engine) -> None:

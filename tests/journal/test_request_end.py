@@ -1,5 +1,6 @@
-"""How a request's database session ends: a transaction that wrote nothing is committed (so
-psycopg keeps the connection's prepared statements), anything else is rolled back as before."""
+"""How a request's database session begins and ends: the pool never hands out a connection
+its server has closed; a transaction that wrote nothing is committed (so psycopg keeps the
+connection's prepared statements), anything else is rolled back as before."""
 
 from __future__ import annotations
 
@@ -104,3 +105,28 @@ def test_a_connection_lost_during_a_read_only_request_is_closed_quietly(
     client = app_with_views.test_client()
     assert client.get("/_test/lost").status_code == 200
     assert client.get("/_test/read").get_data(as_text=True).split()[0] == "1"
+
+
+def test_a_connection_the_server_closed_is_not_handed_to_the_next_request(
+    app_with_views: Flask,
+) -> None:
+    engine = app_with_views.extensions["journal_db"].engine
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite has no server to close a connection")
+    client = app_with_views.test_client()
+    assert client.get("/_test/read").status_code == 200  # the pool now keeps a connection
+    # pg_terminate_backend, as at a server restart (waiting until the backends are gone)
+    operator = sa.create_engine(engine.url)
+    try:
+        with operator.connect() as other:
+            terminated = other.scalar(
+                sa.text(
+                    "SELECT count(pg_terminate_backend(pid, 5000)) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            )
+    finally:
+        operator.dispose()
+    assert terminated
+    for _ in range(3):
+        assert client.get("/_test/read").status_code == 200

@@ -9,8 +9,8 @@ gap-free, and a checkpoint cut now verifies with the whole journal.
 PostgreSQL is restarted for real on a cluster of the test's own (``PrivatePostgres``: initdb in
 a temporary folder, a free loopback port), alternately as a service restart (``fast``) and as a
 crash (``immediate``, with WAL replay), while the devices sync. Each connection cut is tested
-too, by terminating every backend of a database on the shared cluster. The pool's
-``pool_pre_ping`` must recover from both.
+too, by terminating every backend of a database on the shared cluster. The pool must recover
+from both (``journal.db`` drops connections their server closed before handing them out).
 
 ``JOURNAL_CRASH_SEED`` replays a sequence; the seed is in every failure message.
 """
