@@ -44,6 +44,10 @@ def defaults(instance_path: str) -> dict[str, Any]:
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
         "SESSION_COOKIE_SECURE": True,
+        # The cookie names a server-side session whose lifetime (12 hours for staff, 14 days
+        # for others) is shorter than the cookie's (31 days): re-signing and re-sending it on
+        # every response would extend nothing.
+        "SESSION_REFRESH_EACH_REQUEST": False,
         # Reverse proxies in front of the app that set X-Forwarded-For/-Proto/-Host: with 0,
         # those headers are ignored (a client could forge them); behind one proxy, set 1.
         "PROXY_HOPS": 0,

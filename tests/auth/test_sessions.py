@@ -41,6 +41,18 @@ def test_a_copy_of_the_cookie_reads_nothing_after_logout(app, people, clock):
     assert thief.get("/portal/").headers["Location"].startswith("/login")
 
 
+def test_the_cookie_is_sent_again_only_when_it_changes(app, people, clock):
+    parent = signed_in(app, people["parent"])
+    cookie = parent.get_cookie("session").value
+    for _ in range(2):
+        response = parent.get("/api/portal/students")
+        assert response.status_code == 200
+        assert not any(h.startswith("session=") for h in response.headers.getlist("Set-Cookie"))
+    assert parent.get_cookie("session").value == cookie
+    post_form(parent, app, "/logout")  # a change: the cookie goes
+    assert parent.get_cookie("session") is None or parent.get_cookie("session").value != cookie
+
+
 def test_sign_out_everywhere_ends_every_session_of_the_person(app, people, clock, session):
     parent = people["parent"]
     phone, laptop = signed_in(app, parent), signed_in(app, parent)
