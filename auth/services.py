@@ -14,6 +14,7 @@ import datetime as dt
 import hashlib
 import re
 import secrets
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +22,7 @@ from flask import has_request_context, request
 from sqlalchemy import bindparam, case, exists, func, insert, select, true
 from sqlalchemy.orm import Session
 
-from journal.db import utcnow
+from journal.db import single_statement, utcnow
 from journal.ledger import entry as ledger_entry
 from journal.models import ClassGroup, Entry, Lesson, School, Student, Subject, Supersession
 
@@ -237,20 +238,23 @@ def record_access(
     view = page_view and session.get_bind().dialect.name == "postgresql"
     if view:
         session.flush()  # objects still pending are written first, and count as written
-    session.execute(
-        RECORD_VIEW if view else RECORD_ACCESS,
-        {
-            "at": now or utcnow(),
-            "school_id": school_id,
-            "actor_id": actor.id if actor is not None else None,
-            "action": action[:80],
-            "target_type": target_type[:40],
-            "target_id": None if target_id is None else str(target_id)[:80],
-            "ip": ip[:45] if ip else None,
-            "user_agent": user_agent[:200] if user_agent else None,
-            "detail": detail[:200] if detail else None,
-        },
-    )
+    # A page view's row is committed at once (``personal_data``): when it is all the
+    # transaction would hold, it is a transaction of its own.
+    with single_statement(session) if view else nullcontext():
+        session.execute(
+            RECORD_VIEW if view else RECORD_ACCESS,
+            {
+                "at": now or utcnow(),
+                "school_id": school_id,
+                "actor_id": actor.id if actor is not None else None,
+                "action": action[:80],
+                "target_type": target_type[:40],
+                "target_id": None if target_id is None else str(target_id)[:80],
+                "ip": ip[:45] if ip else None,
+                "user_agent": user_agent[:200] if user_agent else None,
+                "detail": detail[:200] if detail else None,
+            },
+        )
 
 
 # -- a parent's or student's read-only view ------------------------------------------------------

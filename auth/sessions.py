@@ -16,6 +16,8 @@ from typing import Any
 from sqlalchemy import Select, bindparam, select, update
 from sqlalchemy.orm import Session, contains_eager, defer, joinedload
 
+from journal.db import single_statement
+
 from .models import STAFF_ROLES, User, UserSession
 
 # A session ends this long after sign-in, whatever happens in between.
@@ -91,7 +93,8 @@ FIND_SESSION = (
 def find_session(session: Session, token: str, now: dt.datetime) -> UserSession | None:
     """The standing session with this cookie id, its user and roles loaded in the same query;
     None when it is unknown, ended or past its lifetime."""
-    row = session.scalar(FIND_SESSION, {"token_hash": _token_hash(token)})
+    with single_statement(session):  # a request's first statement, as a rule
+        row = session.scalar(FIND_SESSION, {"token_hash": _token_hash(token)})
     return row if row is not None and _stands(row, now) else None
 
 
@@ -106,8 +109,9 @@ def find_session_with(
     ``FIND_SESSION`` with columns added (``add_columns``, outer joins), ``params`` their
     parameters. Returns the session as ``find_session`` does and the added columns of its row;
     (None, None) when the session does not stand (the added columns are then not used)."""
-    found = session.execute(statement, {**params, "token_hash": _token_hash(token)})
-    first = found.unique().first()  # one row per role grant, the same added columns on each
+    with single_statement(session):
+        found = session.execute(statement, {**params, "token_hash": _token_hash(token)})
+        first = found.unique().first()  # one row per role grant, the same added columns on each
     if first is None or not _stands(first[0], now):
         return None, None
     return first[0], tuple(first)[1:]

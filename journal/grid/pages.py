@@ -35,6 +35,7 @@ from sqlalchemy.orm import Session
 
 from auth.models import User
 
+from ..db import single_statement
 from ..grading import GradingRule
 from ..models import Entry, Supersession
 from .build import (
@@ -359,9 +360,10 @@ def patch(session: Session, page: GridPage, now: Grid, user: User) -> GridPage |
     if now.cursor - kept.cursor > PATCH_LIMIT:
         return None
     start = kept.cursor - 1 if kept.cursor > 0 else 0
-    found = session.execute(
-        NEW_ENTRIES, {"log_id": kept.log.id, "start": start, "end": now.cursor}
-    ).all()
+    with single_statement(session):  # read right after the session's, as a rule
+        found = session.execute(
+            NEW_ENTRIES, {"log_id": kept.log.id, "start": start, "end": now.cursor}
+        ).all()
     if kept.cursor > 0:
         if not found or found[0].seq != start or bytes(found[0].leaf_hash) != kept.last_leaf:
             return None  # not the history the copy was read from

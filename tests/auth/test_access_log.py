@@ -63,6 +63,7 @@ def test_a_page_views_row_alone_does_not_wait_for_the_disk(fresh_app):
         postgresql = session.get_bind().dialect.name == "postgresql"
 
         def logged_view(action: str) -> str | None:
+            session.scalar(sa.text("SELECT 1"))  # a transaction is open (else see below)
             services.record_access(
                 session, world.teacher, action, "student", world.student.id, None, page_view=True
             )
@@ -85,6 +86,26 @@ def test_a_page_views_row_alone_does_not_wait_for_the_disk(fresh_app):
             "view:alone",
             "view:alone again",
         ]
+
+
+def test_a_page_views_row_with_no_transaction_open_is_one_of_its_own(fresh_app):
+    """On PostgreSQL, a page view whose request has no transaction open on the server (its
+    reads ran alone) writes its row in one round trip: committed at once, before the
+    request's own commit, as ``personal_data`` would have committed it right after."""
+    with fresh_app.app_context():
+        session = db.session
+        if session.get_bind().dialect.name != "postgresql":
+            pytest.skip("SQLite takes its write lock at BEGIN: every write is in a transaction")
+        world = build_world(session, fresh_app.config["KEYS_DIR"])
+        session.commit()
+        services.record_access(
+            session, world.teacher, "view:own", "student", world.student.id, None, page_view=True
+        )
+        count = select(sa.func.count()).where(AccessLogEntry.action == "view:own")
+        with db.engine.connect() as other:
+            assert other.scalar(count) == 1
+        session.rollback()  # nothing left to undo
+        assert session.scalar(count) == 1
 
 
 def test_the_admin_reads_their_schools_log(app, world, people, clock, session):

@@ -130,3 +130,20 @@ def test_a_connection_the_server_closed_is_not_handed_to_the_next_request(
     assert terminated
     for _ in range(3):
         assert client.get("/_test/read").status_code == 200
+
+
+def test_a_session_read_alone_leaves_the_connection_transactional(app_with_views: Flask) -> None:
+    """The session check runs as a transaction of its own (no BEGIN round trip); what the
+    request does next, and every later request on the connection, is in a transaction."""
+    engine = app_with_views.extensions["journal_db"].engine
+    client = app_with_views.test_client()
+    with client.session_transaction() as cookie:
+        cookie["sid"] = "no such session"
+    for path in ("/_test/read", "/_test/rename-flushed"):
+        assert client.get(path).status_code == 200
+        raw = engine.raw_connection()
+        try:
+            assert not getattr(raw.driver_connection, "autocommit", False)
+        finally:
+            raw.close()
+    assert stored_school_name(app_with_views) == app_with_views.config["TEST_SCHOOL_NAME"]
