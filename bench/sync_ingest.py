@@ -5,6 +5,12 @@
 Prints entries/s stored through POST /api/sync/entries, raw Ed25519 verifications/s measured
 in the same run (one core, 200-byte messages), and their ratio (target: ratio >= 0.8: the
 signature check is the floor, everything else should cost less than twice that).
+
+The raw rate is measured just before and just after the timed upload and averaged: on a shared
+host whose speed drifts by tens of percent within a minute, a baseline taken once, before the
+seeding, compared the upload with another moment's machine. The clock starts only once every
+gunicorn worker has loaded the app (its post_worker_init hook), so no worker still importing
+competes with the upload for the cores.
 """
 
 from __future__ import annotations
@@ -129,6 +135,25 @@ class Client:
         return data
 
 
+# Each gunicorn worker leaves a file named by its pid once it has loaded the app.
+READY_HOOK = """
+import os, pathlib
+
+def post_worker_init(worker):
+    pathlib.Path(os.environ["BENCH_READY_DIR"], str(worker.pid)).touch()
+"""
+
+
+def wait_for_workers(ready: Path, workers: int, process: subprocess.Popen) -> None:
+    deadline = time.monotonic() + 60
+    while len(list(ready.iterdir())) < workers:
+        if process.poll() is not None:
+            raise SystemExit(f"gunicorn exited with {process.returncode}")
+        if time.monotonic() > deadline:
+            raise SystemExit("the gunicorn workers did not load the app within a minute")
+        time.sleep(0.05)
+
+
 def wait_for(port: int, process: subprocess.Popen, seconds: float = 30) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -161,7 +186,6 @@ def main(argv: list[str] | None = None) -> int:
         migrate,
     )
 
-    verify_rate = ed25519_verify_rate()
     with tempfile.TemporaryDirectory() as tmp:
         databases = Databases(Path(tmp))
         server = None
@@ -181,7 +205,12 @@ def main(argv: list[str] | None = None) -> int:
                 db.session.commit()
             entries = sum(len(mine) for mine in per_client)
             port = free_port()
+            ready = Path(tmp) / "ready"
+            ready.mkdir()
+            hook = Path(tmp) / "gunicorn_bench.py"
+            hook.write_text(READY_HOOK)
             env = {
+                "BENCH_READY_DIR": str(ready),
                 **os.environ,
                 "JOURNAL_DATABASE_URL": url,
                 "JOURNAL_SECRET_KEY": secret,
@@ -200,12 +229,15 @@ def main(argv: list[str] | None = None) -> int:
                     f"127.0.0.1:{port}",
                     "--log-level",
                     "warning",
+                    "--config",
+                    str(hook),
                     "wsgi:app",
                 ],
                 cwd=ROOT,
                 env=env,
             )
             wait_for(port, server)
+            wait_for_workers(ready, args.workers, server)
             bodies = [
                 [
                     json.dumps({"entries": mine[start : start + args.batch]}).encode()
@@ -229,12 +261,14 @@ def main(argv: list[str] | None = None) -> int:
                 threading.Thread(target=send, args=(client, batches))
                 for client, batches in zip(connections, bodies, strict=True)
             ]
+            verify_before = ed25519_verify_rate()
             started = time.perf_counter()
             for thread in threads:
                 thread.start()
             for thread in threads:
                 thread.join()
             elapsed = time.perf_counter() - started
+            verify_after = ed25519_verify_rate()
             with app.app_context():
                 stored = db.session.query(Entry).count()
             if statuses != {"accepted": entries} or stored != entries:
@@ -245,6 +279,7 @@ def main(argv: list[str] | None = None) -> int:
                 server.wait(timeout=30)
             databases.drop_all()
 
+    verify_rate = (verify_before + verify_after) / 2
     rate = entries / elapsed
     ratio = rate / verify_rate
     print(
@@ -252,7 +287,10 @@ def main(argv: list[str] | None = None) -> int:
         f"gunicorn {args.workers} workers, PostgreSQL, {clients} clients (one class each)"
     )
     print(f"  stored through the API: {rate:10,.0f} entries/s ({elapsed:.2f} s)")
-    print(f"  raw Ed25519 verify:     {verify_rate:10,.0f} /s (one core, 200-byte messages)")
+    print(
+        f"  raw Ed25519 verify:     {verify_rate:10,.0f} /s (one core, 200-byte messages; "
+        f"{verify_before:,.0f} just before the upload, {verify_after:,.0f} just after)"
+    )
     verdict = "meets" if ratio >= TARGET else "MISSES"
     print(f"  ratio {ratio:.2f} ({verdict} the target ≥ {TARGET:.2f})")
     return 0
