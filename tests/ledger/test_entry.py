@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
+from journal.ledger import entry
 from journal.ledger.entry import (
     ALGS,
     MAX_NESTING,
@@ -267,6 +268,41 @@ def test_parse_payload_needs_an_object() -> None:
         with pytest.raises(PayloadError) as info:
             parse_payload(raw)
         assert info.value.code == "not_object"
+
+
+def _careful(value: object) -> bytes:
+    """The JCS bytes written value by value (the path taken by anything not plain)."""
+    out: list[str] = []
+    entry._write_json(value, out, 0)
+    return "".join(out).encode("utf-8")
+
+
+def test_the_fast_encoder_writes_the_careful_bytes_for_every_bmp_character() -> None:
+    """Plain values (what the sync API reads) are written by orjson: for each character of the
+    Basic Multilingual Plane, as a key and inside strings next to the characters JSON escapes,
+    the bytes are the ones the careful JCS path writes, so a signature made over a device's
+    JCS bytes checks on the server (and a leaf's payload is the verifier's JCS)."""
+    for code in range(0x10000):
+        if 0xD800 <= code <= 0xDFFF:
+            continue  # lone surrogates are not plain: they take the careful path and are refused
+        char = chr(code)
+        text = f'{char}"\\/\b{char}\u2028'
+        value = {
+            "k" + char: [text, code, -code, None, True, False, {"z": text, char: {}}],
+            char: char,
+            "": [],
+        }
+        assert canonical_json(value, plain=True) == _careful(value), hex(code)
+
+
+def test_plain_values_are_written_as_the_careful_path_writes_them() -> None:
+    value = {"ә": [1, -9007199254740991, 9007199254740991], "a": {"b": None, "A": "\x00\x1f\x7f"}}
+    assert entry._plain(value, 0)
+    assert canonical_json(value) == _careful(value)
+    # Outside the BMP keys sort by UTF-16 code units: the careful path, not the fast one.
+    astral = {"\U0001f600": 1, "\ufb33": 2}
+    assert not entry._plain(astral, 0)
+    assert canonical_json(astral) == '{"\U0001f600":1,"\ufb33":2}'.encode()
 
 
 def test_canonical_payload_limits_size_and_type() -> None:

@@ -311,6 +311,20 @@ def test_canonical_json_round_trips_through_the_strict_parser(value: Any) -> Non
 
 
 @PARSERS
+@given(JSON_VALUES)
+def test_plain_values_take_the_fast_encoder_with_the_careful_bytes(value: Any) -> None:
+    """Values the fast encoder writes (orjson) come out byte for byte as the careful path
+    writes them; the others (astral keys, lone surrogates) take the careful path."""
+    careful: list[str] = []
+    try:
+        ledger_entry._write_json(value, careful, 0)
+    except ledger_entry.PayloadError:
+        assert not ledger_entry._plain(value, 0)
+        return
+    assert ledger_entry.canonical_json(value) == "".join(careful).encode("utf-8")
+
+
+@PARSERS
 @given(JSON_VALUES, st.data())
 def test_mutated_json_is_refused_or_parsed_into_writable_values(value: Any, data: Any) -> None:
     raw = mutate(ledger_entry.canonical_json({"payload": value}), data.draw)
