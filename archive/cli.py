@@ -380,6 +380,14 @@ def registrar_search(
 @click.option("--date", "issued_on", type=click.DateTime(["%Y-%m-%d"]), required=True)
 @click.option("--reason", required=True, help="Why a duplicate is issued (lost, damaged, ...).")
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option(
+    "--language",
+    # exports.printouts.PRINTOUT_LANGUAGES; importing it would load the PDF stack for any command
+    type=click.Choice(["kk", "ru"]),
+    default="kk",
+    show_default=True,
+    help="The language the extract is issued in.",
+)
 def registrar_issue(
     username: str,
     iin: str | None,
@@ -391,6 +399,7 @@ def registrar_issue(
     issued_on: Any,
     reason: str,
     output: Path,
+    language: str,
 ) -> None:
     """Issue a duplicate certificate from the archive: record it in the register (its own
     number, the reason, a link to the original record) and write the signed extract."""
@@ -405,7 +414,7 @@ def registrar_issue(
     request = DuplicateRequest(series, number, issued_on.date(), reason)
     try:
         data, fields = issue_duplicate(
-            db.session, current_app.config, records, request, registrar=user
+            db.session, current_app.config, records, request, registrar=user, language=language
         )
     except (RegistrarError, LookupError) as exc:
         db.session.rollback()

@@ -205,15 +205,35 @@ def _bag_info(bag_dir: Path) -> dict[str, str]:
     return info
 
 
+# The extract's own words, in the language it is issued in (its tables take the printouts'
+# labels, exports.pdf.LABELS).
+_EXTRACT_TEXT: dict[str, dict[str, str]] = {
+    "kk": {
+        "extract": "Білім туралы құжат телнұсқасына үзінді көшірме",
+        "duplicate": "Аттестат телнұсқасы",
+        "final": "қорытынды бағалар",
+    },
+    "ru": {
+        "extract": "Выписка для дубликата документа об образовании",
+        "duplicate": "Дубликат аттестата",
+        "final": "итоговые оценки",
+    },
+}
+
+
 def extract_document(
     records: list[FoundRecord],
     *,
     generated_at: dt.datetime,
     certificate: Mapping[str, Any] | None = None,
+    language: str = "kk",
 ) -> LedgerDocument:
     """The extract: ONE line per school year found (a pupil who changed class in a year has one
     line, see ``year_lines``), and, for a certificate, a line of its final grades; the proofs of
-    every record used."""
+    every record used. ``language``: "kk" or "ru" (PRINTOUT_LANGUAGES)."""
+    if language not in _EXTRACT_TEXT:
+        raise RegistrarError(f"an extract is issued in {' or '.join(_EXTRACT_TEXT)}")
+    text = _EXTRACT_TEXT[language]
     ledger = [r for r in records if r.kind == "ledger_record"]
     if not ledger:
         raise RegistrarError("no records to issue")
@@ -242,7 +262,7 @@ def extract_document(
                 absences_sick=line.absences_sick,
             )
         )
-    title = f"Выписка для дубликата документа об образовании · {name}, {student['birth_date']}"
+    title = f"{text['extract']} · {name}, {student['birth_date']}"
     if certificate is not None:
         number = certificate["certificate"]
         label = f"{number['series']} № {number['number']} ({number['issued_on']})"
@@ -253,13 +273,13 @@ def extract_document(
         subjects.extend(s for s in final if s not in subjects)
         rows.append(
             LedgerRow(
-                student_name=f"{name}: итоговые оценки · қорытынды бағалар, {label}",
+                student_name=f"{name}: {text['final']}, {label}",
                 grades=final,  # type: ignore[arg-type]
                 absences_total=0,
                 absences_sick=0,
             )
         )
-        title = f"Дубликат аттестата {label} · {name}, {student['birth_date']}"
+        title = f"{text['duplicate']} {label} · {name}, {student['birth_date']}"
     latest = note.parse_checkpoint(first.checkpoint_note.split("\n\n")[0] + "\n")
     proof = ProofBundle(
         origin=first.origin,
@@ -302,6 +322,7 @@ def _render_extract(
     document: LedgerDocument,
     records: list[FoundRecord],
     kind: str,
+    language: str,
 ) -> bytes:
     signer, anchor = anchor_for(session, config, school)  # who may sign for the school
     assert document.proof is not None
@@ -315,7 +336,9 @@ def _render_extract(
         }
     )
     proof = with_files(document.proof, *anchor.files, described)
-    return render_ledger_pdf(replace(document, proof=proof), signer, pdf_timestamper(config))
+    return render_ledger_pdf(
+        replace(document, proof=proof), signer, pdf_timestamper(config), language=language
+    )
 
 
 def issue_extract(
@@ -325,13 +348,17 @@ def issue_extract(
     *,
     registrar: User,
     now: dt.datetime | None = None,
+    language: str = "kk",
 ) -> bytes:
-    """Render and sign the extract, and record the issuance in the school ledger log."""
+    """Render and sign the extract in ``language`` ("kk" or "ru"), and record the issuance in
+    the school ledger log."""
     now = now or utcnow()
     records = [r for r in records if r.kind == "ledger_record"]
     school = _school_for(session, records, registrar)
-    document = extract_document(records, generated_at=now)
-    data = _render_extract(session, config, school, document, records, "duplicate_extract")
+    document = extract_document(records, generated_at=now, language=language)
+    data = _render_extract(
+        session, config, school, document, records, "duplicate_extract", language
+    )
     append_ledger_record(
         session,
         school,
@@ -377,12 +404,13 @@ def issue_duplicate(
     *,
     registrar: User,
     now: dt.datetime | None = None,
+    language: str = "kk",
 ) -> tuple[bytes, dict[str, Any]]:
     """A duplicate certificate from the archive alone: ``records`` are the pupil's archived
     ledger and certificate records (``find_records(..., kinds=RECORD_KINDS)``). Records a
     signed ``certificate_duplicate`` in the school ledger log (its own number, the reason, a
-    link to the original record) and returns the signed extract and the record's fields.
-    Flushes; writes nothing when refused."""
+    link to the original record) and returns the signed extract (in ``language``, "kk" or
+    "ru") and the record's fields. Flushes; writes nothing when refused."""
     now = now or utcnow()
     school = _school_for(session, records, registrar)
     original = original_certificate(records)
@@ -408,8 +436,10 @@ def issue_duplicate(
     covered = set(original.payload.get("school_years", []))  # grades 5–9, or 10–11
     used = [r for r in records if r.kind == "ledger_record" and r.school_year in covered]
     used.append(original)
-    document = extract_document(used, generated_at=now, certificate=fields)
-    data = _render_extract(session, config, school, document, used, "certificate_duplicate")
+    document = extract_document(used, generated_at=now, certificate=fields, language=language)
+    data = _render_extract(
+        session, config, school, document, used, "certificate_duplicate", language
+    )
     append_ledger_record(
         session,
         school,

@@ -15,7 +15,7 @@ import datetime as dt
 import hashlib
 from typing import Any
 
-from flask import Blueprint, Response, current_app, render_template, request, url_for
+from flask import Blueprint, Response, abort, current_app, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
@@ -27,6 +27,8 @@ from wtforms.validators import DataRequired, Optional
 from auth.access import current_user, log_access, roles_required
 from auth.iin import InvalidIIN, iin_lookup_hash, validate_iin
 from auth.models import User
+from exports.printouts import PRINTOUT_LANGUAGE_NAMES, PRINTOUT_LANGUAGES
+from exports.views import interface_printout_language
 from journal.app import csrf
 from journal.db import db
 from journal.ledger import note
@@ -277,6 +279,9 @@ def registrar() -> Any:
                 error = str(exc)
             target_type, target = search_target(query)
             log_access("registrar_search", target_type, target)
+            language = request.form.get("language") or interface_printout_language()
+            if language not in PRINTOUT_LANGUAGES:
+                abort(400)
             if request.form.get("duplicate") and records:
                 duplicate = DuplicateRequest(
                     form.series.data or "",
@@ -286,7 +291,12 @@ def registrar() -> Any:
                 )
                 try:
                     data, _fields = issue_duplicate(
-                        db.session, current_app.config, records, duplicate, registrar=user
+                        db.session,
+                        current_app.config,
+                        records,
+                        duplicate,
+                        registrar=user,
+                        language=language,
                     )
                 except (RegistrarError, LookupError) as exc:
                     db.session.rollback()
@@ -302,7 +312,9 @@ def registrar() -> Any:
                     )
             if request.form.get("issue") and records:
                 try:
-                    data = issue_extract(db.session, current_app.config, records, registrar=user)
+                    data = issue_extract(
+                        db.session, current_app.config, records, registrar=user, language=language
+                    )
                 except (RegistrarError, LookupError) as exc:
                     error = str(exc)
                 else:
@@ -314,4 +326,11 @@ def registrar() -> Any:
                         headers={"Content-Disposition": 'attachment; filename="extract.pdf"'},
                     )
             db.session.commit()
-    return render_template("archive/registrar.html", form=form, records=records, error=error)
+    return render_template(
+        "archive/registrar.html",
+        form=form,
+        records=records,
+        error=error,
+        languages=PRINTOUT_LANGUAGE_NAMES,
+        document_language=interface_printout_language(),
+    )

@@ -26,6 +26,8 @@ from .pdf import PdfSigner, render_journal_pdf, render_ledger_pdf
 from .signing import anchor_for, printout_file, school_signer
 
 PRINTOUT_LANGUAGES = ("kk", "ru")
+# Each language by its own name, for the choice on a page.
+PRINTOUT_LANGUAGE_NAMES = {"kk": "Қазақша", "ru": "Русский"}
 
 
 def pdf_signer(config: Mapping[str, Any], school: School) -> PdfSigner:

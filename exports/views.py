@@ -63,7 +63,7 @@ def index() -> Any:
         years=years,
         quarters=quarters,
         printout_language=printout_language(),
-        languages={"kk": "Қазақша", "ru": "Русский"},
+        languages=printouts.PRINTOUT_LANGUAGE_NAMES,
     )
 
 
@@ -75,6 +75,12 @@ def printout_language() -> str:
         return chosen
     if chosen:
         abort(404)
+    return interface_printout_language()
+
+
+def interface_printout_language() -> str:
+    """The printout language that goes with the interface's: Kazakh for a Kazakh interface,
+    Russian otherwise."""
     locale = get_locale()
     return "kk" if locale is not None and locale.language == "kk" else "ru"
 

@@ -253,6 +253,9 @@ def test_duplicate_from_the_archive_alone(
         ["pdftotext", "-enc", "UTF-8", str(pdf), "-"], capture_output=True, text=True, check=True
     ).stdout
     assert text.count("2024-2025 (9А → 9Б)") == 1, text
+    # In Kazakh unless the registrar asks for Russian (--language ru): its title, its labels.
+    assert "Аттестат телнұсқасы НБ № 0099999" in text and "қорытынды бағалар" in text, text
+    assert "Дубликат" not in text and "итоговые" not in text
     # The standalone verifier checks the extract: signer, embedded records, their proofs.
     checked = subprocess.run(
         [sys.executable, "-m", "archive.verify.verify", "pdf", "--vkey", school[2], str(pdf)],
@@ -307,8 +310,20 @@ def test_duplicate_from_the_archive_alone(
     form |= {"number": "0012345", "issued_on": "2026-11-03", "reason": "damaged"}
     refused_page = client.post("/archive/registrar", data=form)
     assert refused_page.mimetype == "text/html" and "own series and number" in refused_page.text
-    web = client.post("/archive/registrar", data=form | {"number": "0100000"})
+    unknown = client.post("/archive/registrar", data=form | {"number": "0100000", "language": "de"})
+    assert unknown.status_code == 400
+    web = client.post("/archive/registrar", data=form | {"number": "0100000", "language": "ru"})
     assert web.status_code == 200 and web.mimetype == "application/pdf", web.text[-800:]
+    web_pdf = tmp_path / "web.pdf"
+    web_pdf.write_bytes(web.data)
+    web_text = subprocess.run(
+        ["pdftotext", "-enc", "UTF-8", str(web_pdf), "-"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "Дубликат аттестата НБ № 0100000" in web_text and "итоговые оценки" in web_text
+    assert "телнұсқасы" not in web_text
     assert run("list", "--as", "registrar_home").output.count("certificate_duplicate") == 2
     new_app.extensions["journal_db"].engine.dispose()
 

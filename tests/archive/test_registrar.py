@@ -24,6 +24,7 @@ from journal.db import db
 from journal.models import Entry, Log, School, Student
 
 from ..conftest import Databases, make_app, migrate
+from ..external import need_tool
 from ..factories import add_user, signed_in_client
 from .school import build_past_school
 
@@ -83,8 +84,24 @@ def test_extract_from_the_archive_alone(
     # The reason, in the page's language (Kazakh unless the browser asks otherwise).
     assert "соңғы цифры басқаларына сәйкес емес" in wrong.text
 
+    found = client.post("/archive/registrar", data={"csrf_token": token, "iin": IIN})
+    # The extract's language is offered, the interface's (Kazakh) chosen.
+    assert '<option value="kk" selected>Қазақша</option>' in found.text
+    refused = client.post(
+        "/archive/registrar",
+        data={"csrf_token": token, "iin": IIN, "issue": "1", "language": "en"},
+    )
+    assert refused.status_code == 400
     issued = client.post("/archive/registrar", data={"csrf_token": token, "iin": IIN, "issue": "1"})
     assert issued.status_code == 200 and issued.mimetype == "application/pdf"
+    need_tool("pdftotext")
+    pdf = tmp_path / "extract.pdf"
+    pdf.write_bytes(issued.data)
+    text = subprocess.run(
+        ["pdftotext", "-enc", "UTF-8", str(pdf), "-"], capture_output=True, text=True, check=True
+    ).stdout
+    assert "Білім туралы құжат телнұсқасына үзінді көшірме" in text, text
+    assert "Выписка" not in text
     files = extract_embedded_files(issued.data)
     vkey = files["log.vkey"].decode().strip()
     assert vkey == school[2]
