@@ -15,7 +15,7 @@ import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, NamedTuple, TypeVar
 
 import psycopg
 from sqlalchemy import Select, String, and_, any_, bindparam, event, insert, select, update
@@ -76,8 +76,10 @@ class EntryRefused(Exception):
         return f"EntryRefused({self.status!r}, {self.code!r}, {self.message!r})"
 
 
-@dataclass(frozen=True)
-class Recorded:
+class Recorded(NamedTuple):
+    """What became of an entry that entered the log (or was there already). A named tuple, as
+    PayloadFacts: one is made for each entry a sync batch takes."""
+
     status: Literal["accepted", "duplicate"]
     entry_id: str
     log_id: int
@@ -207,6 +209,7 @@ class Recorder:
         self._contexts: dict[tuple[int, int | None, int | None], _Context] = {}
         self._students_ok: dict[tuple[Any, ...], str | None] = {}
         self._today_at: dict[tuple[int, dt.datetime], dt.date] = {}  # a school's date at a now
+        self._keys_passed: dict[tuple[str, str, int, dt.datetime], tuple[str, bytes]] = {}
 
     # parsing ---------------------------------------------------------------------------------
 
@@ -260,8 +263,8 @@ class Recorder:
             raise EntryRefused("rejected", "bad_signature", "the signature is not base64") from None
 
         now = self.now or utcnow()
-        key = self._device_key(parsed["kid"], parsed["alg"], facts, now)
-        if not ledger_entry.verify_payload(key.alg, key.public_key, payload_bytes, sig):
+        alg, public_key = self._device_key(parsed["kid"], parsed["alg"], facts, now)
+        if not ledger_entry.verify_payload(alg, public_key, payload_bytes, sig):
             raise EntryRefused(
                 "rejected", "bad_signature", "the signature does not match the entry"
             )
@@ -293,7 +296,16 @@ class Recorder:
         row: _M | None = self._rows[cache_key]
         return row
 
-    def _device_key(self, kid: str, alg: str, facts: PayloadFacts, now: dt.datetime) -> DeviceKey:
+    def _device_key(
+        self, kid: str, alg: str, facts: PayloadFacts, now: dt.datetime
+    ) -> tuple[str, bytes]:
+        """The algorithm and public key an entry's signature is checked with; EntryRefused
+        when the key may not sign it. What was found of a key holds for its batch: past the
+        first entry only the entry's own device_id is left to check (the checks below run in
+        the same order otherwise)."""
+        passed = self._keys_passed.get((kid, alg, facts.author, now))
+        if passed is not None and facts.device_id == kid:
+            return passed
         key = self._get(DeviceKey, kid)
         if key is None:
             raise EntryRefused("quarantined", "unknown_key", "the device key is not registered")
@@ -307,7 +319,8 @@ class Recorder:
             )
         if key.revoked_by(now):
             raise EntryRefused("quarantined", "revoked_key", "the device key has been revoked")
-        return key
+        passed = self._keys_passed[(kid, alg, facts.author, now)] = (key.alg, key.public_key)
+        return passed
 
     def _journal(self, origin: str) -> Log:
         if origin not in self._logs:
@@ -353,7 +366,7 @@ class Recorder:
             if term is None:
                 raise EntryRefused("rejected", "no_term", f"{day} is not in a term")
             # Lesson topics may be planned ahead; marks and attendance only once it took place.
-            if "topic" not in (facts.kind, facts.correcting) and day > self._today(ctx.class_group):
+            if "topic" not in (facts.kind, facts.correcting) and day > self._today(ctx.school_id):
                 raise EntryRefused(
                     "rejected",
                     "future_lesson",
@@ -528,11 +541,11 @@ class Recorder:
             self._maxima[key] = found
         return self._maxima[key]
 
-    def _today(self, class_group: ClassGroup) -> dt.date:
-        key = (class_group.school_id, self.now)
+    def _today(self, school_id: int) -> dt.date:
+        key = (school_id, self.now)
         if self.now is not None and key in self._today_at:
             return self._today_at[key]
-        school = self._get(School, class_group.school_id)
+        school = self._get(School, school_id)
         assert school is not None
         today = school_today(school.time_zone, self.now or utcnow())
         if self.now is not None:
@@ -770,17 +783,18 @@ class Recorder:
         return self._known[entry_id]
 
     def _reserve_seq(self, log: Log) -> int:
-        if log.id not in self._sizes:
+        log_id = log.id  # an ORM attribute: read once per entry
+        seq = self._sizes.get(log_id)
+        if seq is None:
             # "SET size = size" takes the row's write lock (held to commit) and reads the
             # committed size: nobody else can append to this log until we commit. A writer
             # stuck holding it makes us give up after APPEND_LOCK_TIMEOUT, not wait for ever.
             postgres = self.session.get_bind().dialect.name == "postgresql"
-            self._sizes[log.id] = self.session.execute(
-                _reserve(postgres), {"log_id": log.id, **lock_wait_params()}
+            seq = self.session.execute(
+                _reserve(postgres), {"log_id": log_id, **lock_wait_params()}
             ).scalar_one()
             _pending_recorders(self.session).add(self)
-        seq = self._sizes[log.id]
-        self._sizes[log.id] = seq + 1
+        self._sizes[log_id] = seq + 1
         return seq
 
     def _append(
