@@ -237,6 +237,7 @@ def _check_depth(obj: Any, depth: int) -> None:
 
 
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_SURROGATE_ESCAPE_BYTES = re.compile(rb"\\u[dD][89a-fA-F]")
 # Integer literals of at most 15 digits are within ±(2**53 - 1): a text without a longer run of
 # digits anywhere needs no check of its integers (json's own int() is then enough). Found by a
 # byte translation and a substring search: a regular expression costs more than the hook saves.
@@ -252,12 +253,68 @@ def _no_surrogate_escape(text: str) -> bool:
     return "\\u" not in text or not _SURROGATE_ESCAPE.search(text)
 
 
+# A string's closing quote followed by whitespace (or an opening one by a space): rare, so a text
+# with none is read by orjson, in which every key ends with '":' exactly (see _read_plain).
+_QUOTE_THEN_SPACE = (b'" ', b'"\n', b'"\t', b'"\r')
+_CAREFUL = object()  # what _read_plain returns when the careful parse must decide
+
+
+def _members(obj: Any, depth: int) -> int:
+    """The number of object members in a value orjson read, or -1 when the careful parse must
+    decide: a float, or nesting deeper than MAX_NESTING (it raises for those)."""
+    if depth > MAX_NESTING:
+        return -1
+    kind = type(obj)
+    if kind is float:
+        return -1
+    if kind is not dict and kind is not list:
+        return 0
+    found = len(obj) if kind is dict else 0
+    for item in obj.values() if kind is dict else obj:
+        if type(item) is dict or type(item) is list:
+            inner = _members(item, depth + 1)
+            if inner < 0:
+                return -1
+            found += inner
+        elif type(item) is float or depth >= MAX_NESTING:
+            return -1
+    return found
+
+
+def _read_plain(raw: bytes) -> object:
+    """What the careful parse below reads from ``raw``, by orjson (the sync API's bodies hold
+    hundreds of entries), or _CAREFUL when it cannot tell. For a text with no integer longer
+    than 15 digits, no escaped surrogate, no float and nesting within MAX_NESTING both read the
+    same values, unless a key is repeated in an object (orjson keeps the last). Repeats are
+    ruled out by counting: with no quote followed by whitespace, every key ends with '":', and
+    the only other '":' are escaped quotes inside strings, so as many '":' as object members
+    read means no key came twice. Anything else, an error included, is left to the careful
+    parse."""
+    if (
+        not _short_integers_only(raw)
+        or (b"\\u" in raw and _SURROGATE_ESCAPE_BYTES.search(raw))
+        or any(pair in raw for pair in _QUOTE_THEN_SPACE)
+    ):
+        return _CAREFUL
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return _CAREFUL
+    members = _members(obj, 0)
+    if members < 0 or members != raw.count(b'":'):
+        return _CAREFUL
+    return obj
+
+
 def parse_json(raw: bytes | str, *, max_bytes: int = MAX_PAYLOAD_BYTES) -> object:
     """Strictly parse UTF-8 JSON: no floats, no duplicate keys, integers within ±(2**53 - 1)."""
     size = len(raw.encode("utf-8", "surrogatepass")) if isinstance(raw, str) else len(raw)
     if size > max_bytes:
         raise PayloadError("too_large", f"{size} bytes is more than {max_bytes}")
     if isinstance(raw, bytes):
+        plain = _read_plain(raw)
+        if plain is not _CAREFUL:
+            return plain
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:

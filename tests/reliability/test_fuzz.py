@@ -325,6 +325,33 @@ def test_plain_values_take_the_fast_encoder_with_the_careful_bytes(value: Any) -
 
 
 @PARSERS
+@given(
+    JSON_VALUES,
+    st.sampled_from([(",", ":"), (", ", ": "), (",", " : "), (",\n", ":\t")]),
+    st.data(),
+)
+def test_bytes_are_read_as_their_text_is(value: Any, separators: Any, data: Any) -> None:
+    """Bytes may be read by orjson (parse_json's plain path); text always takes the careful
+    path: for any document, mutated ones with repeated keys and floats among them, both give
+    the same value or the same refusal."""
+    text = json.dumps({"payload": value, "k": [value]}, separators=separators, ensure_ascii=False)
+    raw = mutate(text.encode(), data.draw)
+
+    def outcome(document: bytes | str) -> Any:
+        try:
+            return ("value", ledger_entry.parse_json(document, max_bytes=10_000))
+        except ledger_entry.PayloadError as refused:
+            return ("refused", refused.code)
+
+    try:
+        as_text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        assert outcome(raw)[0] == "refused"
+        return
+    assert outcome(raw) == outcome(as_text)
+
+
+@PARSERS
 @given(JSON_VALUES, st.data())
 def test_mutated_json_is_refused_or_parsed_into_writable_values(value: Any, data: Any) -> None:
     raw = mutate(ledger_entry.canonical_json({"payload": value}), data.draw)
