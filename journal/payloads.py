@@ -40,13 +40,13 @@ class PayloadFacts(NamedTuple):
     device_id: str
     device_seq: int
     author: int
-    lesson: int | None
-    student: int | None
-    subject: int | None
-    term: int | None
-    cell: str | None
-    supersedes: tuple[str, ...]
-    correcting: str | None  # the kind a correction corrects
+    lesson: int | None = None
+    student: int | None = None
+    subject: int | None = None
+    term: int | None = None
+    cell: str | None = None
+    supersedes: tuple[str, ...] = ()
+    correcting: str | None = None  # the kind a correction corrects
 
 
 def check_payload(payload: Any) -> PayloadFacts:
@@ -59,40 +59,33 @@ def check_payload(payload: Any) -> PayloadFacts:
     kind = payload.get("kind")
     if kind not in TEACHER_KINDS:
         raise PayloadRejected("bad_kind", f"unknown entry kind {kind!r}")
-    facts: dict[str, Any] = dict(
-        entry_id=entry_id,
-        journal=journal,
-        kind=kind,
-        device_id=_text(payload, "device_id", 64),
-        device_seq=_int(payload, "device_seq", 0, 2**53 - 1),
-        author=_int(payload, "author", 1, MAX_ID),
-        lesson=None,
-        student=None,
-        subject=None,
-        term=None,
-        cell=None,
-        supersedes=(),
-        correcting=None,
+    # The facts every entry has, positionally (the rest as keywords: a dict of all thirteen
+    # built and unpacked for each entry cost a third of checking a grade).
+    common = (
+        entry_id,
+        journal,
+        kind,
+        _text(payload, "device_id", 64),
+        _int(payload, "device_seq", 0, 2**53 - 1),
+        _int(payload, "author", 1, MAX_ID),
     )
     created_at = _text(payload, "created_at", 40)
     if not _RFC3339.match(created_at):
         raise PayloadRejected("bad_field", "created_at must be an RFC 3339 timestamp")
 
     if kind == "correction":
-        facts["supersedes"] = _supersedes(payload, entry_id)
+        supersedes = _supersedes(payload, entry_id)
         reason = _text(payload, "reason", MAX_TEXT)
         if not reason.strip():
             raise PayloadRejected("reason_required", "a correction must state its reason")
         target = payload.get("corrects")
         if target not in CORRECTABLE:
             raise PayloadRejected("bad_field", f"corrects must be one of {', '.join(CORRECTABLE)}")
-        facts["correcting"] = target
-        facts.update(_cell_fields(payload, target, allow_void=True))
-    elif kind in ("attendance", "grade", "topic"):
-        facts.update(_cell_fields(payload, kind, allow_void=False))
-    else:  # term_grade, year_grade
-        facts.update(_summary_fields(payload, kind))
-    return PayloadFacts(**facts)
+        cell = _cell_fields(payload, target, allow_void=True)
+        return PayloadFacts(*common, supersedes=supersedes, correcting=target, **cell)
+    if kind in ("attendance", "grade", "topic"):
+        return PayloadFacts(*common, **_cell_fields(payload, kind, allow_void=False))
+    return PayloadFacts(*common, **_summary_fields(payload, kind))  # term_grade, year_grade
 
 
 def _summary_fields(payload: dict[str, Any], kind: str) -> dict[str, Any]:
