@@ -255,7 +255,7 @@ def _no_surrogate_escape(text: str) -> bool:
 
 # A string's closing quote followed by whitespace (or an opening one by a space): rare, so a text
 # with none is read by orjson, in which every key ends with '":' exactly (see _read_plain).
-_QUOTE_THEN_SPACE = (b'" ', b'"\n', b'"\t', b'"\r')
+_QUOTE_THEN_SPACE = re.compile(rb'"[ \n\t\r]')
 _CAREFUL = object()  # what _read_plain returns when the careful parse must decide
 
 
@@ -293,7 +293,7 @@ def _read_plain(raw: bytes) -> object:
     if (
         not _short_integers_only(raw)
         or (b"\\u" in raw and _SURROGATE_ESCAPE_BYTES.search(raw))
-        or any(pair in raw for pair in _QUOTE_THEN_SPACE)
+        or _QUOTE_THEN_SPACE.search(raw)
     ):
         return _CAREFUL
     try:
