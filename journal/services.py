@@ -148,6 +148,23 @@ def correct_entry(
     return recorder.record(parsed)
 
 
+class _StudentRow(NamedTuple):
+    """What checking an entry reads of its student (``Recorder.prefetch_rows``)."""
+
+    id: int
+    school_id: int
+
+
+class _Span(NamedTuple):
+    """What checking an entry reads of an enrollment: its dates (as ``Enrollment``)."""
+
+    starts_on: dt.date
+    ends_on: dt.date | None
+
+    def covers(self, day: dt.date) -> bool:
+        return self.starts_on <= day and (self.ends_on is None or day <= self.ends_on)
+
+
 @dataclass(frozen=True)
 class _Context:
     """What authorizing an entry needs of its lesson (or subject) and class, read once."""
@@ -200,7 +217,7 @@ class Recorder:
         self.cells: dict[str, tuple[int, str | None]] = {}
         self._logs: dict[str, Log | None] = {}
         self._assigned: dict[tuple[int, int, int], bool] = {}
-        self._enrolled: dict[tuple[int, int], list[Enrollment]] = {}
+        self._enrolled: dict[tuple[int, int], list[Enrollment | _Span]] = {}
         self._terms: dict[int, list[Term]] = {}
         # (log, cell prefix "SOR:lesson:") -> {entry id: max} of the live heads: one maximum
         # per summative lesson (see _check_one_maximum).
@@ -680,7 +697,7 @@ class Recorder:
             )
         return self._assigned[key]
 
-    def _enrollments(self, student_id: int, class_group_id: int) -> list[Enrollment]:
+    def _enrollments(self, student_id: int, class_group_id: int) -> list[Enrollment | _Span]:
         key = (student_id, class_group_id)
         if key not in self._enrolled:
             self._enrolled[key] = list(
@@ -756,13 +773,17 @@ class Recorder:
         for key in wanted:
             self._enrolled[key] = []
         if new_students:
-            # With their enrollments in the lessons' classes (one row per enrollment).
-            for student, enrollment in self.session.execute(
+            # With their enrollments in the lessons' classes (one row per enrollment), as plain
+            # rows: checking reads a student's school and an enrollment's dates, nothing else,
+            # and ORM objects for a class's pupils cost more than the batch's other look-ups.
+            for row in self.session.execute(
                 _STUDENT_ROWS, {"students": list(new_students), "classes": list(classes)}
             ):
-                self._rows[(Student, student.id)] = student
-                if enrollment is not None and (student.id, enrollment.class_group_id) in wanted:
-                    self._enrolled[(student.id, enrollment.class_group_id)].append(enrollment)
+                self._rows[(Student, row.id)] = _StudentRow(row.id, row.school_id)
+                if row.class_group_id is not None and (row.id, row.class_group_id) in wanted:
+                    self._enrolled[(row.id, row.class_group_id)].append(
+                        _Span(row.starts_on, row.ends_on)
+                    )
         rest = {(s, c) for s, c in wanted if s not in new_students}
         if rest:
             for enrollment in self.session.scalars(
@@ -922,7 +943,13 @@ _LESSON_ROWS = (
     .where(Lesson.id.in_(bindparam("lessons", expanding=True)))
 )
 _STUDENT_ROWS = (
-    select(Student, Enrollment)
+    select(
+        Student.id,
+        Student.school_id,
+        Enrollment.class_group_id,
+        Enrollment.starts_on,
+        Enrollment.ends_on,
+    )
     .outerjoin(
         Enrollment,
         and_(
