@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple, TypeVar
 
 import psycopg
-from sqlalchemy import Select, String, and_, any_, bindparam, event, insert, select, update
+from sqlalchemy import Row, Select, String, and_, any_, bindparam, event, insert, select, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
@@ -227,6 +227,7 @@ class Recorder:
         self._students_ok: dict[tuple[Any, ...], str | None] = {}
         self._today_at: dict[tuple[int, dt.datetime], dt.date] = {}  # a school's date at a now
         self._keys_passed: dict[tuple[str, str, int, dt.datetime], tuple[str, bytes]] = {}
+        self._device_rows: dict[str, Row[Any] | None] = {}
 
     # parsing ---------------------------------------------------------------------------------
 
@@ -323,7 +324,7 @@ class Recorder:
         passed = self._keys_passed.get((kid, alg, facts.author, now))
         if passed is not None and facts.device_id == kid:
             return passed
-        key = self._get(DeviceKey, kid)
+        key = self._device_row(kid)
         if key is None:
             raise EntryRefused("quarantined", "unknown_key", "the device key is not registered")
         if key.alg != alg:
@@ -334,10 +335,16 @@ class Recorder:
             raise EntryRefused(
                 "rejected", "not_authors_key", "the key does not belong to the entry's author"
             )
-        if key.revoked_by(now):
+        if key.revoked_at is not None and key.revoked_at <= now:  # DeviceKey.revoked_by
             raise EntryRefused("quarantined", "revoked_key", "the device key has been revoked")
         passed = self._keys_passed[(kid, alg, facts.author, now)] = (key.alg, key.public_key)
         return passed
+
+    def _device_row(self, kid: str) -> Row[Any] | None:
+        """What checking reads of a device key, as a plain row (once per key and batch)."""
+        if kid not in self._device_rows:
+            self._device_rows[kid] = self.session.execute(_DEVICE_KEY_ROW, {"kid": kid}).first()
+        return self._device_rows[kid]
 
     def _journal(self, origin: str) -> Log:
         if origin not in self._logs:
@@ -942,35 +949,46 @@ _LESSON_ROWS = (
     )
     .where(Lesson.id.in_(bindparam("lessons", expanding=True)))
 )
+# Plain rows are read through Core tables: SQLAlchemy's ORM handling of a statement that names
+# mapped attributes costs about twice the round trip, even when it returns no objects.
+_STUDENTS, _ENROLLMENTS = Student.__table__.c, Enrollment.__table__.c
 _STUDENT_ROWS = (
     select(
-        Student.id,
-        Student.school_id,
-        Enrollment.class_group_id,
-        Enrollment.starts_on,
-        Enrollment.ends_on,
+        _STUDENTS.id,
+        _STUDENTS.school_id,
+        _ENROLLMENTS.class_group_id,
+        _ENROLLMENTS.starts_on,
+        _ENROLLMENTS.ends_on,
     )
+    .select_from(Student.__table__)
     .outerjoin(
-        Enrollment,
+        Enrollment.__table__,
         and_(
-            Enrollment.student_id == Student.id,
-            Enrollment.class_group_id.in_(bindparam("classes", expanding=True)),
+            _ENROLLMENTS.student_id == _STUDENTS.id,
+            _ENROLLMENTS.class_group_id.in_(bindparam("classes", expanding=True)),
         ),
     )
-    .where(Student.id.in_(bindparam("students", expanding=True)))
+    .where(_STUDENTS.id.in_(bindparam("students", expanding=True)))
 )
+_KEYS = DeviceKey.__table__.c
+_DEVICE_KEY_ROW = select(
+    _KEYS.kid, _KEYS.user_id, _KEYS.alg, _KEYS.public_key, _KEYS.revoked_at
+).where(_KEYS.kid == bindparam("kid"))
 
 
 @functools.cache
 def _recorded(postgres: bool) -> Select[tuple[str, int, int, bytes, str | None]]:
     """The entries with ids ``:ids``: on PostgreSQL ``= ANY(array)``, one parameter however many
     ids (an expanding IN costs SQLAlchemy and the server a parameter each)."""
+    entries = Entry.__table__.c  # Core, as _STUDENT_ROWS
     ids = (
-        Entry.entry_id == any_(bindparam("ids", type_=postgresql.ARRAY(String)))
+        entries.entry_id == any_(bindparam("ids", type_=postgresql.ARRAY(String)))
         if postgres
-        else Entry.entry_id.in_(bindparam("ids", expanding=True))
+        else entries.entry_id.in_(bindparam("ids", expanding=True))
     )
-    return select(Entry.entry_id, Entry.log_id, Entry.seq, Entry.leaf, Entry.cell).where(ids)
+    return select(entries.entry_id, entries.log_id, entries.seq, entries.leaf, entries.cell).where(
+        ids
+    )
 
 
 @functools.cache
