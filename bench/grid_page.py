@@ -47,7 +47,7 @@ def seed_term(session, keys_dir: str):  # type: ignore[no-untyped-def]
     """One class's full second quarter: a topic every lesson, attendance for about one student
     in ten, FO for about two in five, four SORs and a SOCh for everybody, a few corrections."""
     from journal.models import Lesson
-    from journal.services import Recorder
+    from journal.recording.recorder import Recorder
     from tests.factories import build_world
 
     world = build_world(session, keys_dir)
@@ -174,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
         render_tail,
         render_top,
     )
-    from journal.services import Recorder
+    from journal.recording.recorder import Recorder
     from journal.year.rules import rule_for_subject
     from tests.conftest import Databases, make_app, migrate
     from tests.factories import browser_state

@@ -118,7 +118,7 @@ def measure_record_entry(backend: str, entries: int = 4000, batch: int = 200) ->
     from pathlib import Path
 
     from journal.db import db
-    from journal.services import Recorder
+    from journal.recording.recorder import Recorder
     from tests.conftest import Databases, make_app, migrate
     from tests.factories import NOW, build_world
 

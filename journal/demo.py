@@ -38,7 +38,8 @@ from .models import (
     Term,
     TimetableSlot,
 )
-from .services import Recorder, cut_checkpoint, ensure_journal_log, ensure_ledger_log
+from .recording.recorder import Recorder
+from .services import cut_checkpoint, ensure_journal_log, ensure_ledger_log
 from .setup.classes import generate_lessons
 from .year.closing import close_term
 

@@ -7,7 +7,7 @@ means the key was cloned (or the device's counter was reset).
 The report is kept on the key's row (``DeviceKey.seq_summary``: the report of every seq up to
 ``upto``, the highest one folded in), so a sync batch costs what it stores, not what the device
 ever sent: whoever stores entries folds their seqs in before commit (``fold_stored_seqs``,
-called by ``journal.services.Recorder``), holding the key row's lock, so two writers with the
+called by the recorder), holding the key row's lock, so two writers with the
 same key fold one after the other and the second sees the first's rows. Entries written some
 other way with seqs above ``upto`` are still found by a look-up of the (device_kid,
 device_seq) index above it. A key whose summary is not made yet (keys enrolled before it

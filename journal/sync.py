@@ -59,7 +59,7 @@ from .ids import BIG_ID_MAX, parse_id
 from .ledger import entry as ledger_entry
 from .models import Entry, Lesson, Log, Supersession
 from .payloads import PayloadRejected, check_payload
-from .services import EntryRefused, Recorder
+from .recording.recorder import EntryRefused, Recorder
 
 UPLOADER_ROLES = ("teacher", "class_teacher")
 PULL_PAGE_MAX = 1000

@@ -24,7 +24,8 @@ from journal.models import (
     TeachingAssignment,
     Term,
 )
-from journal.services import Recorder, ensure_journal_log, ensure_ledger_log
+from journal.recording.recorder import Recorder
+from journal.services import ensure_journal_log, ensure_ledger_log
 from tests.factories import Device, add_device, add_user
 
 YEAR = ("2024-2025", dt.date(2024, 9, 2), dt.date(2025, 5, 25))

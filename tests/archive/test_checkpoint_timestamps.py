@@ -17,7 +17,7 @@ import sqlalchemy as sa
 
 from archive.timestamps import verify_timestamp
 from journal.models import Checkpoint, Term
-from journal.services import record_entry
+from journal.recording.recorder import record_entry
 from tests.archive.conftest import LocalTSA
 from tests.external import need_tool
 from tests.factories import NOW, add_user, signed_in_client

@@ -31,7 +31,8 @@ from journal.ledger import entry as ledger_entry
 from journal.ledger import merkle, note, tlogproof
 from journal.ledger.audit import parse_leaf_fast
 from journal.models import Checkpoint
-from journal.services import cut_checkpoint, export_log, record_entry
+from journal.recording.recorder import record_entry
+from journal.services import cut_checkpoint, export_log
 from tests.archive.sample_bag import (
     KEY_NAME,
     LocalTimestamper,

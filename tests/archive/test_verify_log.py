@@ -12,7 +12,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from journal.ledger import note
 from journal.ledger.entry import canonical_json
-from journal.services import cut_checkpoint, record_entry
+from journal.recording.recorder import record_entry
+from journal.services import cut_checkpoint
 from tests.factories import NOW
 
 JOURNAL_VERIFY = Path(sys.executable).parent / "journal-verify"

@@ -39,7 +39,7 @@ from auth.access import public
 from auth.models import ROLES, AccessLogEntry, User
 from journal.db import db, utcnow
 from journal.models import Enrollment, TeachingAssignment
-from journal.services import record_entry
+from journal.recording.recorder import record_entry
 
 from ..conftest import make_app
 from ..factories import add_user

@@ -16,7 +16,8 @@ from sqlalchemy import select
 from auth.models import AccessLogEntry, DeviceKey
 from journal.ledger import entry as ledger_entry
 from journal.models import Entry, Log
-from journal.services import EntryRefused, record_entry, verify_journal
+from journal.recording.recorder import EntryRefused, record_entry
+from journal.services import verify_journal
 
 from ..factories import Device
 from .conftest import english_client, post_form, post_json, sign_in

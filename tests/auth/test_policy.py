@@ -10,7 +10,7 @@ from auth import devices, policy, services
 from auth.models import AccessLogEntry, DeviceKey
 from journal.db import utcnow
 from journal.models import Enrollment, Subject, TeachingAssignment
-from journal.services import record_entry
+from journal.recording.recorder import record_entry
 
 from ..factories import add_user, build_world
 from .conftest import add_grant, english_client, sign_in

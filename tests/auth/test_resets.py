@@ -20,7 +20,7 @@ from auth import devices, factors, resets, signin
 from auth.models import AccessLogEntry, AccountReset, DeviceKey, PasswordReset, User
 from journal.ledger import entry as ledger_entry
 from journal.models import Entry
-from journal.services import EntryRefused, record_entry
+from journal.recording.recorder import EntryRefused, record_entry
 
 from ..factories import add_user
 from .conftest import (

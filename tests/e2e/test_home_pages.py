@@ -39,7 +39,7 @@ def home_world(journal_server: Server) -> HomeWorld:
     from journal.clock import today_at
     from journal.db import db
     from journal.models import ClassGroup, Lesson, Term
-    from journal.services import record_entry
+    from journal.recording.recorder import record_entry
 
     from ..factories import build_world
 

@@ -22,7 +22,8 @@ from journal.council.records import Choice, record_attestation_grade, record_dec
 from journal.council.rules import EXTRA_ASSESSMENT, GRADUATED
 from journal.ledger import audit, note, tlogproof
 from journal.models import Lesson, TermClosure
-from journal.services import cut_checkpoint, record_entry
+from journal.recording.recorder import record_entry
+from journal.services import cut_checkpoint
 from journal.year.closing import close_term
 from tests.archive.school import _pdf_signer
 

@@ -40,7 +40,8 @@ from journal.keys import pdf_key_paths
 from journal.ledger import merkle, note, tlogproof
 from journal.ledger import signer as registrations
 from journal.models import Entry
-from journal.services import cut_checkpoint, ensure_ledger_log, latest_checkpoint, record_entry
+from journal.recording.recorder import record_entry
+from journal.services import cut_checkpoint, ensure_ledger_log, latest_checkpoint
 from tests.archive.school import _pdf_signer
 from tests.factories import NOW, add_user, build_world
 

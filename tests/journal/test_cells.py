@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from journal.cells import cell_key, cell_values, read_cells, term_works
-from journal.services import record_entry
+from journal.recording.recorder import record_entry
 
 from ..factories import NOW
 

@@ -15,7 +15,7 @@ from journal.charts.percent import Band, PercentPanel, Week, percent_chart, x_of
 from journal.charts.series import term_weeks
 from journal.grading import CRITERIA_BANDS
 from journal.models import Holiday, Lesson
-from journal.services import record_entry
+from journal.recording.recorder import record_entry
 
 from ..factories import NOW, add_user, signed_in_client
 from .test_portal import parent_of

@@ -9,7 +9,8 @@ import sqlalchemy as sa
 from journal.ledger import merkle, note
 from journal.ledger.audit import parse_hash_lines
 from journal.models import Entry
-from journal.services import cut_checkpoint, latest_checkpoint, record_entry, verify_journal
+from journal.recording.recorder import record_entry
+from journal.services import cut_checkpoint, latest_checkpoint, verify_journal
 
 from ..factories import NOW
 

@@ -9,7 +9,8 @@ import sqlalchemy as sa
 from journal.db import db
 from journal.ledger import merkle
 from journal.models import Entry, Log
-from journal.services import Recorder, cut_checkpoint, verify_journal
+from journal.recording.recorder import Recorder
+from journal.services import cut_checkpoint, verify_journal
 
 from ..factories import NOW, add_device, build_world
 

@@ -30,7 +30,8 @@ from journal.council.rules import (
     propose,
 )
 from journal.models import Entry, Lesson, Log
-from journal.services import record_entry, verify_journal
+from journal.recording.recorder import record_entry
+from journal.services import verify_journal
 from journal.year.closing import close_term, close_year
 
 from ..factories import NOW, add_user

@@ -22,7 +22,7 @@ from journal.grid import pages
 from journal.grid import views as grid_views
 from journal.grid.strings import grid_strings
 from journal.models import Lesson
-from journal.services import Recorder
+from journal.recording.recorder import Recorder
 
 from ..conftest import make_app
 from ..factories import NOW, build_world, signed_in_client

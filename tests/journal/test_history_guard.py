@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
-from journal.services import cut_checkpoint, record_entry
+from journal.recording.recorder import record_entry
+from journal.services import cut_checkpoint
 
 from ..factories import NOW
 

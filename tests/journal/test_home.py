@@ -8,7 +8,7 @@ import datetime as dt
 from auth.models import RoleGrant
 from journal.clock import today_at
 from journal.models import Lesson, Term
-from journal.services import record_entry
+from journal.recording.recorder import record_entry
 
 from ..factories import NOW, add_user, signed_in_client
 

@@ -9,7 +9,7 @@ import json
 
 from auth.models import DeviceKey, RoleGrant
 from journal.home.glance import falling_percents
-from journal.services import record_entry
+from journal.recording.recorder import record_entry
 from journal.sync import quarantine
 
 from ..factories import Device, add_user, signed_in_client

@@ -140,7 +140,7 @@ def test_the_class_teacher_reads_every_grid_of_their_class_read_only(app, world)
 
 def test_the_class_summary_counts_absences_in_lessons_and_days(app, world):
     from journal.models import Lesson
-    from journal.services import record_entry
+    from journal.recording.recorder import record_entry
 
     from ..factories import NOW
 

@@ -15,7 +15,8 @@ from auth.models import AccessLogEntry, RoleGrant, User
 from journal.ledger import note
 from journal.ledger.tlogproof import parse_tlog_proof, verify_tlog_proof
 from journal.models import Checkpoint
-from journal.services import cut_checkpoint, record_entry
+from journal.recording.recorder import record_entry
+from journal.services import cut_checkpoint
 
 from ..factories import NOW, add_user
 from .test_school_setup import accessibility_problems, sign_in

@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 
 from journal.ledger import entry as ledger_entry
 from journal.models import Entry, Log, Supersession, TeachingAssignment
-from journal.services import EntryRefused, correct_entry, record_entry
+from journal.recording.recorder import EntryRefused, correct_entry, record_entry
 
 from ..factories import NOW, add_user
 

@@ -10,7 +10,7 @@ from flask import Flask
 
 from journal.db import db
 from journal.models import Entry, School
-from journal.services import Recorder
+from journal.recording.recorder import Recorder
 
 from ..factories import build_world
 

@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 
 from journal.models import Entry, Lesson, Term
-from journal.services import EntryRefused, record_entry
+from journal.recording.recorder import EntryRefused, record_entry
 from journal.year.closing import TermError, close_term, close_year
 
 from ..factories import NOW, add_user
@@ -250,7 +250,7 @@ def test_a_term_grade_of_the_wrong_kind_of_term_is_refused(world):
     assert refused(world, confirmation(world, term=half.id)).code == "wrong_term_kind"
     world.subject.by_half_year = True
     world.session.flush()
-    from journal.services import Recorder
+    from journal.recording.recorder import Recorder
 
     assert refused(world, confirmation(world)).code == "wrong_term_kind"
     accepted = Recorder(world.session, now=NOW).record(confirmation(world, term=half.id))

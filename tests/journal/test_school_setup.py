@@ -26,7 +26,7 @@ from journal.models import (
     Term,
     TimetableSlot,
 )
-from journal.services import record_entry
+from journal.recording.recorder import record_entry
 from journal.setup import SetupError
 from journal.setup.calendar import add_holiday, add_term
 from journal.setup.classes import generate_lessons, regenerate_lessons, set_timetable

@@ -559,7 +559,7 @@ def test_pull_never_skips_a_row_under_concurrent_writers(backend, request):
     if backend != "postgresql":
         pytest.skip("row locking is what this checks; SQLite has one writer at a time")
     fresh_app = request.getfixturevalue("fresh_app")
-    from journal.services import Recorder
+    from journal.recording.recorder import Recorder
     from journal.sync import pull_entries
 
     writers, batches, per_batch = 4, 6, 20

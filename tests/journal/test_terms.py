@@ -9,7 +9,8 @@ import pytest
 import sqlalchemy as sa
 
 from journal.models import Entry, Log, Term, TermClosure
-from journal.services import EntryRefused, record_entry, verify_journal
+from journal.recording.recorder import EntryRefused, record_entry
+from journal.services import verify_journal
 from journal.year.closing import TermError, approve_late_correction, close_term
 
 from ..factories import NOW, add_user

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 from auth.iin import iin_lookup_hash
 from journal.models import Entry
-from journal.services import record_entry
+from journal.recording.recorder import record_entry
 from journal.transfers.extract import TransferError, carried_in, carry_in, transfer_extract
 from journal.year.closing import close_term
 

@@ -39,7 +39,7 @@ from journal.db import db
 from journal.ledger import entry as ledger_entry
 from journal.ledger import merkle, note, tlogproof
 from journal.payloads import PayloadRejected, check_payload
-from journal.services import EntryRefused, Recorder
+from journal.recording.recorder import EntryRefused, Recorder
 from journal.sync import upload_batch
 
 from ..conftest import Databases, make_app, migrate

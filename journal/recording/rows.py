@@ -1,0 +1,178 @@
+"""The statements a recorder runs, built once (building one and its cache key cost more than
+running it), and the COPY that writes a batch's rows. Plain rows are read through Core tables:
+SQLAlchemy's ORM handling of a statement naming mapped attributes costs about twice its round
+trip, even when it returns no objects."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import psycopg
+from sqlalchemy import Select, String, and_, any_, bindparam, insert, select, update
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session
+
+from auth.models import DeviceKey
+
+from ..db import (
+    lock_wait_condition,
+    note_write,
+)
+from ..models import (
+    ClassGroup,
+    Enrollment,
+    Entry,
+    Lesson,
+    Log,
+    School,
+    Student,
+    Subject,
+    Supersession,
+    TeachingAssignment,
+    Term,
+)
+
+# The statements every sync batch runs are built once: building one (and its cache key) cost
+# more than running it.
+JOURNAL_ROWS = (
+    select(Log, ClassGroup, School, Term)
+    .outerjoin(ClassGroup, ClassGroup.id == Log.class_group_id)
+    .outerjoin(School, School.id == ClassGroup.school_id)
+    .outerjoin(Term, Term.school_year_id == ClassGroup.school_year_id)
+    .where(Log.origin == bindparam("origin"), Log.kind == "journal")
+)
+LESSON_ROWS = (
+    select(Lesson, Subject, TeachingAssignment.user_id)
+    .outerjoin(Subject, Subject.id == Lesson.subject_id)
+    .outerjoin(
+        TeachingAssignment,
+        and_(
+            TeachingAssignment.class_group_id == Lesson.class_group_id,
+            TeachingAssignment.subject_id == Lesson.subject_id,
+            TeachingAssignment.user_id.in_(bindparam("authors", expanding=True)),
+        ),
+    )
+    .where(Lesson.id.in_(bindparam("lessons", expanding=True)))
+)
+# Plain rows are read through Core tables: SQLAlchemy's ORM handling of a statement that names
+# mapped attributes costs about twice the round trip, even when it returns no objects.
+_STUDENTS, _ENROLLMENTS = Student.__table__.c, Enrollment.__table__.c
+STUDENT_ROWS = (
+    select(
+        _STUDENTS.id,
+        _STUDENTS.school_id,
+        _ENROLLMENTS.class_group_id,
+        _ENROLLMENTS.starts_on,
+        _ENROLLMENTS.ends_on,
+    )
+    .select_from(Student.__table__)
+    .outerjoin(
+        Enrollment.__table__,
+        and_(
+            _ENROLLMENTS.student_id == _STUDENTS.id,
+            _ENROLLMENTS.class_group_id.in_(bindparam("classes", expanding=True)),
+        ),
+    )
+    .where(_STUDENTS.id.in_(bindparam("students", expanding=True)))
+)
+_KEYS = DeviceKey.__table__.c
+DEVICE_KEY_ROW = select(
+    _KEYS.kid, _KEYS.user_id, _KEYS.alg, _KEYS.public_key, _KEYS.revoked_at
+).where(_KEYS.kid == bindparam("kid"))
+
+
+@functools.cache
+def recorded(postgres: bool) -> Select[tuple[str, int, int, bytes, str | None]]:
+    """The entries with ids ``:ids``: on PostgreSQL ``= ANY(array)``, one parameter however many
+    ids (an expanding IN costs SQLAlchemy and the server a parameter each)."""
+    entries = Entry.__table__.c  # Core, as STUDENT_ROWS
+    ids = (
+        entries.entry_id == any_(bindparam("ids", type_=postgresql.ARRAY(String)))
+        if postgres
+        else entries.entry_id.in_(bindparam("ids", expanding=True))
+    )
+    return select(entries.entry_id, entries.log_id, entries.seq, entries.leaf, entries.cell).where(
+        ids
+    )
+
+
+@functools.cache
+def reserve(postgres: bool) -> Any:
+    """Lock the log ``:log_id``'s row and read its committed size (see ``_reserve_seq``)."""
+    logs = Log.__table__.c
+    return (
+        update(Log.__table__)
+        .where(logs.id == bindparam("log_id"), lock_wait_condition(postgres))
+        .values(size=logs.size)
+        .returning(logs.size)
+    )
+
+
+# Core, built once (an ORM bulk UPDATE would also look for Log objects to update).
+SET_SIZE = (
+    update(Log.__table__)
+    .where(Log.__table__.c.id == bindparam("log_id"))
+    .values(size=bindparam("size"))
+)
+
+
+# The columns a new entry row fills, in the order of the pending tuples, with their PostgreSQL
+# types (as the migrations make them): the COPY is binary, so the leaves go as they are, not as
+# hex text for the client to write and the server to read back.
+_ENTRY_COLUMN_TYPES = (
+    ("log_id", "int4"),
+    ("seq", "int8"),
+    ("entry_id", "varchar"),
+    ("kind", "varchar"),
+    ("author_id", "int4"),
+    ("device_kid", "varchar"),
+    ("device_seq", "int8"),
+    ("lesson_id", "int4"),
+    ("student_id", "int4"),
+    ("cell", "varchar"),
+    ("received_at", "timestamptz"),
+    ("leaf", "bytea"),
+    ("leaf_hash", "bytea"),
+)
+_ENTRY_COLUMNS = tuple(name for name, _type in _ENTRY_COLUMN_TYPES)
+_COPY_ENTRIES = f"COPY entries ({', '.join(_ENTRY_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
+
+
+def insert_entries(session: Session, rows: list[tuple[Any, ...]]) -> None:
+    """Insert Entry rows (tuples of ``_ENTRY_COLUMNS``' values, UTC-aware ``received_at``).
+
+    On PostgreSQL with psycopg 3 one COPY in the session's transaction: the rows cost the
+    server a fraction of as many INSERTs, and constraints and triggers apply as for INSERT.
+    Its errors are raised as SQLAlchemy's (IntegrityError for a duplicate entry_id, ...), as
+    an INSERT's would be. Elsewhere one INSERT ... executemany."""
+    connection = session.connection()
+    driver = connection.connection.driver_connection
+    if connection.dialect.name != "postgresql" or not isinstance(driver, psycopg.Connection):
+        session.execute(
+            insert(Entry.__table__), [dict(zip(_ENTRY_COLUMNS, row, strict=True)) for row in rows]
+        )
+        return
+    note_write(connection)
+    try:
+        with driver.cursor() as cursor, cursor.copy(_COPY_ENTRIES) as copy:
+            copy.set_types([type_ for _name, type_ in _ENTRY_COLUMN_TYPES])
+            for row in rows:
+                copy.write_row(row)
+    except psycopg.Error as exc:
+        raise DBAPIError.instance(
+            _COPY_ENTRIES, None, exc, psycopg.Error, dialect=connection.dialect
+        ) from exc
+
+
+def superseded_entry() -> Any:
+    """Whether a correction supersedes the Entry row at hand."""
+    return (
+        select(Supersession.correction_entry_id)
+        .where(
+            Supersession.log_id == Entry.log_id,
+            Supersession.superseded_entry_id == Entry.entry_id,
+        )
+        .exists()
+    )
