@@ -11,6 +11,7 @@ import pytest
 import sqlalchemy as sa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from journal.ledger import audit
 from journal.models import Entry, Log, School, Student
 
 from ..factories import build_world
@@ -152,6 +153,36 @@ def test_one_changed_byte_fails_verify_and_names_the_seq(cli, demo, session, bac
     result = cli("journal", "verify", str(demo.id))
     assert result.exit_code == 1, result.output
     assert f"first bad seq {seq}" in result.output
+
+
+def test_verify_on_two_processes_says_what_one_says(cli, demo, session, backend, monkeypatch):
+    """`journal verify` starts its checking processes before it reads the rows; a log checked in
+    chunks on two of them gets the same report and exit code as in one process."""
+    seq = demo.size // 2
+    leaf = session.scalar(sa.select(Entry.leaf).where(Entry.log_id == demo.id, Entry.seq == seq))
+    honest = cli("journal", "verify", str(demo.id))
+    tamper(session, demo, seq, leaf.index(b'"sig":"') + 10, backend)
+    session.commit()
+    alone = cli("journal", "verify", str(demo.id))
+    happened: list[str | int] = []
+    new_pool = audit._new_pool
+    monkeypatch.setattr(audit, "_CHUNK", 7)  # several chunks even for the demo's journal
+    monkeypatch.setattr(audit, "_worker_count", lambda workers, size: workers or 2)
+    monkeypatch.setattr(audit, "_new_pool", lambda count: happened.append(count) or new_pool(count))
+
+    def reads(_conn, _cursor, statement, *_args) -> None:  # type: ignore[no-untyped-def]
+        if "entries.leaf_hash" in statement:
+            happened.append("rows read")
+
+    sa.event.listen(sa.engine.Engine, "before_cursor_execute", reads)
+    try:
+        shared = cli("journal", "verify", str(demo.id))
+    finally:
+        sa.event.remove(sa.engine.Engine, "before_cursor_execute", reads)
+    assert happened == [2, "rows read"]  # two processes, started before the read
+    assert (honest.exit_code, alone.exit_code) == (0, 1)
+    assert f"first bad seq {seq}" in alone.output
+    assert (shared.exit_code, shared.output) == (alone.exit_code, alone.output)
 
 
 # An independent check of the exported files: RFC 9162 and C2SP written out again here by hand,
