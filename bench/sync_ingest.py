@@ -208,6 +208,9 @@ def main(argv: list[str] | None = None) -> int:
             ready = Path(tmp) / "ready"
             ready.mkdir()
             hook = Path(tmp) / "gunicorn_bench.py"
+            # Only the hook, not the repository's gunicorn.conf.py: a worker forked from a preloaded
+            # master copies the app's pages on its first requests, a start-up cost (about 6 % of a
+            # 1-second upload here) that a worker in service has long paid.
             hook.write_text(READY_HOOK)
             env = {
                 "BENCH_READY_DIR": str(ready),

@@ -5,8 +5,12 @@ tools the project installs."""
 from __future__ import annotations
 
 import os
+import signal
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -112,3 +116,50 @@ def test_the_readme_names_no_tool_the_project_does_not_install(tool):
     readme = (ROOT / "README.md").read_text()
     assert tool not in readme
     assert "make run PORT=" in readme and "school classes" in readme
+
+
+def shared_memory_kb(pid: int) -> int:
+    """Memory a process shares with others that is not a file's (a fork's copy-on-write pages)."""
+    fields = dict(
+        line.split(":", 1) for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()
+    )
+    return int(fields["Shared_Dirty"].split()[0])
+
+
+@pytest.mark.skipif(not Path("/proc/self/smaps_rollup").exists(), reason="Linux /proc only")
+def test_gunicorn_started_in_the_repository_loads_the_app_once_for_its_workers(tmp_path):
+    """gunicorn.conf.py is read by `gunicorn wsgi:app` run here: the master loads the app and
+    each worker is a fork that shares its pages, instead of importing it all again."""
+    write_dev_env(tmp_path)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = subprocess.Popen(
+        [str(Path(sys.executable).parent / "gunicorn"), "-w", "2", "-b", f"127.0.0.1:{port}"]
+        + ["--log-level", "warning", "wsgi:app"],
+        cwd=ROOT,
+        env=a_new_terminal(tmp_path),
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert server.poll() is None, "gunicorn exited"
+            assert time.monotonic() < deadline, "gunicorn did not answer within a minute"
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/favicon.ico", timeout=5):
+                    break
+            except OSError:
+                time.sleep(0.1)
+        children = Path(f"/proc/{server.pid}/task/{server.pid}/children")
+        while len(workers := [int(pid) for pid in children.read_text().split()]) < 2:
+            assert time.monotonic() < deadline, f"{len(workers)} workers within a minute"
+            time.sleep(0.05)
+        # Tens of MB of the master's heap (the loaded app); a worker that imported the app
+        # itself shares next to nothing of it.
+        assert all(shared_memory_kb(pid) > 30_000 for pid in workers), [
+            shared_memory_kb(pid) for pid in workers
+        ]
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
