@@ -28,7 +28,6 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError, generate_csrf
 from sqlalchemy import (
-    Exists,
     ForeignKey,
     Index,
     Integer,
@@ -60,6 +59,7 @@ from .ledger import entry as ledger_entry
 from .models import Entry, Lesson, Log, Supersession
 from .payloads import PayloadRejected, check_payload
 from .recording.recorder import EntryRefused, Recorder
+from .recording.rows import superseded_entry
 
 UPLOADER_ROLES = ("teacher", "class_teacher")
 PULL_PAGE_MAX = 1000
@@ -375,7 +375,7 @@ def cell_conflicts(session: Session, entry_ids: Iterable[str]) -> list[CellConfl
         select(Log.origin, Entry.cell, Entry.entry_id)
         .join(touched, (touched.c.log_id == Entry.log_id) & (touched.c.cell == Entry.cell))
         .join(Log, Log.id == Entry.log_id)
-        .where(~_superseded())
+        .where(~superseded_entry())
         .order_by(Entry.log_id, Entry.cell, Entry.seq)
     ).all()
     heads: dict[tuple[str, str], list[str]] = {}
@@ -460,7 +460,7 @@ def _conflicted_heads(postgres: bool) -> Select[tuple[str, str]]:
             .where(
                 Entry.log_id == log_id,
                 Entry.cell.in_(bindparam("cells", expanding=True)),
-                ~_superseded(),
+                ~superseded_entry(),
             )
             .subquery()
         )
@@ -468,18 +468,6 @@ def _conflicted_heads(postgres: bool) -> Select[tuple[str, str]]:
         select(heads.c.cell, heads.c.entry_id)
         .where(heads.c.live > 1)
         .order_by(heads.c.cell, heads.c.seq)
-    )
-
-
-def _superseded() -> Exists:
-    """Whether a correction supersedes the Entry row at hand."""
-    return (
-        select(Supersession.correction_entry_id)
-        .where(
-            Supersession.log_id == Entry.log_id,
-            Supersession.superseded_entry_id == Entry.entry_id,
-        )
-        .exists()
     )
 
 

@@ -9,7 +9,7 @@ import functools
 from typing import Any
 
 import psycopg
-from sqlalchemy import Select, String, and_, any_, bindparam, insert, select, update
+from sqlalchemy import Exists, Select, String, and_, any_, bindparam, insert, select, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
@@ -166,7 +166,7 @@ def insert_entries(session: Session, rows: list[tuple[Any, ...]]) -> None:
         ) from exc
 
 
-def superseded_entry() -> Any:
+def superseded_entry() -> Exists:
     """Whether a correction supersedes the Entry row at hand."""
     return (
         select(Supersession.correction_entry_id)
