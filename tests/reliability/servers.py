@@ -107,18 +107,26 @@ class LiveJournal:
         serializer = self.app.session_interface.get_signing_serializer(self.app)  # type: ignore[attr-defined]
         return str(serializer.dumps(state))
 
-    def terminate_backends(self) -> int:
+    def terminate_backends(self, *, wait: float = 0) -> int:
         """Cut every PostgreSQL connection to this database, as a PostgreSQL restart does
-        (the shared cluster itself stays up: other tests use it). Returns how many were cut."""
+        (the shared cluster itself stays up: other tests use it). Returns how many were cut.
+        ``wait``: first wait up to so many seconds for the app to hold a connection (after a
+        cut, a worker connects again only on its next request)."""
         admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+        others = "FROM pg_stat_activity WHERE datname = :name AND pid <> pg_backend_pid()"
         try:
             with admin.connect() as conn:
+                deadline = time.monotonic() + wait
+                while (
+                    time.monotonic() < deadline
+                    and not conn.execute(
+                        sa.text(f"SELECT count(*) {others}"), {"name": self.database_name}
+                    ).scalar_one()
+                ):
+                    time.sleep(0.02)
                 return len(
                     conn.execute(
-                        sa.text(
-                            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                            "WHERE datname = :name AND pid <> pg_backend_pid()"
-                        ),
+                        sa.text(f"SELECT pg_terminate_backend(pid) {others}"),
                         {"name": self.database_name},
                     ).all()
                 )
