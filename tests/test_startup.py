@@ -126,7 +126,11 @@ def shared_memory_kb(pid: int) -> int:
     return int(fields["Shared_Dirty"].split()[0])
 
 
-@pytest.mark.skipif(not Path("/proc/self/smaps_rollup").exists(), reason="Linux /proc only")
+@pytest.mark.skipif(
+    not Path("/proc/self/smaps_rollup").exists()
+    or not Path(f"/proc/self/task/{os.getpid()}/children").exists(),
+    reason="reads a process's memory and children in Linux's /proc",
+)
 def test_gunicorn_started_in_the_repository_loads_the_app_once_for_its_workers(tmp_path):
     """gunicorn.conf.py is read by `gunicorn wsgi:app` run here: the master loads the app and
     each worker is a fork that shares its pages, instead of importing it all again."""

@@ -171,7 +171,7 @@ class Recorder:
         self.deferred = deferred
         self._rows: dict[tuple[type, Any], Any] = {}  # strong refs: the identity map is weak
         self._sizes: dict[int, int] = {}
-        self._pending: dict[int, list[tuple[Any, ...]]] = {}  # rows in _ENTRY_COLUMNS order
+        self._pending: dict[int, list[tuple[Any, ...]]] = {}  # rows in rows.ENTRY_COLUMNS order
         self._pending_supersessions: list[dict[str, Any]] = []
         # device_seqs of the entries written and not yet folded into their keys' reports.
         self._unfolded: dict[str, list[int]] = {}
@@ -307,7 +307,10 @@ class Recorder:
         return passed
 
     def _device_row(self, kid: str) -> Row[Any] | None:
-        """What checking reads of a device key, as a plain row (once per key and batch)."""
+        """What checking reads of a device key, as a plain row: once per key for a batch
+        received at one moment (``now``), else afresh for each entry (a key revoked meanwhile)."""
+        if self.now is None:
+            return self.session.execute(DEVICE_KEY_ROW, {"kid": kid}).first()
         if kid not in self._device_rows:
             self._device_rows[kid] = self.session.execute(DEVICE_KEY_ROW, {"kid": kid}).first()
         return self._device_rows[kid]
@@ -852,7 +855,8 @@ class Recorder:
         return Recorded("accepted", facts.entry_id, log_id, seq)
 
     def flush(self) -> None:
-        """Write the pooled rows: one INSERT ... executemany per log, then the new sizes."""
+        """Write the pooled rows: one COPY (PostgreSQL) or INSERT ... executemany per log, then
+        the new sizes."""
         if not self._pending and not self._pending_supersessions:
             return
         for log_id, rows in self._pending.items():

@@ -56,8 +56,6 @@ LESSON_ROWS = (
     )
     .where(Lesson.id.in_(bindparam("lessons", expanding=True)))
 )
-# Plain rows are read through Core tables: SQLAlchemy's ORM handling of a statement that names
-# mapped attributes costs about twice the round trip, even when it returns no objects.
 _STUDENTS, _ENROLLMENTS = Student.__table__.c, Enrollment.__table__.c
 STUDENT_ROWS = (
     select(
@@ -100,7 +98,7 @@ def recorded(postgres: bool) -> Select[tuple[str, int, int, bytes, str | None]]:
 
 @functools.cache
 def reserve(postgres: bool) -> Any:
-    """Lock the log ``:log_id``'s row and read its committed size (see ``_reserve_seq``)."""
+    """Lock the log ``:log_id``'s row and read its committed size (``Recorder._reserve_seq``)."""
     logs = Log.__table__.c
     return (
         update(Log.__table__)
@@ -121,7 +119,7 @@ SET_SIZE = (
 # The columns a new entry row fills, in the order of the pending tuples, with their PostgreSQL
 # types (as the migrations make them): the COPY is binary, so the leaves go as they are, not as
 # hex text for the client to write and the server to read back.
-_ENTRY_COLUMN_TYPES = (
+ENTRY_COLUMN_TYPES = (
     ("log_id", "int4"),
     ("seq", "int8"),
     ("entry_id", "varchar"),
@@ -136,12 +134,12 @@ _ENTRY_COLUMN_TYPES = (
     ("leaf", "bytea"),
     ("leaf_hash", "bytea"),
 )
-_ENTRY_COLUMNS = tuple(name for name, _type in _ENTRY_COLUMN_TYPES)
-_COPY_ENTRIES = f"COPY entries ({', '.join(_ENTRY_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
+ENTRY_COLUMNS = tuple(name for name, _type in ENTRY_COLUMN_TYPES)
+_COPY_ENTRIES = f"COPY entries ({', '.join(ENTRY_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
 
 
 def insert_entries(session: Session, rows: list[tuple[Any, ...]]) -> None:
-    """Insert Entry rows (tuples of ``_ENTRY_COLUMNS``' values, UTC-aware ``received_at``).
+    """Insert Entry rows (tuples of ``ENTRY_COLUMNS``' values, UTC-aware ``received_at``).
 
     On PostgreSQL with psycopg 3 one COPY in the session's transaction: the rows cost the
     server a fraction of as many INSERTs, and constraints and triggers apply as for INSERT.
@@ -151,13 +149,13 @@ def insert_entries(session: Session, rows: list[tuple[Any, ...]]) -> None:
     driver = connection.connection.driver_connection
     if connection.dialect.name != "postgresql" or not isinstance(driver, psycopg.Connection):
         session.execute(
-            insert(Entry.__table__), [dict(zip(_ENTRY_COLUMNS, row, strict=True)) for row in rows]
+            insert(Entry.__table__), [dict(zip(ENTRY_COLUMNS, row, strict=True)) for row in rows]
         )
         return
     note_write(connection)
     try:
         with driver.cursor() as cursor, cursor.copy(_COPY_ENTRIES) as copy:
-            copy.set_types([type_ for _name, type_ in _ENTRY_COLUMN_TYPES])
+            copy.set_types([type_ for _name, type_ in ENTRY_COLUMN_TYPES])
             for row in rows:
                 copy.write_row(row)
     except psycopg.Error as exc:

@@ -109,27 +109,27 @@ class LiveJournal:
 
     def terminate_backends(self, *, wait: float = 0) -> int:
         """Cut every PostgreSQL connection to this database, as a PostgreSQL restart does
-        (the shared cluster itself stays up: other tests use it). Returns how many were cut.
-        ``wait``: first wait up to so many seconds for the app to hold a connection (after a
-        cut, a worker connects again only on its next request)."""
+        (the shared cluster itself stays up: other tests use it). Returns how many of the
+        servers' connections were cut. ``wait``: first wait up to so many seconds for a server
+        to hold one (after a cut, a worker connects again only on its next request)."""
+        # This process's own idle connections (seeding, cookies) are not a server's.
+        self.app.extensions["journal_db"].engine.dispose()
         admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
         others = "FROM pg_stat_activity WHERE datname = :name AND pid <> pg_backend_pid()"
+        clients = f"SELECT count(*) {others} AND backend_type = 'client backend'"
         try:
             with admin.connect() as conn:
                 deadline = time.monotonic() + wait
                 while (
                     time.monotonic() < deadline
-                    and not conn.execute(
-                        sa.text(f"SELECT count(*) {others}"), {"name": self.database_name}
-                    ).scalar_one()
+                    and not conn.execute(sa.text(clients), {"name": self.database_name}).scalar()
                 ):
                     time.sleep(0.02)
-                return len(
-                    conn.execute(
-                        sa.text(f"SELECT pg_terminate_backend(pid) {others}"),
-                        {"name": self.database_name},
-                    ).all()
-                )
+                cut = conn.execute(
+                    sa.text(f"SELECT backend_type, pg_terminate_backend(pid) {others}"),
+                    {"name": self.database_name},
+                ).all()
+                return sum(1 for backend_type, _ in cut if backend_type == "client backend")
         finally:
             admin.dispose()
 
