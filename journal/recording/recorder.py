@@ -50,6 +50,7 @@ from ..payloads import MAX_ID, PayloadFacts, PayloadRejected, check_payload
 from ..school_time import school_today
 from .rows import (
     DEVICE_KEY_ROW,
+    ENTRY_COLUMNS,
     JOURNAL_ROWS,
     LESSON_ROWS,
     SET_SIZE,
@@ -63,6 +64,8 @@ from .rows import (
 _M = TypeVar("_M")
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 Status = Literal["accepted", "duplicate", "conflict", "rejected", "quarantined"]
+# Where a pending row (``rows.ENTRY_COLUMNS``' order) holds its key and the device's seq.
+_DEVICE_KID, _DEVICE_SEQ = ENTRY_COLUMNS.index("device_kid"), ENTRY_COLUMNS.index("device_seq")
 
 
 class EntryRefused(Exception):
@@ -746,8 +749,8 @@ class Recorder:
                 self._assigned.setdefault(key, key in assigned)
         new_students = {i for i in student_ids if (Student, i) not in self._rows}
         wanted = {(s, c) for s in student_ids for c in classes} - self._enrolled.keys()
-        for key in wanted:
-            self._enrolled[key] = []
+        for pair in wanted:
+            self._enrolled[pair] = []
         if new_students:
             # With their enrollments in the lessons' classes (one row per enrollment), as plain
             # rows: checking reads a student's school and an enrollment's dates, nothing else,
@@ -768,9 +771,9 @@ class Recorder:
                     Enrollment.class_group_id.in_({c for _s, c in rest}),
                 )
             ):
-                key = (enrollment.student_id, enrollment.class_group_id)
-                if key in rest:
-                    self._enrolled[key].append(enrollment)
+                pair = (enrollment.student_id, enrollment.class_group_id)
+                if pair in rest:
+                    self._enrolled[pair].append(enrollment)
 
     def _existing(self, entry_id: str) -> tuple[int, int, bytes] | None:
         if entry_id in self._pending_ids:
@@ -862,7 +865,7 @@ class Recorder:
         for log_id, rows in self._pending.items():
             insert_entries(self.session, rows)
             for row in rows:
-                self._unfolded.setdefault(row[5], []).append(row[6])  # device_kid, device_seq
+                self._unfolded.setdefault(row[_DEVICE_KID], []).append(row[_DEVICE_SEQ])
             self.session.execute(SET_SIZE, {"log_id": log_id, "size": self._sizes[log_id]})
             log = self.session.identity_map.get(self.session.identity_key(Log, (log_id,)))
             if log is not None:
