@@ -235,6 +235,9 @@ class Entry(Base):
     )
 
     id: Mapped[bigpk]
+    # The four references (log, author, lesson, student) are foreign keys on SQLite; PostgreSQL
+    # keeps them without a check per row (0019refs): the writer holds the rows named once per
+    # batch (rows.insert_entries) and the referenced tables refuse to delete a row named here.
     log_id: Mapped[int] = mapped_column(ForeignKey("logs.id"))
     seq: Mapped[int] = mapped_column(BigId)
     entry_id: Mapped[str] = mapped_column(String(36), unique=True)

@@ -16,7 +16,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -38,6 +38,7 @@ from .models import (
     SchoolYear,
 )
 from .recording.recorder import Recorded
+from .recording.rows import ENTRY_COLUMNS, insert_entries
 
 # -- origins -----------------------------------------------------------------------------------
 
@@ -101,16 +102,18 @@ def append_leaf(
     seq = size - 1
     received_at = ledger_entry.format_timestamp(now)
     leaf = ledger_entry.leaf_bytes(seq, received_at, payload, alg, kid, sig)
-    session.execute(
-        insert(Entry.__table__).values(
-            log_id=log.id,
-            seq=seq,
-            received_at=now,
-            leaf=leaf,
-            leaf_hash=merkle.leaf_hash(leaf),
-            **columns,
-        )
-    )
+    row = {
+        "log_id": log.id,
+        "seq": seq,
+        "received_at": now,
+        "leaf": leaf,
+        "leaf_hash": merkle.leaf_hash(leaf),
+        **columns,
+    }
+    unknown = row.keys() - set(ENTRY_COLUMNS)
+    if unknown:
+        raise TypeError(f"entries have no columns {sorted(unknown)}")
+    insert_entries(session, [tuple(row.get(name) for name in ENTRY_COLUMNS)])
     return seq
 
 
@@ -190,25 +193,26 @@ def append_server_records(
         payload_bytes = ledger_entry.canonical_json(payload)
         sig = ledger_entry.sign_payload(log_key.private_key, payload_bytes)
         leaf = ledger_entry.leaf_bytes(seq, stamp, payload, "ed25519", log_key.kid, sig)
+        # In rows.ENTRY_COLUMNS' order.
         rows.append(
-            {
-                "log_id": log.id,
-                "seq": seq,
-                "entry_id": entry_id,
-                "kind": record.kind,
-                "author_id": None,
-                "device_kid": log_key.kid,
-                "device_seq": seq,
-                "lesson_id": None,
-                "student_id": record.student_id,
-                "cell": record.cell,
-                "received_at": now,
-                "leaf": leaf,
-                "leaf_hash": merkle.leaf_hash(leaf),
-            }
+            (
+                log.id,
+                seq,
+                entry_id,
+                record.kind,
+                None,  # author
+                log_key.kid,
+                seq,  # device_seq
+                None,  # lesson
+                record.student_id,
+                record.cell,
+                now,
+                leaf,
+                merkle.leaf_hash(leaf),
+            )
         )
         recorded.append(Recorded("accepted", entry_id, log.id, seq))
-    session.execute(insert(Entry.__table__), rows)
+    insert_entries(session, rows)
     return recorded
 
 

@@ -15,6 +15,22 @@ if config.config_file_name is not None and not logging.getLogger().handlers:
 database = current_app.extensions["journal_db"]
 target_metadata = database.metadata
 
+# On PostgreSQL, entries' references are kept by the writer's locks and the referenced tables'
+# triggers, not by these foreign keys (0019refs): the models keep them for SQLite and the ORM.
+GUARDED_ON_POSTGRESQL = frozenset(
+    {
+        "fk_entries_log_id_logs",
+        "fk_entries_author_id_users",
+        "fk_entries_lesson_id_lessons",
+        "fk_entries_student_id_students",
+    }
+)
+
+
+def include_object(obj, name, type_, reflected, compare_to):  # type: ignore[no-untyped-def]
+    postgres = context.get_bind().dialect.name == "postgresql"
+    return not (postgres and type_ == "foreign_key_constraint" and name in GUARDED_ON_POSTGRESQL)
+
 
 def run_migrations_offline() -> None:
     context.configure(
@@ -35,6 +51,7 @@ def run_migrations_online() -> None:
             # SQLite cannot ALTER most things: batch mode rebuilds tables there.
             render_as_batch=connection.dialect.name == "sqlite",
             compare_type=True,
+            include_object=include_object,
         )
         with context.begin_transaction():
             context.run_migrations()

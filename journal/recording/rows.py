@@ -11,7 +11,7 @@ from typing import Any
 import psycopg
 from sqlalchemy import Exists, Select, String, and_, any_, bindparam, insert, select, update
 from sqlalchemy.dialects import postgresql
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
 from auth.models import DeviceKey
@@ -138,13 +138,31 @@ ENTRY_COLUMNS = tuple(name for name, _type in ENTRY_COLUMN_TYPES)
 _COPY_ENTRIES = f"COPY entries ({', '.join(ENTRY_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
 
 
+# What a foreign key's check does for each row it names, done once for a batch's distinct rows
+# (migration 0019refs): lock them as a foreign key would (FOR KEY SHARE: no delete or renumbering
+# until we commit, other writers and updates not held up) and count what is there.
+_HOLD_REFERENCES = """
+SELECT (SELECT count(*) FROM (SELECT FROM logs WHERE id = ANY(%s::int4[]) FOR KEY SHARE) AS h),
+       (SELECT count(*) FROM (SELECT FROM users WHERE id = ANY(%s::int4[]) FOR KEY SHARE) AS h),
+       (SELECT count(*) FROM (SELECT FROM lessons WHERE id = ANY(%s::int4[]) FOR KEY SHARE) AS h),
+       (SELECT count(*) FROM (SELECT FROM students WHERE id = ANY(%s::int4[]) FOR KEY SHARE) AS h)
+"""
+# The tables _HOLD_REFERENCES counts in, and where a pending row names each of them.
+_REFERENCED = ("logs", "users", "lessons", "students")
+_REFERENCE_AT = [
+    ENTRY_COLUMNS.index(column) for column in ("log_id", "author_id", "lesson_id", "student_id")
+]
+
+
 def insert_entries(session: Session, rows: list[tuple[Any, ...]]) -> None:
     """Insert Entry rows (tuples of ``ENTRY_COLUMNS``' values, UTC-aware ``received_at``).
 
-    On PostgreSQL with psycopg 3 one COPY in the session's transaction: the rows cost the
-    server a fraction of as many INSERTs, and constraints and triggers apply as for INSERT.
-    Its errors are raised as SQLAlchemy's (IntegrityError for a duplicate entry_id, ...), as
-    an INSERT's would be. Elsewhere one INSERT ... executemany."""
+    On PostgreSQL with psycopg 3: the log, author, lesson and student rows the entries name are
+    held as a foreign key would hold them (IntegrityError when one is missing), then one COPY
+    in the session's transaction: the rows cost the server a fraction of as many INSERTs, and
+    constraints and triggers apply as for INSERT. Its errors are raised as SQLAlchemy's
+    (IntegrityError for a duplicate entry_id, ...), as an INSERT's would be. Elsewhere one
+    INSERT ... executemany, under the database's own foreign keys."""
     connection = session.connection()
     driver = connection.connection.driver_connection
     if connection.dialect.name != "postgresql" or not isinstance(driver, psycopg.Connection):
@@ -153,11 +171,18 @@ def insert_entries(session: Session, rows: list[tuple[Any, ...]]) -> None:
         )
         return
     note_write(connection)
+    named = [list({row[i] for row in rows if row[i] is not None}) for i in _REFERENCE_AT]
     try:
-        with driver.cursor() as cursor, cursor.copy(_COPY_ENTRIES) as copy:
-            copy.set_types([type_ for _name, type_ in ENTRY_COLUMN_TYPES])
-            for row in rows:
-                copy.write_row(row)
+        with driver.cursor() as cursor:
+            found = cursor.execute(_HOLD_REFERENCES, named, prepare=True).fetchone() or ()
+            for table, ids, count in zip(_REFERENCED, named, found, strict=True):
+                if count != len(ids):
+                    missing = LookupError(f"an entry names a row that {table} does not have")
+                    raise IntegrityError(_HOLD_REFERENCES, None, missing)
+            with cursor.copy(_COPY_ENTRIES) as copy:
+                copy.set_types([type_ for _name, type_ in ENTRY_COLUMN_TYPES])
+                for row in rows:
+                    copy.write_row(row)
     except psycopg.Error as exc:
         raise DBAPIError.instance(
             _COPY_ENTRIES, None, exc, psycopg.Error, dialect=connection.dialect
