@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import select
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
 from typing import Annotated, Any
 
@@ -33,6 +33,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import DisconnectionError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Session, mapped_column, sessionmaker
+from sqlalchemy.types import UserDefinedType
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -122,6 +123,27 @@ def _lock_timeout() -> str:
         else DEFAULT_LOCK_TIMEOUT
     )
     return f"{max(0, round(float(seconds) * 1000))}ms"
+
+
+def text_array(values: Iterable[object]) -> str:
+    """PostgreSQL's text form of an array of ``values`` (strings or integers, no None), bound as
+    one string (``TextArray``, or ``%s::int4[]``): psycopg adapts a list value by value in
+    Python, about 2 µs each, which for a sync batch's 200 entry ids cost the client more than
+    the statement's round trip did."""
+    quoted = (str(value).replace("\\", "\\\\").replace('"', '\\"') for value in values)
+    return "{" + ",".join(f'"{value}"' for value in quoted) + "}"
+
+
+class TextArray(UserDefinedType[str]):
+    """A VARCHAR[] parameter given as ``text_array``'s string. Rendered ``:p::VARCHAR[]``, so
+    the parameter itself has the array type and the server reads it once; a CAST of a
+    VARCHAR parameter in SQL was read again for each row a plan scanned."""
+
+    cache_ok = True
+    render_bind_cast = True
+
+    def get_col_spec(self, **_kw: Any) -> str:
+        return "VARCHAR[]"
 
 
 def lock_wait_expired(exc: BaseException) -> bool:

@@ -51,7 +51,7 @@ from auth.browsers import device_name
 from auth.devices import mark_devices_seen
 from auth.models import DeviceKey, User
 
-from .db import Base, bigpk, db, lock_wait_expired, timestamp, utcnow
+from .db import Base, TextArray, bigpk, db, lock_wait_expired, text_array, timestamp, utcnow
 from .device_seqs import DeviceSeqReport, device_seq_reports
 from .errors import error_words
 from .ids import BIG_ID_MAX, parse_id
@@ -396,9 +396,13 @@ def conflicts_in_cells(
         if cell is not None:
             by_log.setdefault(log_id, set()).add(cell)
     found: list[CellConflict] = []
-    heads = _conflicted_heads(session.get_bind().dialect.name == "postgresql")
+    postgres = session.get_bind().dialect.name == "postgresql"
+    heads = _conflicted_heads(postgres)
     for log_id in sorted(by_log):
-        rows = session.execute(heads, {"log_id": log_id, "cells": sorted(by_log[log_id])}).all()
+        cells = sorted(by_log[log_id])
+        rows = session.execute(
+            heads, {"log_id": log_id, "cells": text_array(cells) if postgres else cells}
+        ).all()
         if not rows:
             continue
         origin = session.execute(select(Log.origin).where(Log.id == log_id)).scalar_one()
@@ -421,7 +425,7 @@ def _conflicted_heads(postgres: bool) -> Select[tuple[str, str]]:
     log_id = bindparam("log_id", type_=Integer)
     if postgres:
         wanted = (
-            func.unnest(bindparam("cells", type_=postgresql.ARRAY(String)))
+            func.unnest(bindparam("cells", type_=TextArray()))
             .table_valued("cell")
             .render_derived(name="wanted")
         )

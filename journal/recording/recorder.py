@@ -25,6 +25,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from ..db import (
     PENDING_WRITES,
     lock_wait_params,
+    text_array,
     utcnow,
 )
 from ..device_seqs import DeviceSeqReport, fold_stored_seqs
@@ -53,7 +54,7 @@ from .rows import (
     ENTRY_COLUMNS,
     JOURNAL_ROWS,
     LESSON_ROWS,
-    SET_SIZE,
+    LOCKED_JOURNAL_ROWS,
     STUDENT_ROWS,
     insert_entries,
     recorded,
@@ -321,14 +322,26 @@ class Recorder:
     def _journal(self, origin: str) -> Log:
         if origin not in self._logs:
             # With its class, school and the terms of its year (a row each), which checking
-            # its entries reads next: one round trip instead of four.
-            found = self.session.execute(JOURNAL_ROWS, {"origin": origin}).all()
+            # its entries reads next: one round trip instead of four. A sync batch on
+            # PostgreSQL reserves the log here too (see _reserve_seq): its entries are checked
+            # next and most are appended; a batch whose entries are all refused holds the lock
+            # to its commit for nothing, which costs other writers of the journal a short wait.
+            lock = self.deferred and self.session.get_bind().dialect.name == "postgresql"
+            if lock:
+                found = self.session.execute(
+                    LOCKED_JOURNAL_ROWS, {"origin": origin, **lock_wait_params()}
+                ).all()
+            else:
+                found = self.session.execute(JOURNAL_ROWS, {"origin": origin}).all()
             self._logs[origin] = None
             if found:
-                self._logs[origin], class_group, school, _term = found[0]
+                self._logs[origin], class_group, school, *_rest = found[0]
+                if lock:
+                    self._sizes.setdefault(found[0][0].id, found[0].locked_size)
+                    _pending_recorders(self.session).add(self)
                 if class_group is not None:
                     self._rows[(ClassGroup, class_group.id)] = class_group
-                    terms = [term for *_row, term in found if term is not None]
+                    terms = [row[3] for row in found if row[3] is not None]  # Term
                     self._terms.setdefault(class_group.school_year_id, terms)
                 if school is not None:
                     self._rows[(School, school.id)] = school
@@ -711,7 +724,9 @@ class Recorder:
             part = wanted[chunk : chunk + 500]
             self._known.update(dict.fromkeys(part))
             postgres = self.session.get_bind().dialect.name == "postgresql"
-            rows = self.session.execute(recorded(postgres), {"ids": part})
+            rows = self.session.execute(
+                recorded(postgres), {"ids": text_array(part) if postgres else part}
+            )
             for row in rows:
                 payload = ledger_entry.parse_leaf(row.leaf).payload_bytes
                 self._known[row.entry_id] = (row.log_id, row.seq, payload)
@@ -863,10 +878,9 @@ class Recorder:
         if not self._pending and not self._pending_supersessions:
             return
         for log_id, rows in self._pending.items():
-            insert_entries(self.session, rows)
+            insert_entries(self.session, rows, log_size=(log_id, self._sizes[log_id]))
             for row in rows:
                 self._unfolded.setdefault(row[_DEVICE_KID], []).append(row[_DEVICE_SEQ])
-            self.session.execute(SET_SIZE, {"log_id": log_id, "size": self._sizes[log_id]})
             log = self.session.identity_map.get(self.session.identity_key(Log, (log_id,)))
             if log is not None:
                 set_committed_value(log, "size", self._sizes[log_id])

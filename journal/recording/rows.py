@@ -9,16 +9,26 @@ import functools
 from typing import Any
 
 import psycopg
-from sqlalchemy import Exists, Select, String, and_, any_, bindparam, insert, select, update
-from sqlalchemy.dialects import postgresql
+from sqlalchemy import (
+    Exists,
+    Select,
+    and_,
+    any_,
+    bindparam,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
 from auth.models import DeviceKey
 
 from ..db import (
+    TextArray,
     lock_wait_condition,
     note_write,
+    text_array,
 )
 from ..models import (
     ClassGroup,
@@ -42,6 +52,15 @@ JOURNAL_ROWS = (
     .outerjoin(School, School.id == ClassGroup.school_id)
     .outerjoin(Term, Term.school_year_id == ClassGroup.school_year_id)
     .where(Log.origin == bindparam("origin"), Log.kind == "journal")
+)
+# JOURNAL_ROWS that also does what ``reserve`` does, in the same round trip (a sync batch on
+# PostgreSQL): it locks the log's row as the UPDATE would (FOR NO KEY UPDATE, with the same
+# lock_timeout) and reads its size as committed when the lock is granted (the locked row is
+# read afresh after a wait; the ORM's Log may be an older copy, so the column comes apart).
+LOCKED_JOURNAL_ROWS = (
+    JOURNAL_ROWS.add_columns(Log.size.label("locked_size"))
+    .where(lock_wait_condition(True))
+    .with_for_update(of=Log, key_share=True)
 )
 LESSON_ROWS = (
     select(Lesson, Subject, TeachingAssignment.user_id)
@@ -84,10 +103,11 @@ DEVICE_KEY_ROW = select(
 @functools.cache
 def recorded(postgres: bool) -> Select[tuple[str, int, int, bytes, str | None]]:
     """The entries with ids ``:ids``: on PostgreSQL ``= ANY(array)``, one parameter however many
-    ids (an expanding IN costs SQLAlchemy and the server a parameter each)."""
+    ids (an expanding IN costs SQLAlchemy and the server a parameter each), given as
+    ``db.text_array`` of them (elsewhere a list)."""
     entries = Entry.__table__.c  # Core, as STUDENT_ROWS
     ids = (
-        entries.entry_id == any_(bindparam("ids", type_=postgresql.ARRAY(String)))
+        entries.entry_id == any_(bindparam("ids", type_=TextArray()))
         if postgres
         else entries.entry_id.in_(bindparam("ids", expanding=True))
     )
@@ -135,6 +155,7 @@ ENTRY_COLUMN_TYPES = (
     ("leaf_hash", "bytea"),
 )
 ENTRY_COLUMNS = tuple(name for name, _type in ENTRY_COLUMN_TYPES)
+_SET_SIZE = "UPDATE logs SET size = %s WHERE id = %s"  # SET_SIZE, for the driver itself
 _COPY_ENTRIES = f"COPY entries ({', '.join(ENTRY_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
 
 
@@ -154,8 +175,11 @@ _REFERENCE_AT = [
 ]
 
 
-def insert_entries(session: Session, rows: list[tuple[Any, ...]]) -> None:
-    """Insert Entry rows (tuples of ``ENTRY_COLUMNS``' values, UTC-aware ``received_at``).
+def insert_entries(
+    session: Session, rows: list[tuple[Any, ...]], *, log_size: tuple[int, int] | None = None
+) -> None:
+    """Insert Entry rows (tuples of ``ENTRY_COLUMNS``' values, UTC-aware ``received_at``);
+    ``log_size``: (log id, size) to write as that log's size too (its row locked already).
 
     On PostgreSQL with psycopg 3: the log, author, lesson and student rows the entries name are
     held as a foreign key would hold them (IntegrityError when one is missing), then one COPY
@@ -169,12 +193,20 @@ def insert_entries(session: Session, rows: list[tuple[Any, ...]]) -> None:
         session.execute(
             insert(Entry.__table__), [dict(zip(ENTRY_COLUMNS, row, strict=True)) for row in rows]
         )
+        if log_size is not None:
+            session.execute(SET_SIZE, {"log_id": log_size[0], "size": log_size[1]})
         return
     note_write(connection)
-    named = [list({row[i] for row in rows if row[i] is not None}) for i in _REFERENCE_AT]
+    named = [{row[i] for row in rows if row[i] is not None} for i in _REFERENCE_AT]
     try:
         with driver.cursor() as cursor:
-            found = cursor.execute(_HOLD_REFERENCES, named, prepare=True).fetchone() or ()
+            # Pipelined: the hold and the size go in one round trip (each round trip costs
+            # both ends a sleep and a wake-up, about as much CPU as a few entries' inserts).
+            with driver.pipeline():
+                cursor.execute(_HOLD_REFERENCES, [text_array(ids) for ids in named], prepare=True)
+                if log_size is not None:
+                    driver.execute(_SET_SIZE, (log_size[1], log_size[0]), prepare=True)
+            found = cursor.fetchone() or ()
             for table, ids, count in zip(_REFERENCED, named, found, strict=True):
                 if count != len(ids):
                     missing = LookupError(f"an entry names a row that {table} does not have")

@@ -29,7 +29,7 @@ from werkzeug.test import EnvironBuilder
 
 from auth.models import DeviceKey
 from exports.queries import term_grades
-from journal.db import db
+from journal.db import TextArray, db, text_array
 from journal.grid.importing import EXPORT_FORMAT, IMPORT_MAX_BYTES
 from journal.grid.shell import PAGES_OWNER_COOKIE
 from journal.ledger import entry as ledger_entry
@@ -1047,3 +1047,29 @@ def test_a_voided_value_is_an_empty_cell_that_says_why(browser, world):
         '<span class="v v-FO" data-state="synced" title="Emptied by a correction"></span>' in html
     )
     assert "∅" not in html
+
+
+# Text PostgreSQL keeps as it is given (no NUL), Kazakh letters and array syntax included.
+ARRAY_TEXT = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"))
+
+
+def test_arrays_bound_as_text_read_back_as_given(session):
+    """The sync path binds its batch's entry ids, cells and referenced rows as one string
+    (``db.text_array``, ``db.TextArray``); whatever the strings hold, PostgreSQL reads back the
+    same array."""
+    if session.get_bind().dialect.name != "postgresql":
+        pytest.skip("arrays are bound this way on PostgreSQL only; SQLite is given lists")
+
+    def read_back(texts: list[str], numbers: list[int]) -> None:
+        statement = sa.text("SELECT :texts, CAST(:numbers AS INTEGER[])").bindparams(
+            sa.bindparam("texts", type_=TextArray())
+        )
+        read = session.execute(
+            statement, {"texts": text_array(texts), "numbers": text_array(numbers)}
+        ).one()
+        assert (read[0], read[1]) == (texts, numbers)
+
+    read_back(["with,comma", 'a "quote"', "back\\slash", "{braces}", " padded ", "", "NULL"], [0])
+    read_back(["әғқңөұүһі"], [-(2**31), 2**31 - 1])
+    texts = st.lists(ARRAY_TEXT, max_size=20)
+    given(texts, st.lists(st.integers(-(2**31), 2**31 - 1), max_size=20))(read_back)()
