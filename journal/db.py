@@ -24,6 +24,7 @@ from sqlalchemy import (
     MetaData,
     String,
     TypeDecorator,
+    any_,
     bindparam,
     create_engine,
     event,
@@ -135,15 +136,34 @@ def text_array(values: Iterable[object]) -> str:
 
 
 class TextArray(UserDefinedType[str]):
-    """A VARCHAR[] parameter given as ``text_array``'s string. Rendered ``:p::VARCHAR[]``, so
-    the parameter itself has the array type and the server reads it once; a CAST of a
-    VARCHAR parameter in SQL was read again for each row a plan scanned."""
+    """An array parameter (of VARCHAR, or of ``item``) given as ``text_array``'s string.
+    Rendered ``:p::VARCHAR[]``, so the parameter itself has the array type and the server
+    reads it once; a CAST of a VARCHAR parameter in SQL was read again for each row a plan
+    scanned."""
 
     cache_ok = True
     render_bind_cast = True
 
+    def __init__(self, item: str = "VARCHAR") -> None:
+        self.item = item
+
     def get_col_spec(self, **_kw: Any) -> str:
-        return "VARCHAR[]"
+        return f"{self.item}[]"
+
+
+def among(column: Any, name: str, postgres: bool, item: str = "VARCHAR") -> ColumnElement[bool]:
+    """``column`` is one of the parameter ``name``'s values: on PostgreSQL ``= ANY`` of one
+    array parameter (give it ``array_value``), elsewhere an expanding IN (a list). An expanding
+    IN is rendered anew for each execution, a parameter per value, and each count of values is
+    another statement for the server to prepare."""
+    if postgres:
+        return column == any_(bindparam(name, type_=TextArray(item)))
+    return column.in_(bindparam(name, expanding=True))
+
+
+def array_value(values: Iterable[object], postgres: bool) -> str | list[object]:
+    """The value of an ``among`` (or ``TextArray``) parameter."""
+    return text_array(values) if postgres else list(values)
 
 
 def lock_wait_expired(exc: BaseException) -> bool:

@@ -51,7 +51,7 @@ from auth.browsers import device_name
 from auth.devices import mark_devices_seen
 from auth.models import DeviceKey, User
 
-from .db import Base, TextArray, bigpk, db, lock_wait_expired, text_array, timestamp, utcnow
+from .db import Base, TextArray, array_value, bigpk, db, lock_wait_expired, timestamp, utcnow
 from .device_seqs import DeviceSeqReport, device_seq_reports
 from .errors import error_words
 from .ids import BIG_ID_MAX, parse_id
@@ -401,7 +401,7 @@ def conflicts_in_cells(
     for log_id in sorted(by_log):
         cells = sorted(by_log[log_id])
         rows = session.execute(
-            heads, {"log_id": log_id, "cells": text_array(cells) if postgres else cells}
+            heads, {"log_id": log_id, "cells": array_value(cells, postgres)}
         ).all()
         if not rows:
             continue

@@ -24,8 +24,8 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from ..db import (
     PENDING_WRITES,
+    array_value,
     lock_wait_params,
-    text_array,
     utcnow,
 )
 from ..device_seqs import DeviceSeqReport, fold_stored_seqs
@@ -53,12 +53,12 @@ from .rows import (
     DEVICE_KEY_ROW,
     ENTRY_COLUMNS,
     JOURNAL_ROWS,
-    LESSON_ROWS,
     LOCKED_JOURNAL_ROWS,
-    STUDENT_ROWS,
     insert_entries,
+    lesson_rows,
     recorded,
     reserve,
+    student_rows,
     superseded_entry,
 )
 
@@ -724,9 +724,7 @@ class Recorder:
             part = wanted[chunk : chunk + 500]
             self._known.update(dict.fromkeys(part))
             postgres = self.session.get_bind().dialect.name == "postgresql"
-            rows = self.session.execute(
-                recorded(postgres), {"ids": text_array(part) if postgres else part}
-            )
+            rows = self.session.execute(recorded(postgres), {"ids": array_value(part, postgres)})
             for row in rows:
                 payload = ledger_entry.parse_leaf(row.leaf).payload_bytes
                 self._known[row.entry_id] = (row.log_id, row.seq, payload)
@@ -738,18 +736,29 @@ class Recorder:
         lesson or student while checking (the sync API's batches)."""
 
         # Only well-formed ids: anything else is refused later, entry by entry, by check_payload.
-        def ids(name: str) -> set[int]:
-            values = (p.get(name) for p in payloads if isinstance(p, dict))
-            return {i for i in values if type(i) is int and 1 <= i <= MAX_ID}
-
-        lesson_ids = {i for i in ids("lesson") if (Lesson, i) not in self._rows}
-        student_ids = ids("student")
-        authors = ids("author")
+        lesson_ids: set[int] = set()
+        student_ids: set[int] = set()
+        authors: set[int] = set()
+        for payload in payloads:
+            if isinstance(payload, dict):
+                for name, found in (("lesson", lesson_ids), ("student", student_ids)):
+                    value = payload.get(name)
+                    if type(value) is int and 1 <= value <= MAX_ID:
+                        found.add(value)
+                author = payload.get("author")
+                if type(author) is int and 1 <= author <= MAX_ID:
+                    authors.add(author)
+        lesson_ids = {i for i in lesson_ids if (Lesson, i) not in self._rows}
+        postgres = self.session.get_bind().dialect.name == "postgresql"
         classes = set()
         taught: set[tuple[int, int]] = set()  # (class, subject) of the lessons
         assigned: set[tuple[int, int, int]] = set()  # (author, class, subject) found
         for lesson, subject, teacher in self.session.execute(
-            LESSON_ROWS, {"lessons": list(lesson_ids), "authors": list(authors)}
+            lesson_rows(postgres),
+            {
+                "lessons": array_value(lesson_ids, postgres),
+                "authors": array_value(authors, postgres),
+            },
         ):
             self._rows[(Lesson, lesson.id)] = lesson
             if subject is not None:
@@ -771,7 +780,11 @@ class Recorder:
             # rows: checking reads a student's school and an enrollment's dates, nothing else,
             # and ORM objects for a class's pupils cost more than the batch's other look-ups.
             for row in self.session.execute(
-                STUDENT_ROWS, {"students": list(new_students), "classes": list(classes)}
+                student_rows(postgres),
+                {
+                    "students": array_value(new_students, postgres),
+                    "classes": array_value(classes, postgres),
+                },
             ):
                 self._rows[(Student, row.id)] = _StudentRow(row.id, row.school_id)
                 if row.class_group_id is not None and (row.id, row.class_group_id) in wanted:

@@ -13,7 +13,6 @@ from sqlalchemy import (
     Exists,
     Select,
     and_,
-    any_,
     bindparam,
     insert,
     select,
@@ -25,7 +24,7 @@ from sqlalchemy.orm import Session
 from auth.models import DeviceKey
 
 from ..db import (
-    TextArray,
+    among,
     lock_wait_condition,
     note_write,
     text_array,
@@ -62,38 +61,52 @@ LOCKED_JOURNAL_ROWS = (
     .where(lock_wait_condition(True))
     .with_for_update(of=Log, key_share=True)
 )
-LESSON_ROWS = (
-    select(Lesson, Subject, TeachingAssignment.user_id)
-    .outerjoin(Subject, Subject.id == Lesson.subject_id)
-    .outerjoin(
-        TeachingAssignment,
-        and_(
-            TeachingAssignment.class_group_id == Lesson.class_group_id,
-            TeachingAssignment.subject_id == Lesson.subject_id,
-            TeachingAssignment.user_id.in_(bindparam("authors", expanding=True)),
-        ),
+
+
+@functools.cache
+def lesson_rows(postgres: bool) -> Select[tuple[Lesson, Subject, int]]:
+    """The lessons ``:lessons`` with their subjects, and which of the ``:authors`` teach each
+    (``among``'s parameters)."""
+    return (
+        select(Lesson, Subject, TeachingAssignment.user_id)
+        .outerjoin(Subject, Subject.id == Lesson.subject_id)
+        .outerjoin(
+            TeachingAssignment,
+            and_(
+                TeachingAssignment.class_group_id == Lesson.class_group_id,
+                TeachingAssignment.subject_id == Lesson.subject_id,
+                among(TeachingAssignment.user_id, "authors", postgres, "INTEGER"),
+            ),
+        )
+        .where(among(Lesson.id, "lessons", postgres, "INTEGER"))
     )
-    .where(Lesson.id.in_(bindparam("lessons", expanding=True)))
-)
-_STUDENTS, _ENROLLMENTS = Student.__table__.c, Enrollment.__table__.c
-STUDENT_ROWS = (
-    select(
-        _STUDENTS.id,
-        _STUDENTS.school_id,
-        _ENROLLMENTS.class_group_id,
-        _ENROLLMENTS.starts_on,
-        _ENROLLMENTS.ends_on,
+
+
+@functools.cache
+def student_rows(postgres: bool) -> Select[tuple[int, int, int | None, Any, Any]]:
+    """The students ``:students``, a row for each of their enrollments in the classes
+    ``:classes`` (one with NULLs for none), as plain rows (``among``'s parameters)."""
+    students, enrollments = Student.__table__.c, Enrollment.__table__.c
+    return (
+        select(
+            students.id,
+            students.school_id,
+            enrollments.class_group_id,
+            enrollments.starts_on,
+            enrollments.ends_on,
+        )
+        .select_from(Student.__table__)
+        .outerjoin(
+            Enrollment.__table__,
+            and_(
+                enrollments.student_id == students.id,
+                among(enrollments.class_group_id, "classes", postgres, "INTEGER"),
+            ),
+        )
+        .where(among(students.id, "students", postgres, "INTEGER"))
     )
-    .select_from(Student.__table__)
-    .outerjoin(
-        Enrollment.__table__,
-        and_(
-            _ENROLLMENTS.student_id == _STUDENTS.id,
-            _ENROLLMENTS.class_group_id.in_(bindparam("classes", expanding=True)),
-        ),
-    )
-    .where(_STUDENTS.id.in_(bindparam("students", expanding=True)))
-)
+
+
 _KEYS = DeviceKey.__table__.c
 DEVICE_KEY_ROW = select(
     _KEYS.kid, _KEYS.user_id, _KEYS.alg, _KEYS.public_key, _KEYS.revoked_at
@@ -102,17 +115,10 @@ DEVICE_KEY_ROW = select(
 
 @functools.cache
 def recorded(postgres: bool) -> Select[tuple[str, int, int, bytes, str | None]]:
-    """The entries with ids ``:ids``: on PostgreSQL ``= ANY(array)``, one parameter however many
-    ids (an expanding IN costs SQLAlchemy and the server a parameter each), given as
-    ``db.text_array`` of them (elsewhere a list)."""
-    entries = Entry.__table__.c  # Core, as STUDENT_ROWS
-    ids = (
-        entries.entry_id == any_(bindparam("ids", type_=TextArray()))
-        if postgres
-        else entries.entry_id.in_(bindparam("ids", expanding=True))
-    )
+    """The entries with ids ``:ids`` (``among``'s parameter)."""
+    entries = Entry.__table__.c  # Core, as student_rows
     return select(entries.entry_id, entries.log_id, entries.seq, entries.leaf, entries.cell).where(
-        ids
+        among(entries.entry_id, "ids", postgres)
     )
 
 
