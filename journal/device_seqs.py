@@ -110,15 +110,39 @@ def _from_summary(kid: str, summary: Mapping[str, Any]) -> tuple[DeviceSeqReport
 
 
 _ENTRIES = Entry.__table__
-_SEQS_ABOVE = (
-    select(_ENTRIES.c.device_seq)
+
+
+# A key's seqs above :upto that do not follow the one before them by exactly one (the first,
+# those after a gap, those used again), each with the one before it and the highest of them
+# all: what ``advance`` would find in them, without sending every seq (a sync batch would read
+# back its own 200).
+_ABOVE = (
+    select(
+        _ENTRIES.c.device_seq.label("seq"),
+        func.lag(_ENTRIES.c.device_seq).over(order_by=_ENTRIES.c.device_seq).label("previous"),
+        func.max(_ENTRIES.c.device_seq).over().label("highest"),
+    )
     .where(_ENTRIES.c.device_kid == bindparam("kid"), _ENTRIES.c.device_seq > bindparam("upto"))
-    .order_by(_ENTRIES.c.device_seq)
+    .subquery()
+)
+_STEPS_ABOVE = (
+    select(_ABOVE.c.seq, _ABOVE.c.previous, _ABOVE.c.highest)
+    .where(or_(_ABOVE.c.previous.is_(None), _ABOVE.c.seq - _ABOVE.c.previous != literal(1)))
+    .order_by(_ABOVE.c.seq)
 )
 
 
-def _seqs_above(session: Session, kid: str, upto: int) -> list[int]:
-    return list(session.scalars(_SEQS_ABOVE, {"kid": kid, "upto": upto}))
+def _advance_above(session: Session, report: DeviceSeqReport, kid: str, upto: int) -> int:
+    """``advance`` of the key's stored seqs above ``upto`` (``upto`` the highest folded in, so
+    that none of them is at or below it); returns the new ``upto``."""
+    for seq, previous, highest in session.execute(_STEPS_ABOVE, {"kid": kid, "upto": upto}):
+        first = upto if previous is None else previous
+        if seq > first + 1:
+            report.missing.append((first + 1, seq - 1))
+        elif seq == first and seq not in report.reused:  # used again
+            bisect.insort(report.reused, seq)
+        upto = highest
+    return upto
 
 
 _KEYS = DeviceKey.__table__
@@ -176,7 +200,7 @@ def fold_stored_seqs(
             # Those at or below upto are this transaction's (no other can see them); those
             # above are found in the index, this transaction's and any written otherwise.
             mine = sorted(seq for seq in stored[kid] if seq <= upto)
-            upto = advance(report, upto, mine + _seqs_above(session, kid, upto))
+            upto = _advance_above(session, report, kid, advance(report, upto, mine))
         reports[kid] = report
         summaries.append({"key": kid, "summary": _summary(report, upto), "seen": seen_at})
     if summaries:
@@ -209,6 +233,6 @@ def device_seq_reports(session: Session, kids: Iterable[str]) -> list[DeviceSeqR
             report, _upto = full_report(session, kid)
         else:
             report, upto = _from_summary(kid, summary)
-            advance(report, upto, _seqs_above(session, kid, upto))
+            _advance_above(session, report, kid, upto)
         reports.append(report)
     return reports

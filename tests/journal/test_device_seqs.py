@@ -114,6 +114,20 @@ def test_entries_stored_without_folding_above_the_summary_are_still_reported(wor
     assert device_seq_reports(world.session, [world.device.kid]) == [report]
 
 
+def test_a_seq_two_entries_of_one_batch_use_is_reported_as_used_again(world):
+    """Above what the key's report holds, the batch's own seqs are read back in one look-up
+    of their steps: a number used twice there is a clone's sign as much as one used before."""
+    kid = world.device.kid
+    upload_batch(world.session, world.teacher, [world.signed("topic", device_seq=0)], now=NOW)
+    batch = [world.signed("topic", device_seq=seq) for seq in (3, 3, 4, 4, 4, 7)]
+    outcome = upload_batch(world.session, world.teacher, batch, now=NOW)
+    assert {r.status for r in outcome.results} == {"accepted"}
+    expected = DeviceSeqReport(kid, missing=[(1, 2), (5, 6)], reused=[3, 4])
+    assert outcome.device_seq_gaps == [expected]
+    assert device_seq_reports(world.session, [kid]) == [expected]
+    assert full_report(world.session, kid)[0] == expected
+
+
 @pytest.mark.postgres_only
 def test_writers_with_one_key_in_two_journals_keep_the_report_exact(backend, request):
     """Two journals' batches commit in parallel (each journal's lock does not order them),
