@@ -58,7 +58,7 @@ from .ids import BIG_ID_MAX, parse_id
 from .ledger import entry as ledger_entry
 from .models import Entry, Lesson, Log, Supersession
 from .payloads import PayloadRejected, check_payload
-from .recording.recorder import EntryRefused, Recorder
+from .recording.recorder import EntryRefused, Recorder, Signed
 from .recording.rows import superseded_entry
 
 UPLOADER_ROLES = ("teacher", "class_teacher")
@@ -175,6 +175,20 @@ def upload_batch(
     recorder.prefetch_rows(payloads)
     results: list[EntryResult] = []
     kids: set[str] = set()
+    signed: list[tuple[EntryResult, Signed]] = []
+
+    def refuse(result: EntryResult, refused: EntryRefused, parsed: dict[str, Any]) -> None:
+        result.status, result.code, result.message = refused.status, refused.code, refused.message
+        if refused.status == "quarantined":
+            try:
+                quarantine(session, uploader, parsed, refused.code, now=now, quota=quarantine_quota)
+            except EntryRefused as held_back:
+                result.status, result.code, result.message = (
+                    held_back.status,
+                    held_back.code,
+                    held_back.message,
+                )
+
     for index, submission in enumerate(submissions):
         result = EntryResult(index, "rejected")
         parsed: dict[str, Any] = {}
@@ -188,28 +202,21 @@ def upload_batch(
                 raise EntryRefused(
                     "rejected", "not_uploader", "only the signed-in author may upload this entry"
                 )
-            recorded = recorder.record_parsed(parsed)
+            signed.append((result, recorder.check_signed(parsed)))
         except EntryRefused as refused:
-            result.status, result.code, result.message = (
-                refused.status,
-                refused.code,
-                refused.message,
-            )
-            if refused.status == "quarantined":
-                try:
-                    quarantine(
-                        session, uploader, parsed, refused.code, now=now, quota=quarantine_quota
-                    )
-                except EntryRefused as held_back:
-                    result.status, result.code, result.message = (
-                        held_back.status,
-                        held_back.code,
-                        held_back.message,
-                    )
+            refuse(result, refused, parsed)
+    # Every signature in one run, then the rest of each entry in order: the same checks in the
+    # same order for each entry, so the same refusal wins.
+    verified = [recorder.verify(entry) for _result, entry in signed]
+    for (result, entry), good in zip(signed, verified, strict=True):
+        try:
+            recorded = recorder.record_signed(entry, verified=good)
+        except EntryRefused as refused:
+            refuse(result, refused, entry.parsed)
             continue
         result.status, result.seq = recorded.status, recorded.seq
-        result.journal = payload["journal"]
-        kids.add(parsed["kid"])
+        result.journal = entry.parsed["payload"]["journal"]
+        kids.add(entry.parsed["kid"])
     recorder.flush()
     folded = recorder.fold_device_seqs(seen_at=now)
     mark_devices_seen(session, kids - recorder.seen, now)  # keys of duplicates only
