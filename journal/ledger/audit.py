@@ -302,6 +302,7 @@ _SUSPECT = b"!"
 _SIXTEEN_DIGITS = b"0" * 16
 _NEGATIVE = b"(-0"
 _KEY_END = b'":'
+_LEAF_ORDER = tuple(sorted(LEAF_FIELDS))  # ASCII: code points and UTF-16 units order alike
 # Key sequences found in increasing order already: a log's payloads have a handful of shapes.
 _ORDERED_KEYS: set[tuple[str, ...]] = set()
 _CONTAINERS = frozenset({dict, list})
@@ -315,7 +316,13 @@ def _plainly_canonical(obj: dict[str, Any], line: bytes) -> bool:
     read it), so the text is canonical exactly when every object's keys increase and none
     is repeated. A repeated key leaves fewer keys in the objects than the line's ``":``, which
     end every key (and open a string that starts with a colon: then it says no, and the
-    encoder decides)."""
+    encoder decides). A leaf's top level (its fields in order, the payload an object) is
+    judged at once, only the payload's objects one by one: an object anywhere else adds
+    ``":`` to the line and none to the count."""
+    payload = obj.get("payload")
+    if type(payload) is dict and tuple(obj) == _LEAF_ORDER:
+        count = _keys_in_order(payload)
+        return count >= 0 and count + len(_LEAF_ORDER) == line.count(_KEY_END)
     count = _keys_in_order(obj)
     return count >= 0 and count == line.count(_KEY_END)
 
@@ -370,8 +377,9 @@ def _plain_leaf_fields(line: bytes) -> _LeafFields | None:
     try:
         text = line.decode("utf-8")
         decoder = _SHORT_INT_DECODER if classes.find(_SIXTEEN_DIGITS) < 0 else _DECODER
-        obj = decoder.decode(text)
-        if type(obj) is not dict or obj.keys() != LEAF_FIELDS:
+        # raw_decode: decode's check for trailing whitespace is the length's, "!" has none.
+        obj, end = decoder.raw_decode(text)
+        if end != len(text) or type(obj) is not dict or obj.keys() != LEAF_FIELDS:
             return None
         # Re-serializing decides whenever the quick check cannot say yes: the same leaves pass.
         if (
@@ -553,12 +561,14 @@ def _check_range(
     goes through ``_check_leaf``, which says what is wrong in the words of the report."""
     report = AuditReport(origin=origin)
     problems: dict[int, list[Problem]] = {}
-    entry_ids: list[str | None] = []
-    hashes: list[bytes] = []
     ready = _ready_keys(device_keys)
     sha256 = hashlib.sha256
+    hashes = [sha256(b"\x00" + line).digest() for line in leaves]
+    # Three passes, not one: the chunk's signatures checked in one run cost about 3 % less than
+    # each between its leaf's parsing (Ed25519 and the interpreter evict each other's caches).
+    # A plain leaf's key, signature, signed bytes and entry id; None sends it to _check_leaf.
+    plain: list[tuple[Any, bytes, bytes, Any] | None] = []
     for index, line in enumerate(leaves, start):
-        hashes.append(sha256(b"\x00" + line).digest())
         fields = _plain_leaf_fields(line)
         if fields is not None:
             seq, _received_at, payload, payload_bytes, alg, kid, sig = fields
@@ -572,14 +582,22 @@ def _check_range(
                 and payload.get("device_id") == kid
                 and (key[1] is None or payload.get("author") == key[1])
             ):
-                try:
-                    key[0].verify(sig, SIGNING_CONTEXT + payload_bytes)
-                except InvalidSignature:
-                    pass
-                else:
-                    entry_id = payload.get("entry_id")
-                    entry_ids.append(entry_id if type(entry_id) is str else None)
-                    continue
+                plain.append(
+                    (key[0], sig, SIGNING_CONTEXT + payload_bytes, payload.get("entry_id"))
+                )
+                continue
+        plain.append(None)
+    for position, check in enumerate(plain):
+        if check is not None:
+            try:
+                check[0].verify(check[1], check[2])
+            except InvalidSignature:
+                plain[position] = None
+    entry_ids: list[str | None] = []
+    for index, (line, check) in enumerate(zip(leaves, plain, strict=True), start):
+        if check is not None:
+            entry_ids.append(check[3] if type(check[3]) is str else None)
+            continue
         before = len(report.problems)
         entry_ids.append(_check_leaf(report, index, line, device_keys, origin))
         if len(report.problems) != before:

@@ -161,7 +161,15 @@ def test_repeated_and_unordered_keys_are_refused_without_the_encoder() -> None:
         '{"b":1,"a":1}',
         '{"a":[{"c":1,"b":2}]}',
         '{"a":":","a":1}',
+        # a leaf's fields in order: the objects outside the payload are judged too
+        '{"alg":{"b":1,"a":1},"kid":"k","payload":{},"received_at":"t","seq":0,"sig":"s"}',
+        '{"alg":"a","kid":"k","payload":{"b":1,"a":2},"received_at":"t","seq":0,"sig":"s"}',
+        '{"alg":"a","kid":"k","payload":{"a":{"c":1,"b":1}},"received_at":"t","seq":0,"sig":"s"}',
     ):
         assert not audit._plainly_canonical(json.loads(text), text.encode()), text
-    for text in ('{"a":1,"b":[{"a":1,"b":{}}]}', '{"":1,"a":"x:","é":null}'):
+    for text in (
+        '{"a":1,"b":[{"a":1,"b":{}}]}',
+        '{"":1,"a":"x:","é":null}',
+        '{"alg":[1],"kid":"k","payload":{"a":{"b":[]}},"received_at":"t","seq":0,"sig":"s"}',
+    ):
         assert audit._plainly_canonical(json.loads(text), text.encode()), text
