@@ -377,7 +377,8 @@ def _plain_leaf_fields(line: bytes) -> _LeafFields | None:
     try:
         text = line.decode("utf-8")
         decoder = _SHORT_INT_DECODER if classes.find(_SIXTEEN_DIGITS) < 0 else _DECODER
-        # raw_decode: decode's check for trailing whitespace is the length's, "!" has none.
+        # raw_decode, not decode (a little cheaper): whitespace before or after the object,
+        # which decode would allow, makes the leaf not canonical anyway.
         obj, end = decoder.raw_decode(text)
         if end != len(text) or type(obj) is not dict or obj.keys() != LEAF_FIELDS:
             return None
